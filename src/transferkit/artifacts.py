@@ -1,0 +1,153 @@
+"""Run folders: created once, never overwritten, every file written atomically.
+
+Layout of ``RUN/``::
+
+    config.yaml              the resolved configuration
+    metrics.json             {"test": {...}, "validation": {...}, "pretrained_baseline": {...}, ...}
+    labels.json              label names in head order, task and problem type
+    confusion_matrix.json/.png, training_curves.png
+    logs/train_log.jsonl, logs/tensorboard/
+    model/                   Hugging Face format: config.json, model.safetensors, tokenizer, modeling_transferkit.py
+    README.md                the model card
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+
+from transferkit.config import RunConfig
+from transferkit.errors import RunError
+from transferkit.utils.io import atomic_write_json, atomic_write_text
+
+MODELING_FILE = Path(__file__).parent / "export" / "modeling_transferkit.py"
+AUTO_MAP = {
+    "AutoConfig": "modeling_transferkit.TransferkitConfig",
+    "AutoModelForSequenceClassification": "modeling_transferkit.TransferkitForSequenceClassification",
+}
+
+
+def default_run_dir(cfg: RunConfig, root: str | Path = "runs") -> Path:
+    """``runs/<data>-<strategy>-<YYYYmmdd-HHMMSS>``, with a counter if that already exists."""
+    data = cfg.data.dataset or Path(cfg.data.train or "data").stem
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{data}-{cfg.strategy.name}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
+    path, n = Path(root) / stem, 1
+    while path.exists():
+        n += 1
+        path = Path(root) / f"{stem}-{n}"
+    return path
+
+
+def create_run_dir(path: str | Path) -> Path:
+    """Creates the run folder; refuses one that already exists (nothing the user had is overwritten)."""
+    path = Path(path)
+    if path.exists():
+        raise RunError(f"{path}: already exists; choose a new --output (runs are never overwritten)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise RunError(f"{path}: already exists; choose a new --output (runs are never overwritten)") from None
+    return path
+
+
+def save_config(cfg: RunConfig, run_dir: Path) -> None:
+    """Writes the resolved configuration as YAML."""
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def save_model(model, tokenizer, run_dir: Path) -> Path:
+    """Saves the model in Hugging Face format, loadable without transferkit.
+
+    Written to ``model.partial/`` and renamed to ``model/`` only once complete.
+    """
+    final = run_dir / "model"
+    tmp = run_dir / "model.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.config.auto_map = dict(AUTO_MAP)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.copy(MODELING_FILE, tmp / MODELING_FILE.name)
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+def read_run(run_dir: str | Path) -> tuple[Path, dict, dict]:
+    """Checks a run folder and returns ``(path, labels.json, metrics.json)``.
+
+    Raises:
+        RunError: if the folder does not exist or holds no finished model.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run folder; give the folder `transferkit fit` wrote (e.g. runs/...)")
+    if not (path / "model" / "config.json").is_file() or not (path / "labels.json").is_file():
+        raise RunError(f"{path}: not a finished run (no model/ or labels.json); was training interrupted?")
+    labels = json.loads((path / "labels.json").read_text())
+    metrics_file = path / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    return path, labels, metrics
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def write_model_card(run_dir: Path, cfg: RunConfig, metrics: dict, info: dict) -> None:
+    """Writes ``README.md``: data, strategy, metrics and how to load the model."""
+    keys = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mae", "rmse", "r2"]
+    rows = []
+    for split in ("validation", "test"):
+        for prefix, block in (("fine-tuned", metrics.get(split, {})), ("pretrained baseline (linear probe)", metrics.get("pretrained_baseline", {}).get(split, {}))):
+            vals = [_fmt(block[k]) for k in keys if k in block]
+            if vals:
+                rows.append(f"| {split} | {prefix} | " + " | ".join(vals) + " |")
+    present = [k for k in keys if k in metrics.get("test", {})]
+    table = "\n".join(["| split | model | " + " | ".join(present) + " |", "|---|---|" + "---|" * len(present), *rows])
+    text = f"""---
+library_name: transformers
+pipeline_tag: text-classification
+tags: [transferkit, {cfg.strategy.name}]
+---
+# {run_dir.name}
+
+Fine-tuned with [transferkit](https://pypi.org/project/transferkit/) from `{info['backbone']}`.
+
+- **Task:** {cfg.task.type} ({cfg.task.problem}); labels: {', '.join(info['labels']) or 'numeric target'}
+- **Data:** {info['source']}: {info['sizes']['train']} train / {info['sizes']['validation']} validation / {info['sizes']['test']} test examples
+- **Strategy:** `{cfg.strategy.name}`; trainable parameters {info['trainable_parameters']:,} of {info['total_parameters']:,}
+- **Training:** {cfg.training.epochs} epochs, batch {cfg.training.batch_size}, learning rate {cfg.training.learning_rate}, seed {cfg.training.seed}; pooling `{info['pooling']}`
+
+## Metrics
+
+{table}
+
+## How to load
+
+```python
+import transferkit
+model = transferkit.load("{run_dir}")
+model.predict(["a new example"])
+```
+
+Plain `transformers` (the folder carries its model code, `modeling_transferkit.py`, which needs `trust_remote_code=True`):
+
+```python
+from transformers import pipeline
+clf = pipeline("text-classification", model="{run_dir}/model", trust_remote_code=True)
+clf("a new example", top_k=None)
+```
+"""
+    atomic_write_text(run_dir / "README.md", text)
+
+
+def save_json(path: Path, obj) -> None:
+    """Atomic JSON write (no NaN)."""
+    atomic_write_json(path, obj)

@@ -1,0 +1,25 @@
+"""The data layer: read tables, validate and split examples, and the catalog of shipped data sets.
+
+Everything a run trains on comes out of :func:`load_splits` as a :class:`DatasetSplits`.
+"""
+
+from transferkit.data.catalog import (
+    DATASETS,
+    cache_dir,
+    fetch_dataset,
+    load_catalog_dataset,
+    register_dataset,
+)
+from transferkit.data.readers import read_table
+from transferkit.data.splits import DatasetSplits, load_splits
+
+__all__ = [
+    "DATASETS",
+    "DatasetSplits",
+    "cache_dir",
+    "fetch_dataset",
+    "load_catalog_dataset",
+    "load_splits",
+    "read_table",
+    "register_dataset",
+]

@@ -1,0 +1,350 @@
+"""From configured sources to validated train / validation / test frames.
+
+:func:`load_splits` is the one way examples enter a run, whether they come from user files, from pandas
+DataFrames (Python API) or from the catalog (which is read like any user file). It:
+
+1. reads each source and keeps two columns, ``data.text_column`` renamed to ``text`` and
+   ``data.label_column`` renamed to ``label``;
+2. checks every row (non-empty text, a label) and parses labels for the problem: a class name (``str``;
+   the integer 1 becomes ``"1"``) for single_label, a list of names (cells split on
+   ``data.label_separator``, or real lists in JSONL/Parquet/DataFrames) for multi_label, a ``float`` for
+   regression;
+3. splits what is missing from train: the test part (``data.test_size`` of train) first, then the
+   validation part (``data.validation_size`` of the *original* train) from the rest. Splits use
+   scikit-learn's ``train_test_split`` with ``random_state=data.split_seed``, stratified by label for
+   single_label (so the same seed and data always give the same split); when a class is too rare to
+   stratify, the split falls back to an unstratified one and logs a warning;
+4. subsamples train to ``data.max_train_samples`` and validation and test to ``data.max_eval_samples``
+   each (seeded, stratified for single_label);
+5. refuses validation/test labels never seen in training and fewer than two classes, and warns (logger
+   ``transferkit.data``) about heavy class imbalance and texts shared by train and test.
+
+Error messages name the file and the 1-based data row (the header is not counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from transferkit.config import DataConfig
+from transferkit.data.catalog import DATASETS, load_catalog_dataset
+from transferkit.data.readers import read_table
+from transferkit.errors import DataError
+
+logger = logging.getLogger("transferkit.data")
+
+PROBLEMS = ("single_label", "multi_label", "regression")
+SPLITS = ("train", "validation", "test")
+IMBALANCE_RATIO = 5.0
+_ROW = "_row"  # 1-based data row in the source, kept while validating so messages can point at it
+
+
+@dataclass
+class DatasetSplits:
+    """Validated examples of one run.
+
+    Attributes:
+        train: Columns ``text`` (str) and ``label``: str (single_label), list[str] (multi_label) or
+            float (regression).
+        validation: Same columns as train.
+        test: Same columns as train.
+        labels: Sorted class names seen in the training split (before ``max_train_samples``, so label
+            budgets of one data set share one label space); ``[]`` for regression.
+        source: Where the examples came from, e.g. ``"rotten_tomatoes (catalog)"`` or ``"data/train.csv"``.
+    """
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    labels: list[str]
+    source: str
+
+
+@dataclass
+class _Part:
+    frame: pd.DataFrame  # columns text, label, _row
+    source: str  # file or description named in messages
+    from_train: bool = False  # split off the training source
+
+
+def _rows(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> tuple[int, int]:
+    """First offending 1-based row and how many rows offend."""
+    hits = frame.loc[np.asarray(mask), _ROW]
+    return int(hits.iloc[0]), len(hits)
+
+
+def _fail(part_source: str, first: int, count: int, what: str, fix: str) -> DataError:
+    more = f" (and {count - 1} more rows)" if count > 1 else ""
+    return DataError(f"{part_source} row {first}: {what}{more}; {fix}")
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _class_name(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))  # 1.0 -> "1": integer codes that pandas read as floats
+    return str(value).strip()
+
+
+def _label_list(value: Any, separator: str) -> list[str]:
+    items = list(value) if isinstance(value, (list, tuple, np.ndarray)) else str(value).split(separator)
+    names = [_class_name(item) for item in items if not _is_missing(item)]
+    return list(dict.fromkeys(name for name in names if name))  # drop empties and repeats, keep order
+
+
+def _parse_labels(part: _Part, problem: str, separator: str) -> pd.Series:
+    labels = part.frame["label"]
+    # An explicit empty list (JSONL/DataFrame) is a multi-label example with no labels; an empty cell is missing.
+    missing = labels.map(lambda v: not isinstance(v, (list, tuple, np.ndarray)) and _is_missing(v))
+    if missing.any():
+        first, count = _rows(part.frame, missing)
+        raise _fail(part.source, first, count, "missing label", "fill in the label or remove the row")
+    if problem == "single_label":
+        return labels.map(_class_name).astype(object)
+    if problem == "multi_label":
+        return labels.map(lambda v: _label_list(v, separator)).astype(object)
+    values = []
+    for row, value in zip(part.frame[_ROW], labels, strict=True):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise DataError(
+                f"{part.source} row {row}: label {value!r} is not a number; regression needs numeric labels "
+                "(or set task.problem=single_label)"
+            )
+        values.append(number)
+    return pd.Series(values, index=labels.index, dtype=float)
+
+
+def _prepare(
+    raw: pd.DataFrame, source: str, text_column: str, label_column: str, problem: str, separator: str
+) -> _Part:
+    """Maps columns to text/label and validates every row."""
+    for column in (text_column, label_column):
+        if column not in raw.columns:
+            columns = ", ".join(str(c) for c in raw.columns)
+            raise DataError(
+                f"{source}: no column {column!r} (columns: {columns}); set --text-column/--label-column"
+            )
+    if len(raw) == 0:
+        raise DataError(f"{source}: no rows")
+    frame = pd.DataFrame(
+        {
+            "text": raw[text_column].to_numpy(dtype=object),
+            "label": raw[label_column].to_numpy(dtype=object),
+            _ROW: np.arange(1, len(raw) + 1),
+        }
+    )
+    part = _Part(frame, source)
+    text = frame["text"].map(lambda v: None if _is_missing(v) else str(v))
+    empty = text.isna().to_numpy()
+    if empty.any():
+        first, count = _rows(frame, empty)
+        raise _fail(source, first, count, "empty text", "fill in the text or remove the row")
+    frame["text"] = text.astype(object)
+    frame["label"] = _parse_labels(part, problem, separator)
+    return part
+
+
+def _read_sources(
+    cfg: DataConfig, problem: str, frames: dict[str, pd.DataFrame] | None
+) -> tuple[dict[str, _Part], str]:
+    """Reads the configured sources; returns the parts found and the human-readable source."""
+    frames = dict(frames or {})
+    unknown = sorted(set(frames) - set(SPLITS))
+    if unknown:
+        raise DataError(f"frames: unknown split(s) {', '.join(unknown)}; use train, validation, test")
+    sep = cfg.label_separator
+    parts: dict[str, _Part] = {}
+    source = ""
+    if cfg.dataset and "train" not in frames:
+        entry = DATASETS.entry(cfg.dataset)
+        if entry.extra.get("problem", "single_label") != problem:
+            raise DataError(
+                f"data set {cfg.dataset!r} is {entry.extra.get('problem')}; set task.problem={entry.extra.get('problem')}"
+            )
+        catalog = load_catalog_dataset(cfg.dataset)
+        for split, raw in catalog.items():
+            parts[split] = _prepare(raw, f"{cfg.dataset}/{split} (catalog)", "text", "label", problem, sep)
+        source = f"{cfg.dataset} (catalog)"
+    for split in SPLITS:
+        if split in frames:
+            raw = frames[split]
+            if not isinstance(raw, pd.DataFrame):
+                raise DataError(f"frames[{split!r}]: expected a pandas DataFrame, got {type(raw).__name__}")
+            parts[split] = _prepare(
+                raw, f"DataFrame {split!r}", cfg.text_column, cfg.label_column, problem, sep
+            )
+        elif getattr(cfg, split):
+            path = str(getattr(cfg, split))
+            parts[split] = _prepare(read_table(path), path, cfg.text_column, cfg.label_column, problem, sep)
+    if "train" not in parts:
+        raise DataError("no training data: set data.dataset (e.g. rotten_tomatoes) or data.train (a file)")
+    if not source or "train" in frames:
+        source = parts["train"].source
+    return parts, source
+
+
+def _split(part: _Part, size: float, seed: int, stratify: bool, what: str) -> tuple[_Part, _Part]:
+    """Splits ``size`` (a fraction) off ``part``; returns (rest, split-off)."""
+    frame = part.frame
+    labels = frame["label"] if stratify else None
+    try:
+        rest, held = train_test_split(frame, test_size=size, random_state=seed, stratify=labels)
+    except ValueError as err:
+        if labels is None:
+            raise DataError(
+                f"{part.source}: {len(frame)} rows are too few to split off {what} ({err}); give a {what} file"
+            ) from None
+        logger.warning(
+            "%s: cannot stratify the %s split (%s); splitting without stratification", part.source, what, err
+        )
+        return _split(part, size, seed, False, what)
+    return (
+        _Part(rest.reset_index(drop=True), part.source, part.from_train),
+        _Part(held.reset_index(drop=True), part.source, True),
+    )
+
+
+def _subsample(part: _Part, limit: int | None, seed: int, stratify: bool) -> _Part:
+    frame = part.frame
+    if limit is None or len(frame) <= limit:
+        return part
+    labels = frame["label"] if stratify else None
+    try:
+        kept, _ = train_test_split(frame, train_size=limit, random_state=seed, stratify=labels)
+    except ValueError as err:
+        logger.warning(
+            "%s: cannot stratify the subsample of %d rows (%s); sampling without stratification",
+            part.source,
+            limit,
+            err,
+        )
+        kept = frame.sample(n=limit, random_state=seed)
+    return _Part(kept.sort_index().reset_index(drop=True), part.source, part.from_train)
+
+
+def _label_counts(frame: pd.DataFrame, problem: str) -> Counter[str]:
+    if problem == "multi_label":
+        return Counter(name for names in frame["label"] for name in names)
+    return Counter(frame["label"])
+
+
+def _check_unseen(part: _Part, seen: set[str], problem: str) -> None:
+    first_row: dict[str, int] = {}
+    for row, label in zip(part.frame[_ROW], part.frame["label"], strict=True):
+        for name in label if problem == "multi_label" else [label]:
+            if name not in seen and name not in first_row:
+                first_row[name] = int(row)
+    if not first_row:
+        return
+    listed = ", ".join(f"{name!r} (row {row})" for name, row in list(first_row.items())[:5])
+    more = f" and {len(first_row) - 5} more" if len(first_row) > 5 else ""
+    hint = " (too few examples to reach every split)" if part.from_train else ""
+    raise DataError(
+        f"{part.source}: label(s) never seen in training{hint}: {listed}{more}; "
+        "add training examples with these labels or remove these rows"
+    )
+
+
+def _warn(train: pd.DataFrame, test: pd.DataFrame, problem: str) -> None:
+    if problem != "regression":
+        counts = _label_counts(train, problem).most_common()
+        (big, n_big), (small, n_small) = counts[0], counts[-1]
+        if n_small and n_big / n_small > IMBALANCE_RATIO:
+            logger.warning(
+                "training labels are imbalanced: %r has %d examples, %r only %d (%.1fx); "
+                "consider training.class_weights=auto",
+                big,
+                n_big,
+                small,
+                n_small,
+                n_big / n_small,
+            )
+    shared = int(test["text"].isin(set(train["text"])).sum())
+    if shared:
+        logger.warning(
+            "%d test text(s) also appear in train; deduplicate the data so the test score is not inflated",
+            shared,
+        )
+
+
+def load_splits(
+    cfg: DataConfig, problem: str = "single_label", frames: dict[str, pd.DataFrame] | None = None
+) -> DatasetSplits:
+    """Reads, validates, splits and subsamples the examples of a run.
+
+    Args:
+        cfg: The data section of the run configuration.
+        problem: "single_label", "multi_label" or "regression"; decides how labels are parsed.
+        frames: DataFrames for "train", "validation" and/or "test" used instead of files (Python API);
+            ``cfg.text_column``/``cfg.label_column`` still name their columns.
+
+    Returns:
+        The three splits with columns ``text`` and ``label``, the sorted labels and a source description.
+
+    Raises:
+        DataError: for an unreadable file, a missing column, an empty text or label, a non-numeric
+            regression label, an evaluation label never seen in training or fewer than two classes.
+
+    Example:
+        >>> splits = load_splits(DataConfig(dataset="rotten_tomatoes"))  # doctest: +SKIP
+        >>> splits.labels  # doctest: +SKIP
+        ['fresh', 'rotten']
+    """
+    if problem not in PROBLEMS:
+        raise ValueError(f"problem must be one of {', '.join(PROBLEMS)}, not {problem!r}")
+    parts, source = _read_sources(cfg, problem, frames)
+    stratify = problem == "single_label"
+    seed = cfg.split_seed
+    train = parts["train"]
+    if problem != "regression" and len(_label_counts(train.frame, problem)) < 2:
+        names = ", ".join(repr(n) for n in sorted(_label_counts(train.frame, problem))) or "none"
+        raise DataError(
+            f"{train.source}: {problem} needs at least two classes in training, found {names}; "
+            "check --label-column (or use task.problem=regression)"
+        )
+    n_train = len(train.frame)
+    test = parts.get("test")
+    if test is None:
+        train, test = _split(train, cfg.test_size, seed, stratify, "test")
+    validation = parts.get("validation")
+    if validation is None:
+        # validation_size is a fraction of the original train, which may have lost its test part already
+        size = cfg.validation_size * n_train / len(train.frame)
+        train, validation = _split(train, size, seed, stratify, "validation")
+
+    labels: list[str] = []
+    if problem != "regression":
+        seen = set(_label_counts(train.frame, problem))
+        for part in (validation, test):
+            _check_unseen(part, seen, problem)
+        labels = sorted(seen)
+
+    train = _subsample(train, cfg.max_train_samples, seed, stratify)
+    validation = _subsample(validation, cfg.max_eval_samples, seed, stratify)
+    test = _subsample(test, cfg.max_eval_samples, seed, stratify)
+    _warn(train.frame, test.frame, problem)
+    return DatasetSplits(
+        train=train.frame.drop(columns=_ROW),
+        validation=validation.frame.drop(columns=_ROW),
+        test=test.frame.drop(columns=_ROW),
+        labels=labels,
+        source=source,
+    )

@@ -1,0 +1,128 @@
+"""Tokenised text data sets, length-grouped batches and dynamic padding.
+
+Texts are tokenised once, unpadded. Batches group texts of similar length (seeded, reshuffled every
+epoch) and are padded only to their own longest member, so short snippets do not pay for long ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+log = logging.getLogger("transferkit.data")
+
+
+class TokenizedDataset(Dataset):
+    """Unpadded token ids (and labels, if any) of a list of texts.
+
+    Args:
+        tokenizer: The backbone's tokenizer.
+        texts: Input texts.
+        labels: Per-text targets: class index (int), multi-hot vector, or float; None for prediction.
+        max_length: Longest tokenised input; longer texts are truncated and counted.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: Sequence | None = None, max_length: int = 256):
+        enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+        self.encodings = {k: enc[k] for k in enc.keys() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        self.lengths = [len(ids) for ids in self.encodings["input_ids"]]
+        self.labels = None if labels is None else list(labels)
+        self.num_truncated = sum(1 for n in self.lengths if n >= max_length)
+        if self.num_truncated:
+            log.warning("%d of %d texts were longer than %d tokens and were truncated (raise backbone.max_length to keep more)", self.num_truncated, len(self.lengths), max_length)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {k: v[i] for k, v in self.encodings.items()}
+        if self.labels is not None:
+            item["labels"] = self.labels[i]
+        return item
+
+
+class FeatureDataset(Dataset):
+    """Cached (N, D) features with their targets, for training a head on a frozen trunk."""
+
+    def __init__(self, features: torch.Tensor | np.ndarray, labels: Sequence | None = None):
+        self.features = features
+        self.labels = None if labels is None else list(labels)
+        self.lengths = [1] * len(features)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"features": torch.as_tensor(np.asarray(self.features[i]))}
+        if self.labels is not None:
+            item["labels"] = self.labels[i]
+        return item
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Seeded batches of similar-length examples, in a new order every epoch.
+
+    Indices are shuffled, cut into mega-batches of ``batch_size * mega`` examples, each sorted by length and
+    cut into batches; the batch order is then shuffled so that long and short batches interleave. With
+    ``group_by_length=False`` it is a plain seeded shuffle. The order depends only on ``(seed, epoch)``, so
+    a resumed run can replay it.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True, group_by_length: bool = True, mega: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.group_by_length = group_by_length
+        self.mega = mega
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        n = len(self.lengths)
+        if not self.shuffle:  # evaluation: sorted by length, order restored by the caller
+            order = np.argsort(-self.lengths, kind="stable") if self.group_by_length else np.arange(n)
+            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(n)
+        if not self.group_by_length:
+            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+        size = self.batch_size * self.mega
+        batches = []
+        for start in range(0, n, size):
+            chunk = order[start : start + size]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        perm = rng.permutation(len(batches))
+        return [batches[i] for i in perm]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+class Collator:
+    """Pads token batches dynamically (to the batch's longest) and stacks labels / features."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase | None, label_dtype: torch.dtype = torch.long):
+        self.pad = DataCollatorWithPadding(tokenizer) if tokenizer is not None else None
+        self.label_dtype = label_dtype
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        labels = [it.pop("labels") for it in items] if "labels" in items[0] else None
+        if "features" in items[0]:
+            batch = {"features": torch.stack([it["features"] for it in items]).float()}
+        else:
+            batch = dict(self.pad(items))
+        if labels is not None:
+            batch["labels"] = torch.tensor(np.asarray(labels), dtype=self.label_dtype)
+        return batch

@@ -1,0 +1,139 @@
+"""Loading a finished run and predicting with it (``transferkit.load(RUN).predict([...])``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from transferkit import modeling  # noqa: F401  (registers the model class with the auto classes)
+from transferkit.artifacts import read_run
+from transferkit.data.readers import read_table
+from transferkit.data.text import Collator, TokenizedDataset
+from transferkit.errors import DataError
+from transferkit.evaluation.scoring import probabilities, score
+from transferkit.training.inference import forward_in_order
+
+
+class Predictor:
+    """A loaded run: ``predict`` texts into labels with probabilities.
+
+    Args:
+        run_dir: A folder written by ``transferkit fit``.
+        batch_size: Texts per forward pass.
+    """
+
+    def __init__(self, run_dir: str | Path, batch_size: int = 64):
+        self.run_dir, info, self.metrics = read_run(run_dir)
+        self.labels: list[str] = info["labels"]
+        self.task: str = info.get("task", "text-classification")
+        self.problem: str = info.get("problem", "single_label")
+        self.max_length: int = info.get("max_length", 256)
+        self.batch_size = batch_size
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.run_dir / "model")
+        self.model.eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.run_dir / "model")
+        self.collator = Collator(self.tokenizer)
+
+    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, C) raw model outputs, in input order."""
+        texts = [str(t) for t in texts]
+        if not texts:
+            return torch.empty(0, self.model.config.num_labels)
+        ds = TokenizedDataset(self.tokenizer, texts, None, self.max_length)
+        return forward_in_order(lambda b: self.model(**b).logits, ds, self.collator, self.batch_size)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, C) class probabilities (sigmoid per label for multi-label; the value for regression)."""
+        return probabilities(self.logits(texts), self.problem).numpy()
+
+    def predict(self, texts: Sequence[str] | str) -> list[dict]:
+        """Predicts each text.
+
+        Returns:
+            One dict per text: ``{"label", "score", "scores": {label: p}}`` (single-label),
+            ``{"labels": [...], "scores": {...}}`` (multi-label) or ``{"value": x}`` (regression).
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        probs = self.predict_proba(texts)
+        out = []
+        for row in probs:
+            if self.problem == "regression":
+                out.append({"value": float(row[0])})
+                continue
+            scores = {name: float(p) for name, p in zip(self.labels, row, strict=True)}
+            if self.problem == "multi_label":
+                out.append({"labels": [n for n, p in scores.items() if p >= 0.5], "scores": scores})
+            else:
+                best = int(np.argmax(row))
+                out.append({"label": self.labels[best], "score": float(row[best]), "scores": scores})
+        return out
+
+    def evaluate(self, path: str | Path, text_column: str = "text", label_column: str = "label", separator: str = "|") -> dict:
+        """Metrics on a labelled file (same keys as ``metrics.json``'s splits)."""
+        from transferkit.api import encode_targets
+        from transferkit.config import DataConfig
+        from transferkit.data import load_splits
+
+        frame = read_table(path)
+        for col in (text_column, label_column):
+            if col not in frame.columns:
+                raise DataError(f"{path}: no column {col!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column/--label-column")
+        # reuse the data layer's parsing and checks: the file plays train, validation and test at once
+        cfg = DataConfig(train=str(path), validation=str(path), test=str(path), text_column=text_column, label_column=label_column, label_separator=separator)
+        if self.problem != "regression":
+            frame_labels = load_splits(cfg, self.problem).test
+            unseen = sorted({lab for labs in frame_labels["label"] for lab in (labs if isinstance(labs, list) else [labs])} - set(self.labels))
+            if unseen:
+                raise DataError(f"{path}: labels {', '.join(map(repr, unseen[:5]))} were never seen by this model (it knows {', '.join(self.labels)})")
+        else:
+            frame_labels = load_splits(cfg, self.problem).test
+        targets = encode_targets(frame_labels, self.problem, self.labels)
+        return score(self.logits(frame_labels["text"].tolist()), targets, self.problem, self.labels)
+
+    def predict_file(self, path: str | Path, output: str | Path, text_column: str = "text") -> Path:
+        """Reads CSV/TSV/JSONL/Parquet, writes the same rows plus ``label``, ``score`` and ``p_<label>`` columns."""
+        from transferkit.utils.io import atomic_save_via
+
+        frame = read_table(path)
+        if text_column not in frame.columns:
+            raise DataError(f"{path}: no column {text_column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column")
+        preds = self.predict(frame[text_column].astype(str).tolist())
+        out = frame.copy()
+        if self.problem == "regression":
+            out["prediction"] = [p["value"] for p in preds]
+        elif self.problem == "multi_label":
+            out["labels"] = ["|".join(p["labels"]) for p in preds]
+        else:
+            out["label"] = [p["label"] for p in preds]
+            out["score"] = [p["score"] for p in preds]
+        for name in self.labels:
+            out[f"p_{name}"] = [p["scores"][name] for p in preds]
+        output = Path(output)
+        if output.exists():
+            raise DataError(f"{output}: already exists; choose another --output (files are never overwritten)")
+        suffix = output.suffix.lower()
+        if suffix in (".jsonl", ".ndjson"):
+            return atomic_save_via(output, lambda p: out.to_json(p, orient="records", lines=True, force_ascii=False))
+        if suffix in (".parquet", ".pq"):
+            return atomic_save_via(output, lambda p: out.to_parquet(p, index=False))
+        sep = "\t" if suffix in (".tsv", ".tab") else ","
+        return atomic_save_via(output, lambda p: out.to_csv(p, index=False, sep=sep))
+
+
+def load(run_dir: str | Path, batch_size: int = 64) -> Predictor:
+    """Loads a finished run for prediction.
+
+    Example:
+        >>> model = transferkit.load("runs/rotten_tomatoes-full-20261123-101500")  # doctest: +SKIP
+        >>> model.predict(["a gripping, beautifully shot film"])  # doctest: +SKIP
+        [{'label': 'fresh', 'score': 0.97, 'scores': {'fresh': 0.97, 'rotten': 0.03}}]
+    """
+    return Predictor(run_dir, batch_size)
+
+
+__all__ = ["Predictor", "load"]

@@ -1,0 +1,137 @@
+"""The strategy registry and the plan a strategy hands to the training loop.
+
+A strategy decides which weights train, at which learning rates, and whether the frozen part of the
+model can be run once and cached. It sees the model only through the backbone contract
+(:func:`transferkit.backbones.layer_groups`) and the model's ``head``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from transferkit.config import StrategyConfig, TrainingConfig
+from transferkit.errors import ConfigError, RegistryError
+from transferkit.registry import Registry
+
+
+class StrategySettings(BaseModel):
+    """Base of every strategy's own settings (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class StrategyPlan:
+    """What the loop runs.
+
+    Attributes:
+        param_groups: Optimizer groups (``params``, ``lr``, ``weight_decay``), trainable parameters only.
+        cache: "features" when the whole trunk is frozen, so pooled features are computed once and only the
+            head trains on them; None when the full model runs every step.
+        cache_location: "auto", "memory" or "disk" for cached features.
+        frozen_trunk: True when no backbone weight trains (the trunk then stays in eval mode: no dropout).
+        notes: Human-readable facts for the run log and model card.
+    """
+
+    param_groups: list[dict[str, Any]]
+    cache: Literal["features"] | None = None
+    cache_location: str = "auto"
+    frozen_trunk: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+StrategyApply = Callable[[nn.Module, StrategySettings, TrainingConfig], StrategyPlan]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A registered strategy: its settings model and its ``apply(model, settings, training)``."""
+
+    name: str
+    settings: type[StrategySettings]
+    apply: StrategyApply
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy")
+
+
+def register_strategy(name: str, settings: type[StrategySettings], apply: StrategyApply, description: str) -> Strategy:
+    """Registers a strategy; its settings sit beside ``strategy.name`` in the config."""
+    if not (isinstance(settings, type) and issubclass(settings, StrategySettings)):
+        raise TypeError(f"strategy {name!r}: settings must subclass StrategySettings")
+    return STRATEGIES.register(name, Strategy(name, settings, apply), description)
+
+
+def strategy_settings(cfg: StrategyConfig) -> StrategySettings:
+    """The validated settings of the configured strategy."""
+    strategy = STRATEGIES.get(cfg.name)
+    extra = cfg.model_extra if cfg.model_extra is not None else {k: v for k, v in vars(cfg).items() if k != "name"}
+    return strategy.settings.model_validate(extra)
+
+
+def strategy_errors(cfg: StrategyConfig) -> list[str]:
+    """Problems with ``strategy.*``: an unknown name, or settings the chosen strategy does not accept."""
+    name = getattr(cfg, "name", "full")
+    if name not in STRATEGIES:
+        try:
+            STRATEGIES.get(name)
+        except RegistryError as err:
+            return [f"strategy.name: {err}"]
+    try:
+        strategy_settings(cfg)
+    except ValidationError as err:
+        out = []
+        for e in err.errors():
+            path = "strategy." + ".".join(str(p) for p in e["loc"])
+            msg = f"unknown setting for strategy {name!r}" if e["type"] == "extra_forbidden" else e["msg"]
+            out.append(f"{path}: {msg}")
+        return out
+    return []
+
+
+def validate_strategy_settings(cfg: StrategyConfig, source: str = "config") -> None:
+    """Checks ``strategy.*`` against the chosen strategy's settings; raises ConfigError with field paths."""
+    problems = strategy_errors(cfg)
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} error(s): " + "; ".join(problems))
+
+
+def _no_decay_ids(model: nn.Module) -> set[int]:
+    """Parameters that take no weight decay: biases and normalisation weights."""
+    ids = set()
+    for module in model.modules():
+        is_norm = isinstance(module, nn.LayerNorm | nn.GroupNorm | nn.BatchNorm1d | nn.BatchNorm2d) or "norm" in type(module).__name__.lower()
+        for name, p in module.named_parameters(recurse=False):
+            if is_norm or name == "bias" or p.ndim < 2:
+                ids.add(id(p))
+    return ids
+
+
+def decay_groups(model: nn.Module, params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Splits trainable ``params`` into a weight-decay group and a no-decay group at learning rate ``lr``."""
+    no_decay = _no_decay_ids(model)
+    params = [p for p in params if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if id(p) not in no_decay], "lr": lr, "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) in no_decay], "lr": lr, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def head_lr(training: TrainingConfig, frozen_trunk: bool) -> float:
+    """The head's learning rate: explicit, else 1e-3 over a frozen trunk, else 10x the trunk's."""
+    if training.head_learning_rate is not None:
+        return training.head_learning_rate
+    return 1e-3 if frozen_trunk else training.learning_rate * 10
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total

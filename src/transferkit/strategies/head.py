@@ -1,0 +1,32 @@
+"""``head``: the trunk is frozen; a linear or MLP head trains on features computed once and cached.
+
+The frozen trunk runs in eval mode (no dropout), so its features are a pure function of the input: running
+it once per example and caching the result gives the same head as running it every step, only faster.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from torch import nn
+
+from transferkit.config import TrainingConfig
+from transferkit.strategies.base import StrategyPlan, StrategySettings, decay_groups, head_lr, register_strategy
+
+
+class HeadSettings(StrategySettings):
+    cache: Literal["auto", "memory", "disk", "off"] = Field(
+        "auto", description="Where cached features live: auto (memory under 1 GiB, else disk), memory, disk, or off (re-run the trunk every step)."
+    )
+
+
+def apply(model: nn.Module, settings: HeadSettings, training: TrainingConfig) -> StrategyPlan:
+    model.backbone.requires_grad_(False)
+    model.head.requires_grad_(True)
+    groups = decay_groups(model, model.head.parameters(), head_lr(training, True), training.weight_decay)
+    cache = None if settings.cache == "off" else "features"
+    return StrategyPlan(param_groups=groups, cache=cache, cache_location=settings.cache, frozen_trunk=True)
+
+
+register_strategy("head", HeadSettings, apply, "frozen trunk, a linear or MLP head trains on cached features")

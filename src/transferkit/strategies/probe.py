@@ -1,0 +1,91 @@
+"""Linear probes on frozen features, fitted to convergence with scikit-learn.
+
+Used for the pretrained baseline recorded in every run (what the untouched backbone already knows) and by
+the ``linear-probe`` and ``lp-ft`` strategies. The L2 strength is chosen on validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+C_GRID = (0.01, 0.1, 1.0, 10.0)
+
+
+@dataclass
+class Probe:
+    """A fitted probe as (C, D) weight and (C,) bias, ready to copy into a linear head."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    c: float
+    validation_score: float
+
+    def logits(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        return x @ torch.as_tensor(self.weight, dtype=torch.float32).T + torch.as_tensor(self.bias, dtype=torch.float32)
+
+
+def _as_logit_weights(coef: np.ndarray, intercept: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn stores a binary model as one row; a softmax head wants two rows giving the same probabilities."""
+    if num_classes == 2 and coef.shape[0] == 1:
+        return np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    return coef, intercept
+
+
+def fit_probe(x_train, y_train, x_val, y_val, problem: str, num_classes: int, seed: int = 0) -> Probe:
+    """Fits a linear model on features, choosing the L2 strength on validation.
+
+    Args:
+        x_train / x_val: (N, D) features.
+        y_train / y_val: class ids (single_label), multi-hot rows (multi_label) or floats (regression).
+        problem: "single_label", "multi_label" or "regression".
+        num_classes: Number of outputs of the head (1 for regression).
+        seed: Random state of the solver.
+
+    Returns:
+        The best :class:`Probe` on validation (macro-F1, or negative RMSE for regression).
+    """
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.metrics import f1_score, mean_squared_error
+
+    x_train, x_val = np.asarray(x_train, dtype=np.float32), np.asarray(x_val, dtype=np.float32)
+    best: Probe | None = None
+    for c in C_GRID:
+        if problem == "regression":
+            model = Ridge(alpha=1.0 / c, random_state=seed).fit(x_train, y_train)
+            w, b = model.coef_.reshape(1, -1), np.atleast_1d(model.intercept_)
+            score = -float(np.sqrt(mean_squared_error(y_val, model.predict(x_val))))
+        elif problem == "multi_label":
+            ws, bs = [], []
+            y_train = np.asarray(y_train)
+            for j in range(y_train.shape[1]):
+                col = y_train[:, j]
+                if col.min() == col.max():  # a label always on or always off: a constant logit
+                    ws.append(np.zeros(x_train.shape[1]))
+                    bs.append(10.0 if col[0] else -10.0)
+                    continue
+                m = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x_train, col)
+                ws.append(m.coef_[0])
+                bs.append(m.intercept_[0])
+            w, b = np.array(ws), np.array(bs)
+            pred = (x_val @ w.T + b) > 0
+            score = float(f1_score(np.asarray(y_val), pred, average="macro", zero_division=0))
+        else:
+            model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x_train, y_train)
+            coef = np.zeros((num_classes if num_classes > 2 else 1, x_train.shape[1]))
+            intercept = np.zeros(coef.shape[0])
+            if num_classes > 2:  # classes absent from train keep a very low logit
+                coef[model.classes_] = model.coef_
+                intercept[:] = -1e4
+                intercept[model.classes_] = model.intercept_
+            else:
+                coef, intercept = model.coef_, model.intercept_
+            w, b = _as_logit_weights(coef, intercept, num_classes)
+            pred = np.argmax(x_val @ w.T + b, axis=1)
+            score = float(f1_score(y_val, pred, average="macro", zero_division=0))
+        if best is None or score > best.validation_score:
+            best = Probe(np.asarray(w, dtype=np.float32), np.asarray(b, dtype=np.float32), c, score)
+    return best

@@ -1,0 +1,89 @@
+"""Batched forward passes that return outputs in input order (single process or distributed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from transferkit.data.text import Collator, LengthGroupedBatchSampler
+
+
+class _Indexed(Dataset):
+    """Adds each example's position so outputs can be put back in input order."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self.lengths = getattr(dataset, "lengths", [1] * len(dataset))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.dataset[i])
+        item.pop("labels", None)
+        item["idx"] = i
+        return item
+
+
+class _IndexCollator:
+    def __init__(self, collator: Collator):
+        self.collator = collator
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        idx = torch.tensor([it.pop("idx") for it in items])
+        batch = self.collator(items)
+        batch["idx"] = idx
+        return batch
+
+
+def ordered_loader(dataset: Dataset, collator: Collator, batch_size: int) -> DataLoader:
+    """Batches sorted by length (little padding), each carrying ``idx`` for re-ordering."""
+    indexed = _Indexed(dataset)
+    sampler = LengthGroupedBatchSampler(indexed.lengths, batch_size, seed=0, shuffle=False)
+    return DataLoader(indexed, batch_sampler=sampler, collate_fn=_IndexCollator(collator))
+
+
+@torch.inference_mode()
+def forward_in_order(
+    fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    dataset: Dataset,
+    collator: Collator,
+    batch_size: int,
+    accelerator=None,
+    loader: DataLoader | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Runs ``fn(batch) -> (B, ...)`` over ``dataset`` and returns ``(N, ...)`` in dataset order.
+
+    Args:
+        fn: Maps a collated batch (without ``idx``) to per-example outputs.
+        dataset: Examples to run.
+        collator: Pads / stacks examples.
+        batch_size: Examples per forward pass.
+        accelerator: When given, the loader is sharded across processes and outputs gathered.
+        loader: A loader already made by :func:`ordered_loader` (and prepared), to reuse.
+        progress: Called with the batch size after each batch.
+    """
+    if loader is None:
+        loader = ordered_loader(dataset, collator, batch_size)
+        if accelerator is not None:
+            loader = accelerator.prepare_data_loader(loader)
+    outs, ids = [], []
+    for batch in loader:
+        idx = batch.pop("idx")
+        out = fn(batch)
+        if accelerator is not None:
+            out, idx = accelerator.gather_for_metrics((out, idx))
+        outs.append(out.detach().float().cpu())
+        ids.append(idx.cpu())
+        if progress is not None:
+            progress(len(idx))
+    if not outs:
+        return torch.empty(0)
+    out = torch.cat(outs)
+    order = torch.cat(ids)
+    result = torch.empty_like(out)
+    result[order] = out
+    return result

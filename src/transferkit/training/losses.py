@@ -1,0 +1,34 @@
+"""Loss functions per problem type, with class weights for imbalanced data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+
+def balanced_class_weights(label_ids: Sequence[int], num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights ``n / (k * count)`` (scikit-learn's "balanced"); unseen classes get 1."""
+    counts = np.bincount(np.asarray(label_ids, dtype=int), minlength=num_classes).astype(float)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 1.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def compute_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean loss of a batch.
+
+    Args:
+        logits: (B, C) raw scores; (B, 1) for regression.
+        labels: (B,) class ids, (B, C) multi-hot, or (B,) floats.
+        problem: "single_label", "multi_label" or "regression".
+        class_weights: (C,) per-class weights (single_label: weighted CE; multi_label: positive weights).
+    """
+    if problem == "regression":
+        return F.mse_loss(logits.squeeze(-1), labels.float())
+    if problem == "multi_label":
+        pos_weight = class_weights.to(logits.device) if class_weights is not None else None
+        return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=pos_weight)
+    weight = class_weights.to(logits.device) if class_weights is not None else None
+    return F.cross_entropy(logits, labels, weight=weight)
