@@ -21,20 +21,24 @@ from transformers import AutoTokenizer
 
 from transferkit import artifacts
 from transferkit.backbones import resolve_backbone
+from transferkit.backbones.contract import run_from, supports_hidden_cache
 from transferkit.config import RunConfig, load_config
 from transferkit.data import DatasetSplits, load_splits
-from transferkit.data.text import Collator, FeatureDataset, TokenizedDataset
+from transferkit.data.text import Collator, FeatureDataset, HiddenDataset, TokenizedDataset
+from transferkit.errors import RunError
 from transferkit.evaluation import primary_metric, save_confusion_matrix, save_training_curves
 from transferkit.evaluation.scoring import score
+from transferkit.export.modeling_transferkit import pool
 from transferkit.modeling import build_model
 from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
-from transferkit.strategies.cache import extract_features
+from transferkit.strategies.cache import extract_features, extract_hidden
 from transferkit.strategies.probe import fit_probe
 from transferkit.training.inference import forward_in_order
+from transferkit.training.loop import TrainResult, train_loop
 from transferkit.training.losses import balanced_class_weights
-from transferkit.training.loop import train_loop
 
 log = logging.getLogger("transferkit")
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass
@@ -48,28 +52,49 @@ class RunResult:
 def encode_targets(frame: pd.DataFrame, problem: str, labels: list[str]) -> np.ndarray:
     """Targets in head order: class ids, multi-hot rows or floats."""
     if problem == "regression":
-        return frame["label"].astype(np.float32).to_numpy()
+        return np.array(frame["label"].astype(np.float32).to_numpy())
     index = {name: i for i, name in enumerate(labels)}
     if problem == "multi_label":
         out = np.zeros((len(frame), len(labels)), dtype=np.float32)
         for row, names in enumerate(frame["label"]):
             out[row, [index[n] for n in names]] = 1.0
         return out
-    return frame["label"].map(index).to_numpy(dtype=np.int64)
+    return np.array(frame["label"].map(index).to_numpy(dtype=np.int64))
 
 
-def fit(config: RunConfig | str | Path | None = None, *, overrides: list[str] | None = None, frames: dict[str, pd.DataFrame] | None = None, **quick) -> RunResult:
+def fit(
+    config: RunConfig | str | Path | None = None,
+    *,
+    overrides: list[str] | None = None,
+    frames: dict[str, pd.DataFrame] | None = None,
+    resume: str | Path | None = None,
+    **quick,
+) -> RunResult:
     """Fine-tunes a backbone on labelled examples, evaluates it and writes a run folder.
 
     Args:
         config: A RunConfig, a YAML path, or None for defaults.
         overrides: ``key.path=value`` strings.
         frames: pandas DataFrames for "train" / "validation" / "test" instead of files.
+        resume: A run folder interrupted during training: continue from its newest checkpoint with its
+            saved configuration (the result equals an uninterrupted run's).
         **quick: Shortcuts: dataset, train, validation, test, backbone, strategy, epochs, seed, output.
 
     Returns:
         The run folder and its metrics.
+
+    Raises:
+        TransferkitError: for any configuration, data or run-folder mistake (one line, what and where).
     """
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise RunError(f"{run_dir}: not a run folder (no config.yaml); nothing to resume")
+        if (run_dir / "metrics.json").is_file():
+            raise RunError(f"{run_dir}: this run already finished; start a new run instead of --resume")
+        config = load_config(run_dir / "config.yaml", list(overrides or []))
+        config.output.dir = str(run_dir)
+        return _fit(config, frames, resume=True)
     if not isinstance(config, RunConfig):
         shortcuts = {
             "dataset": "data.dataset", "train": "data.train", "validation": "data.validation", "test": "data.test",
@@ -83,7 +108,17 @@ def fit(config: RunConfig | str | Path | None = None, *, overrides: list[str] | 
     return _fit(config, frames)
 
 
-def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None) -> RunResult:
+def _targets_and_data(cfg: RunConfig, splits: DatasetSplits, tokenizer) -> tuple[dict, dict]:
+    problem, labels = cfg.task.problem, splits.labels
+    targets = {name: encode_targets(getattr(splits, name), problem, labels) for name in SPLITS}
+    data = {
+        name: TokenizedDataset(tokenizer, getattr(splits, name)["text"].tolist(), targets[name], cfg.backbone.max_length)
+        for name in SPLITS
+    }
+    return targets, data
+
+
+def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = False) -> RunResult:
     t_start = time.perf_counter()
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
@@ -95,7 +130,7 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None) -> RunResult:
     accelerator = Accelerator(gradient_accumulation_steps=cfg.training.gradient_accumulation_steps)
     main = accelerator.is_main_process
     run_dir = Path(cfg.output.dir) if cfg.output.dir else artifacts.default_run_dir(cfg)
-    if main:
+    if main and not resume:
         artifacts.create_run_dir(run_dir)
         artifacts.save_config(cfg, run_dir)
     accelerator.wait_for_everyone()
@@ -103,60 +138,58 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None) -> RunResult:
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer)
     labels = splits.labels
     model = build_model(spec, cfg, labels)
-    targets = {name: encode_targets(getattr(splits, name), problem, labels) for name in ("train", "validation", "test")}
-    data = {
-        name: TokenizedDataset(tokenizer, getattr(splits, name)["text"].tolist(), targets[name], cfg.backbone.max_length)
-        for name in ("train", "validation", "test")
-    }
-    label_dtype = torch.long if problem == "single_label" else torch.float32
-    collator = Collator(tokenizer, label_dtype)
+    targets, data = _targets_and_data(cfg, splits, tokenizer)
+    collator = Collator(tokenizer, torch.long if problem == "single_label" else torch.float32)
 
-    strategy = STRATEGIES.get(cfg.strategy.name)
-    plan = strategy.apply(model, strategy_settings(cfg.strategy), cfg.training)
+    plan = STRATEGIES.get(cfg.strategy.name).apply(model, strategy_settings(cfg.strategy), cfg.training)
+    if plan.cache == "hidden" and (accelerator.num_processes > 1 or not supports_hidden_cache(model.backbone)):
+        log.info("the frozen bottom is re-run every step (hidden-state caching needs one process and a plain block stack)")
+        plan.cache = None
     trainable, total = count_parameters(model)
     log.info("strategy %s: %s of %s parameters train", cfg.strategy.name, f"{trainable:,}", f"{total:,}")
 
-    # Frozen pretrained features: the cache of frozen strategies and the pretrained baseline share them.
+    # Frozen pretrained features: the cache of frozen strategies, the probe of LP-FT and the baseline share them.
     features = None
-    if plan.cache == "features" or cfg.evaluation.pretrained_baseline:
+    if plan.cache == "features" or plan.probe_init or plan.closed_form or cfg.evaluation.pretrained_baseline:
         features = {
             name: extract_features(model, ds, collator, cfg.training.eval_batch_size, plan.cache_location, run_dir / "cache" / f"{name}.npy", accelerator)
             for name, ds in data.items()
         }
-    metric, _ = primary_metric(problem)
-    metric = cfg.training.metric_for_best or metric
+    metric = cfg.training.metric_for_best or primary_metric(problem)[0]
     metrics: dict = {}
-    if cfg.evaluation.pretrained_baseline:
+    probe = None
+    if features is not None and (cfg.evaluation.pretrained_baseline or plan.probe_init or plan.closed_form):
         probe = fit_probe(features["train"], targets["train"], features["validation"], targets["validation"], problem, model.config.num_labels, cfg.training.seed)
+    if cfg.evaluation.pretrained_baseline and probe is not None:
         metrics["pretrained_baseline"] = {
             split: score(probe.logits(features[split]), targets[split], problem, labels) for split in ("validation", "test")
         } | {"method": f"linear probe on frozen pretrained features (L2 C={probe.c})"}
+    if plan.probe_init or plan.closed_form:
+        layer = model.head.output_layer
+        with torch.no_grad():
+            layer.weight.copy_(torch.as_tensor(probe.weight))
+            layer.bias.copy_(torch.as_tensor(probe.bias))
 
-    class_weights = None
-    if cfg.training.class_weights == "auto" and problem == "single_label":
-        class_weights = balanced_class_weights(targets["train"], len(labels))
-
-    if plan.cache == "features":
-        module, frozen = model.head, None
-        sets = {name: FeatureDataset(features[name], targets[name]) for name in data}
-
-        def forward(m, batch):
-            return m(batch["features"])
-    else:
-        module, frozen = model, (model.backbone if plan.frozen_trunk else None)
-        sets = data
-
-        def forward(m, batch):
-            return m(**batch).logits
+    module, forward, sets = _training_view(model, plan, data, features, targets, collator, cfg)
 
     def evaluate(logits):
         return score(logits, targets["validation"], problem, labels)
 
-    result = train_loop(
-        module, forward, plan, sets["train"], sets["validation"], collator, evaluate, cfg.training, problem, metric,
-        class_weights=class_weights, log_dir=run_dir / "logs", tensorboard=cfg.output.tensorboard, accelerator=accelerator, frozen=frozen,
-    )  # fmt: skip
-    module = accelerator.unwrap_model(module)
+    if plan.closed_form:
+        result = TrainResult(best_metric=probe.validation_score)
+    else:
+        class_weights = balanced_class_weights(targets["train"], len(labels)) if cfg.training.class_weights == "auto" and problem == "single_label" else None
+        sample_weights = None
+        if cfg.training.sampling == "balanced" and problem == "single_label":
+            per_class = balanced_class_weights(targets["train"], len(labels)).numpy()
+            sample_weights = per_class[targets["train"]].tolist()
+        result = train_loop(
+            module, forward, plan, sets["train"], sets["validation"], collator, evaluate, cfg.training, problem, metric,
+            class_weights=class_weights, sample_weights=sample_weights, log_dir=run_dir / "logs",
+            checkpoint_dir=run_dir / "checkpoints", resume=resume, tensorboard=cfg.output.tensorboard, accelerator=accelerator,
+        )  # fmt: skip
+        module = accelerator.unwrap_model(module)
+    trainable = count_parameters(model)[0] if plan.stages else trainable  # staged: what trained by the end
     module.eval()
     for split in ("validation", "test"):
         logits = forward_in_order(lambda b: forward(module, b), sets[split], collator, cfg.training.eval_batch_size, accelerator)
@@ -173,6 +206,7 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None) -> RunResult:
         training={
             "steps": result.steps,
             "stopped_early": result.stopped_early,
+            "resumed_from_step": result.resumed_from,
             "train_seconds": round(result.train_seconds, 3),
             "train_samples_per_second": round(result.samples_per_second, 2),
             "train_tokens": result.train_tokens,
@@ -180,15 +214,43 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None) -> RunResult:
         },
     )
     if main:
-        _write_outputs(run_dir, cfg, model, tokenizer, metrics, result.history, splits, spec, labels, trainable, total)
+        _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, result.history, splits, spec, labels, trainable, total)
     accelerator.wait_for_everyone()
     return RunResult(run_dir, metrics)
 
 
-def _write_outputs(run_dir, cfg, model, tokenizer, metrics, history, splits, spec, labels, trainable, total) -> None:
+def _training_view(model, plan, data, features, targets, collator, cfg):
+    """What trains and on what: (module, forward(module, batch) -> logits, data sets per split)."""
+    if plan.cache == "features":
+        sets = {name: FeatureDataset(features[name], targets[name]) for name in data}
+
+        def forward(m, batch):
+            return m(batch["features"])
+
+        return model.head, forward, sets
+    if plan.cache == "hidden":
+        hidden = {name: extract_hidden(model, ds, collator, cfg.training.eval_batch_size, plan.cut - 1) for name, ds in data.items()}
+        sets = {name: HiddenDataset(hidden[name], targets[name]) for name in data}
+        pooling = model.config.pooling
+
+        def forward(m, batch):
+            h = run_from(m.backbone, batch["hidden"], batch["attention_mask"], plan.cut)  # (B, T, D)
+            return m.head(pool(h, batch["attention_mask"], pooling))
+
+        return model, forward, sets
+
+    def forward(m, batch):
+        return m(**batch).logits
+
+    return model, forward, data
+
+
+def _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, history, splits, spec, labels, trainable, total) -> None:
     artifacts.save_json(run_dir / "labels.json", {"labels": labels, "task": cfg.task.type, "problem": cfg.task.problem, "pooling": spec.pooling, "max_length": cfg.backbone.max_length})
+    if plan.save_extra is not None:
+        plan.save_extra(model, run_dir)
     if cfg.output.save_model:
-        artifacts.save_model(model, tokenizer, run_dir)
+        artifacts.save_model(plan.export_model(model) if plan.export_model else model, tokenizer, run_dir)
     cm = metrics["test"].get("confusion_matrix")
     if cm:
         artifacts.save_json(run_dir / "confusion_matrix.json", cm)

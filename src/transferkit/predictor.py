@@ -74,26 +74,22 @@ class Predictor:
         return out
 
     def evaluate(self, path: str | Path, text_column: str = "text", label_column: str = "label", separator: str = "|") -> dict:
-        """Metrics on a labelled file (same keys as ``metrics.json``'s splits)."""
-        from transferkit.api import encode_targets
-        from transferkit.config import DataConfig
-        from transferkit.data import load_splits
+        """Metrics on a labelled file (same keys as ``metrics.json``'s splits).
 
-        frame = read_table(path)
-        for col in (text_column, label_column):
-            if col not in frame.columns:
-                raise DataError(f"{path}: no column {col!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column/--label-column")
-        # reuse the data layer's parsing and checks: the file plays train, validation and test at once
-        cfg = DataConfig(train=str(path), validation=str(path), test=str(path), text_column=text_column, label_column=label_column, label_separator=separator)
+        Raises:
+            DataError: for a bad file or column, or labels this model never saw.
+        """
+        from transferkit.api import encode_targets
+        from transferkit.data import read_labelled
+
+        frame = read_labelled(path, text_column, label_column, self.problem, separator)
         if self.problem != "regression":
-            frame_labels = load_splits(cfg, self.problem).test
-            unseen = sorted({lab for labs in frame_labels["label"] for lab in (labs if isinstance(labs, list) else [labs])} - set(self.labels))
+            seen = {lab for labs in frame["label"] for lab in (labs if isinstance(labs, list) else [labs])}
+            unseen = sorted(seen - set(self.labels))
             if unseen:
-                raise DataError(f"{path}: labels {', '.join(map(repr, unseen[:5]))} were never seen by this model (it knows {', '.join(self.labels)})")
-        else:
-            frame_labels = load_splits(cfg, self.problem).test
-        targets = encode_targets(frame_labels, self.problem, self.labels)
-        return score(self.logits(frame_labels["text"].tolist()), targets, self.problem, self.labels)
+                raise DataError(f"{path}: labels {', '.join(map(repr, unseen[:5]))} were never seen by this model (it knows {', '.join(self.labels)}); check --label-column")
+        targets = encode_targets(frame, self.problem, self.labels)
+        return score(self.logits(frame["text"].tolist()), targets, self.problem, self.labels)
 
     def predict_file(self, path: str | Path, output: str | Path, text_column: str = "text") -> Path:
         """Reads CSV/TSV/JSONL/Parquet, writes the same rows plus ``label``, ``score`` and ``p_<label>`` columns."""

@@ -33,32 +33,61 @@ def _blocks(backbone: nn.Module) -> nn.ModuleList:
 
 
 def layer_groups(backbone: nn.Module) -> list[tuple[str, list[nn.Module]]]:
-    """Ordered ``(name, modules)`` groups, bottom (embeddings) to top (last block and final norm).
+    """Ordered ``(name, modules)`` groups, bottom (embeddings) to top (last block and any final norm).
 
     Every parameter of the backbone belongs to exactly one group.
     """
     if hasattr(backbone, "layer_groups"):  # backbones that define their own grouping (e.g. image models)
         return backbone.layer_groups()
     blocks = _blocks(backbone)
-    block_ids = {id(p) for p in blocks.parameters()}
-    embed = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
-    groups: list[tuple[str, list[nn.Module]]] = []
-    # Modules outside the blocks: those holding the input embeddings go to the bottom, the rest (final norms) on top.
-    bottom, top = [], []
-    for name, child in backbone.named_children():
-        if any(id(p) in block_ids for p in child.parameters()):
-            # the container of the blocks: siblings of the ModuleList inside it (e.g. a final norm) go on top
-            for sub_name, sub in child.named_children():
-                if sub is not blocks and not any(id(p) in block_ids for p in sub.parameters()):
-                    top.append(sub) if next(sub.parameters(), None) is not None else None
+    in_blocks = {id(p) for p in blocks.parameters()}
+
+    def has_params(m: nn.Module) -> bool:
+        return next(m.parameters(), None) is not None
+
+    bottom: list[nn.Module] = []  # modules before the blocks (embeddings)
+    top: list[nn.Module] = []  # modules after the blocks (final norms)
+    seen_blocks = False
+    for child in backbone.children():
+        if not has_params(child):
             continue
-        if next(child.parameters(), None) is None:
+        if any(id(p) in in_blocks for p in child.parameters()):
+            seen_blocks = True
+            # the container of the blocks: its other children with weights (e.g. a final norm) go on top
+            top += [sub for sub in child.children() if sub is not blocks and has_params(sub) and not any(id(p) in in_blocks for p in sub.parameters())]
             continue
-        holds_embed = embed is not None and any(m is embed for m in child.modules())
-        (bottom if holds_embed or not groups and not top and name.startswith("emb") else top).append(child)
-    groups.append(("embeddings", bottom))
-    for i, block in enumerate(blocks):
-        groups.append((f"block.{i}", [block]))
-    if top:
-        groups[-1] = (groups[-1][0], groups[-1][1] + top)
+        (top if seen_blocks else bottom).append(child)
+    groups = [("embeddings", bottom)] + [(f"block.{i}", [block]) for i, block in enumerate(blocks)]
+    groups[-1] = (groups[-1][0], groups[-1][1] + top)
     return groups
+
+
+def hidden_after(backbone: nn.Module, batch: dict, group: int):
+    """(B, T, D) token features after layer group ``group`` (0 = embeddings) for a token batch."""
+    if hasattr(backbone, "hidden_after"):
+        return backbone.hidden_after(batch, group)
+    out = backbone(**batch, output_hidden_states=True)
+    return out.hidden_states[group]  # hidden_states[0] = embeddings, [i] = after block i-1
+
+
+def run_from(backbone: nn.Module, hidden, attention_mask, group: int):
+    """Runs layer groups ``group..top`` on cached (B, T, D) features; returns the last hidden state.
+
+    Only for backbones whose top group is a plain block (BERT-style encoders) or that define ``run_from``.
+    """
+    if hasattr(backbone, "run_from"):
+        return backbone.run_from(hidden, attention_mask, group)
+    blocks = _blocks(backbone)
+    mask = backbone.get_extended_attention_mask(attention_mask, attention_mask.shape)  # (B, 1, 1, T) additive
+    for block in list(blocks)[group - 1 :]:  # group g >= 1 is block g-1
+        out = block(hidden, attention_mask=mask)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return hidden
+
+
+def supports_hidden_cache(backbone: nn.Module) -> bool:
+    """True when the top groups can run from cached features (no modules above the last block)."""
+    if hasattr(backbone, "run_from"):
+        return True
+    groups = layer_groups(backbone)
+    return len(groups[-1][1]) == 1 and hasattr(backbone, "get_extended_attention_mask")

@@ -11,7 +11,7 @@ from transferkit.data.catalog import (
     register_dataset,
 )
 from transferkit.data.readers import read_table
-from transferkit.data.splits import DatasetSplits, load_splits
+from transferkit.data.splits import DatasetSplits, load_splits, read_labelled
 
 __all__ = [
     "DATASETS",
@@ -20,6 +20,7 @@ __all__ = [
     "fetch_dataset",
     "load_catalog_dataset",
     "load_splits",
+    "read_labelled",
     "read_table",
     "register_dataset",
 ]

@@ -20,7 +20,7 @@ import io
 import logging
 import os
 import tarfile
-import tempfile
+import uuid
 import zipfile
 from collections.abc import Callable
 from functools import partial
@@ -82,14 +82,12 @@ def dataset_dir(name: str) -> Path:
 
 def _write_parquet(frame: pd.DataFrame, target: Path) -> None:
     # Temp file in the same folder, then os.replace: readers never see a half-written file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         frame.to_parquet(tmp, index=False)
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def load_catalog_dataset(name: str) -> dict[str, pd.DataFrame]:

@@ -28,6 +28,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,21 +78,21 @@ class _Part:
 
 def _rows(frame: pd.DataFrame, mask: pd.Series | np.ndarray) -> tuple[int, int]:
     """First offending 1-based row and how many rows offend."""
-    hits = frame.loc[np.asarray(mask), _ROW]
+    hits = frame.loc[np.asarray(mask, dtype=bool), _ROW]
     return int(hits.iloc[0]), len(hits)
 
 
 def _fail(part_source: str, first: int, count: int, what: str, fix: str) -> DataError:
-    more = f" (and {count - 1} more rows)" if count > 1 else ""
+    more = f" (and {count - 1} more row{'s' if count > 2 else ''})" if count > 1 else ""
     return DataError(f"{part_source} row {first}: {what}{more}; {fix}")
 
 
 def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return False
+    if isinstance(value, str):
+        return not value.strip()
+    return bool(pd.isna(value))  # None, NaN, pd.NA, NaT
 
 
 def _class_name(value: Any) -> str:
@@ -109,7 +110,7 @@ def _label_list(value: Any, separator: str) -> list[str]:
 def _parse_labels(part: _Part, problem: str, separator: str) -> pd.Series:
     labels = part.frame["label"]
     # An explicit empty list (JSONL/DataFrame) is a multi-label example with no labels; an empty cell is missing.
-    missing = labels.map(lambda v: not isinstance(v, (list, tuple, np.ndarray)) and _is_missing(v))
+    missing = labels.map(_is_missing)
     if missing.any():
         first, count = _rows(part.frame, missing)
         raise _fail(part.source, first, count, "missing label", "fill in the label or remove the row")
@@ -201,6 +202,11 @@ def _read_sources(
     return parts, source
 
 
+def _reason(err: ValueError) -> str:
+    """The first sentence of scikit-learn's message (the rest repeats it)."""
+    return str(err).split(". ")[0].strip().rstrip(".")
+
+
 def _split(part: _Part, size: float, seed: int, stratify: bool, what: str) -> tuple[_Part, _Part]:
     """Splits ``size`` (a fraction) off ``part``; returns (rest, split-off)."""
     frame = part.frame
@@ -210,10 +216,14 @@ def _split(part: _Part, size: float, seed: int, stratify: bool, what: str) -> tu
     except ValueError as err:
         if labels is None:
             raise DataError(
-                f"{part.source}: {len(frame)} rows are too few to split off {what} ({err}); give a {what} file"
+                f"{part.source}: only {len(frame)} row(s) left, too few to split off {what} ({_reason(err)}); "
+                f"give a {what} file"
             ) from None
         logger.warning(
-            "%s: cannot stratify the %s split (%s); splitting without stratification", part.source, what, err
+            "%s: cannot stratify the %s split (%s); splitting without stratification",
+            part.source,
+            what,
+            _reason(err),
         )
         return _split(part, size, seed, False, what)
     return (
@@ -234,7 +244,7 @@ def _subsample(part: _Part, limit: int | None, seed: int, stratify: bool) -> _Pa
             "%s: cannot stratify the subsample of %d rows (%s); sampling without stratification",
             part.source,
             limit,
-            err,
+            _reason(err),
         )
         kept = frame.sample(n=limit, random_state=seed)
     return _Part(kept.sort_index().reset_index(drop=True), part.source, part.from_train)
@@ -348,3 +358,15 @@ def load_splits(
         labels=labels,
         source=source,
     )
+
+
+def read_labelled(
+    path: str | Path, text_column: str = "text", label_column: str = "label", problem: str = "single_label", separator: str = "|"
+) -> pd.DataFrame:
+    """Reads and validates one labelled file (for ``transferkit evaluate``): columns ``text`` and ``label``.
+
+    Raises:
+        DataError: for an unreadable file, a missing column, an empty text or a bad label.
+    """
+    part = _prepare(read_table(path), str(path), text_column, label_column, problem, separator)
+    return part.frame[["text", "label"]].reset_index(drop=True)

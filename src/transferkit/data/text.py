@@ -29,7 +29,7 @@ class TokenizedDataset(Dataset):
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: Sequence | None = None, max_length: int = 256):
         enc = tokenizer(list(texts), truncation=True, max_length=max_length)
-        self.encodings = {k: enc[k] for k in enc.keys() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        self.encodings = {k: enc[k] for k in enc if k in ("input_ids", "attention_mask", "token_type_ids")}
         self.lengths = [len(ids) for ids in self.encodings["input_ids"]]
         self.labels = None if labels is None else list(labels)
         self.num_truncated = sum(1 for n in self.lengths if n >= max_length)
@@ -69,12 +69,23 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     Indices are shuffled, cut into mega-batches of ``batch_size * mega`` examples, each sorted by length and
     cut into batches; the batch order is then shuffled so that long and short batches interleave. With
-    ``group_by_length=False`` it is a plain seeded shuffle. The order depends only on ``(seed, epoch)``, so
+    ``group_by_length=False`` it is a plain seeded shuffle; with ``weights`` the epoch is drawn with
+    replacement in proportion to them (class-balanced sampling). The order depends only on ``(seed, epoch)``, so
     a resumed run can replay it.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool = True, group_by_length: bool = True, mega: int = 50):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        seed: int,
+        shuffle: bool = True,
+        group_by_length: bool = True,
+        mega: int = 50,
+        weights: Sequence[float] | None = None,
+    ):
         self.lengths = np.asarray(lengths)
+        self.weights = None if weights is None else np.asarray(weights, dtype=float) / np.sum(weights)
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
@@ -91,7 +102,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             order = np.argsort(-self.lengths, kind="stable") if self.group_by_length else np.arange(n)
             return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(n)
+        # weighted: n draws with replacement (class-balanced sampling); else a permutation
+        order = rng.permutation(n) if self.weights is None else rng.choice(n, size=n, replace=True, p=self.weights)
         if not self.group_by_length:
             return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
         size = self.batch_size * self.mega
@@ -121,8 +133,34 @@ class Collator:
         labels = [it.pop("labels") for it in items] if "labels" in items[0] else None
         if "features" in items[0]:
             batch = {"features": torch.stack([it["features"] for it in items]).float()}
+        elif "hidden" in items[0]:  # cached (T_i, D) token features: pad to the longest, with a mask
+            longest = max(len(it["hidden"]) for it in items)
+            hidden = torch.zeros(len(items), longest, items[0]["hidden"].shape[-1])
+            mask = torch.zeros(len(items), longest, dtype=torch.long)
+            for i, it in enumerate(items):
+                hidden[i, : len(it["hidden"])] = it["hidden"]
+                mask[i, : len(it["hidden"])] = 1
+            batch = {"hidden": hidden, "attention_mask": mask}
         else:
             batch = dict(self.pad(items))
         if labels is not None:
             batch["labels"] = torch.tensor(np.asarray(labels), dtype=self.label_dtype)
         return batch
+
+
+class HiddenDataset(Dataset):
+    """Cached per-token features of a frozen bottom: a list of (T_i, D) tensors with their targets."""
+
+    def __init__(self, hidden: list[torch.Tensor], labels: Sequence | None = None):
+        self.hidden = hidden
+        self.labels = None if labels is None else list(labels)
+        self.lengths = [len(h) for h in hidden]
+
+    def __len__(self) -> int:
+        return len(self.hidden)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"hidden": self.hidden[i]}
+        if self.labels is not None:
+            item["labels"] = self.labels[i]
+        return item

@@ -16,8 +16,15 @@ from transferkit.strategies.base import (
     strategy_settings,
     validate_strategy_settings,
 )
+
 from transferkit.strategies import full as _full  # noqa: F401, E402  isort: skip
 from transferkit.strategies import head as _head  # noqa: F401, E402  isort: skip
+from transferkit.strategies import peft_methods as _peft_methods  # noqa: F401, E402  isort: skip
+from transferkit.strategies import linear_probe as _linear_probe  # noqa: F401, E402  isort: skip
+from transferkit.strategies import top_k as _top_k  # noqa: F401, E402  isort: skip
+from transferkit.strategies import gradual as _gradual  # noqa: F401, E402  isort: skip
+from transferkit.strategies import discriminative as _discriminative  # noqa: F401, E402  isort: skip
+from transferkit.strategies import lp_ft as _lp_ft  # noqa: F401, E402  isort: skip
 
 __all__ = [
     "STRATEGIES",

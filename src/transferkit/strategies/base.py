@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -26,23 +27,58 @@ class StrategySettings(BaseModel):
 
 
 @dataclass
+class Stage:
+    """A phase of training with its own trainable set and a fresh optimizer and warmup.
+
+    Attributes:
+        name: Shown in logs ("head", "top-2", ...).
+        start_epoch: When the stage begins, in epochs from the start of training.
+        enter: Sets ``requires_grad`` for the stage and returns its optimizer parameter groups. Must be
+            deterministic: a resumed run replays it.
+    """
+
+    name: str
+    start_epoch: float
+    enter: Callable[[], list[dict[str, Any]]]
+
+
+@dataclass
 class StrategyPlan:
     """What the loop runs.
 
     Attributes:
         param_groups: Optimizer groups (``params``, ``lr``, ``weight_decay``), trainable parameters only.
         cache: "features" when the whole trunk is frozen, so pooled features are computed once and only the
-            head trains on them; None when the full model runs every step.
+            head trains on them; "hidden" when the bottom ``cut`` layer groups are frozen, so their output is
+            computed once and only the top groups run each step; None when the full model runs every step.
         cache_location: "auto", "memory" or "disk" for cached features.
         frozen_trunk: True when no backbone weight trains (the trunk then stays in eval mode: no dropout).
+        frozen_modules: Modules kept in eval mode while the rest trains (frozen parts never use dropout).
+        cut: Number of frozen bottom layer groups (with ``cache="hidden"``).
+        stages: Phases with their own trainable sets (gradual unfreezing); empty means one stage.
+        probe_init: Initialise the head from a linear probe fitted on frozen features first (LP-FT).
+        closed_form: The head is the fitted linear probe itself; no gradient steps (linear-probe).
         notes: Human-readable facts for the run log and model card.
+        after_backward: Called with the optimizer step number after each backward pass, before the
+            gradients are cleared (e.g. AdaLoRA's rank re-allocation).
+        export_model: Turns the trained model into a plain ``TransferkitForSequenceClassification`` for
+            saving (e.g. merges LoRA weights); None saves the model as it is.
+        save_extra: Writes strategy-specific files into the run folder (e.g. the PEFT adapter).
     """
 
     param_groups: list[dict[str, Any]]
-    cache: Literal["features"] | None = None
+    cache: Literal["features", "hidden"] | None = None
     cache_location: str = "auto"
     frozen_trunk: bool = False
+    frozen_modules: list[nn.Module] = field(default_factory=list)
+    cut: int = 0
+    stages: list[Stage] = field(default_factory=list)
+    probe_init: bool = False
+    closed_form: bool = False
     notes: list[str] = field(default_factory=list)
+    after_backward: Callable[[int], None] | None = None
+    export_model: Callable[[nn.Module], nn.Module] | None = None
+    save_extra: Callable[[nn.Module, Path], None] | None = None
 
 
 StrategyApply = Callable[[nn.Module, StrategySettings, TrainingConfig], StrategyPlan]
@@ -135,3 +171,39 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, total
+
+
+def set_trainable(model: nn.Module, group_ids: Iterable[int]) -> None:
+    """Freezes the backbone except the given layer groups; the head always trains."""
+    from transferkit.backbones.contract import layer_groups
+
+    groups = layer_groups(model.backbone)
+    model.backbone.requires_grad_(False)
+    for i in group_ids:
+        for m in groups[i][1]:
+            m.requires_grad_(True)
+    model.head.requires_grad_(True)
+
+
+def layerwise_groups(model: nn.Module, group_ids: Iterable[int], training: TrainingConfig, decay: float = 1.0, frozen_trunk: bool = False) -> list[dict[str, Any]]:
+    """Optimizer groups for the given layer groups at ``lr * decay ** depth_from_top``, plus the head.
+
+    The top layer group has depth 0; the head trains at :func:`head_lr`.
+    """
+    from transferkit.backbones.contract import layer_groups
+
+    groups = layer_groups(model.backbone)
+    top = len(groups) - 1
+    out: list[dict[str, Any]] = []
+    for i in sorted(set(group_ids)):
+        params = [p for m in groups[i][1] for p in m.parameters()]
+        out += decay_groups(model, params, training.learning_rate * decay ** (top - i), training.weight_decay)
+    out += decay_groups(model, model.head.parameters(), head_lr(training, frozen_trunk), training.weight_decay)
+    return out
+
+
+def num_groups(model: nn.Module) -> int:
+    """How many layer groups the backbone has (embeddings + blocks for transformers)."""
+    from transferkit.backbones.contract import layer_groups
+
+    return len(layer_groups(model.backbone))

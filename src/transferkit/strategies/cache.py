@@ -60,3 +60,27 @@ def extract_features(
         tmp.replace(cache_path)
         return np.load(cache_path, mmap_mode="r")
     return feats
+
+
+@torch.inference_mode()
+def extract_hidden(model: torch.nn.Module, dataset: Dataset, collator: Collator, batch_size: int, group: int) -> list[torch.Tensor]:
+    """Per-example (T_i, D) features after layer group ``group`` of the frozen bottom, in dataset order.
+
+    Stored unpadded, so each batch later pads only to its own longest member.
+    """
+    from transferkit.backbones.contract import hidden_after
+    from transferkit.training.inference import ordered_loader
+
+    was_training = model.training
+    model.eval()
+    out: list[torch.Tensor | None] = [None] * len(dataset)
+    try:
+        for batch in ordered_loader(dataset, collator, batch_size):
+            idx = batch.pop("idx")
+            hidden = hidden_after(model.backbone, batch, group)  # (B, T, D)
+            lengths = batch["attention_mask"].sum(dim=1)
+            for row, i in enumerate(idx.tolist()):
+                out[i] = hidden[row, : int(lengths[row])].clone()
+    finally:
+        model.train(was_training)
+    return out

@@ -5,7 +5,13 @@ from __future__ import annotations
 from torch import nn
 
 from transferkit.config import TrainingConfig
-from transferkit.strategies.base import StrategyPlan, StrategySettings, decay_groups, head_lr, register_strategy
+from transferkit.strategies.base import (
+    StrategyPlan,
+    StrategySettings,
+    decay_groups,
+    head_lr,
+    register_strategy,
+)
 
 
 class FullSettings(StrategySettings):

@@ -12,7 +12,13 @@ from pydantic import Field
 from torch import nn
 
 from transferkit.config import TrainingConfig
-from transferkit.strategies.base import StrategyPlan, StrategySettings, decay_groups, head_lr, register_strategy
+from transferkit.strategies.base import (
+    StrategyPlan,
+    StrategySettings,
+    decay_groups,
+    head_lr,
+    register_strategy,
+)
 
 
 class HeadSettings(StrategySettings):
@@ -26,7 +32,7 @@ def apply(model: nn.Module, settings: HeadSettings, training: TrainingConfig) ->
     model.head.requires_grad_(True)
     groups = decay_groups(model, model.head.parameters(), head_lr(training, True), training.weight_decay)
     cache = None if settings.cache == "off" else "features"
-    return StrategyPlan(param_groups=groups, cache=cache, cache_location=settings.cache, frozen_trunk=True)
+    return StrategyPlan(param_groups=groups, cache=cache, cache_location=settings.cache, frozen_trunk=True, frozen_modules=[model.backbone])
 
 
 register_strategy("head", HeadSettings, apply, "frozen trunk, a linear or MLP head trains on cached features")

@@ -1,19 +1,19 @@
 """The training loop: one readable function on Hugging Face Accelerate.
 
-prepare -> for each step: forward, loss, backward, clip, step, schedule -> evaluate -> keep the best
-(early stopping with patience) -> restore the best at the end. Runs unchanged under ``accelerate launch``.
+prepare -> for each step: forward, loss, backward, clip, step, schedule -> evaluate -> checkpoint -> keep
+the best (early stopping with patience) -> restore the best at the end. Strategies with stages (gradual
+unfreezing) get a fresh optimizer and warmup at each stage. Runs unchanged under ``accelerate launch``, and
+continues from its newest checkpoint after a kill (``resume=True``) with the same result.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -22,8 +22,15 @@ from torch.utils.data import DataLoader, Dataset
 from transferkit.config import TrainingConfig
 from transferkit.data.text import Collator, LengthGroupedBatchSampler
 from transferkit.evaluation import is_better
-from transferkit.strategies.base import StrategyPlan
+from transferkit.strategies.base import Stage, StrategyPlan
+from transferkit.training.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from transferkit.training.inference import forward_in_order, ordered_loader
+from transferkit.training.logger import RunLogger
 from transferkit.training.losses import compute_loss
 from transferkit.training.optim import build_optimizer, build_scheduler
 from transferkit.training.progress import TrainProgress
@@ -41,6 +48,7 @@ class TrainResult:
     best_step: int | None = None
     steps: int = 0
     stopped_early: bool = False
+    resumed_from: int | None = None
     train_seconds: float = 0.0
     train_samples: int = 0
     train_tokens: int = 0
@@ -50,44 +58,19 @@ class TrainResult:
         return self.train_samples / self.train_seconds if self.train_seconds else 0.0
 
 
-class JsonlLogger:
-    """Step and epoch records, to a JSONL file and (optionally) TensorBoard."""
-
-    def __init__(self, log_dir: Path | None, tensorboard: bool, enabled: bool):
-        self.file = None
-        self.writer = None
-        if log_dir is None or not enabled:
-            return
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.file = open(log_dir / "train_log.jsonl", "a", buffering=1)  # noqa: SIM115 (closed in close())
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(log_dir / "tensorboard"))
-
-    def log(self, record: dict, step: int) -> None:
-        if self.file:
-            self.file.write(json.dumps(record) + "\n")
-        if self.writer:
-            for key, value in _flatten(record).items():
-                if isinstance(value, int | float) and key not in ("step", "epoch"):
-                    self.writer.add_scalar(key, value, step)
-
-    def close(self) -> None:
-        if self.file:
-            self.file.close()
-        if self.writer:
-            self.writer.close()
+@dataclass
+class _LoopState:
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0  # micro-batches of the current epoch already consumed
+    stage: int = 0
+    bad_evals: int = 0
+    running: float = 0.0
+    running_n: int = 0
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        elif not isinstance(v, list):
-            out[f"{prefix}{k}"] = v
-    return out
+def _stage_starts(stages: list[Stage], steps_per_epoch: int) -> list[int]:
+    return [int(round(s.start_epoch * steps_per_epoch)) for s in stages]
 
 
 def train_loop(
@@ -102,17 +85,19 @@ def train_loop(
     problem: str,
     metric: str,
     class_weights: torch.Tensor | None = None,
+    sample_weights: list[float] | None = None,
     log_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
     tensorboard: bool = True,
     accelerator: Accelerator | None = None,
-    frozen: torch.nn.Module | None = None,
 ) -> TrainResult:
-    """Trains ``module`` with the strategy's parameter groups and restores the best evaluation.
+    """Trains ``module`` as the strategy's plan says and restores the best evaluation.
 
     Args:
-        module: What trains (the whole model, or only the head over cached features).
+        module: What trains (the whole model, only the head over cached features, or the top of the model).
         forward: ``forward(module, batch) -> (B, C) logits``.
-        plan: The strategy's plan (parameter groups, frozen trunk).
+        plan: The strategy's plan: parameter groups or stages, modules kept frozen.
         train_set / val_set: Examples (tokens or cached features) with labels.
         collator: Pads / stacks a batch.
         evaluate: Turns (N, C) validation logits into a metrics dict.
@@ -120,75 +105,126 @@ def train_loop(
         problem: "single_label", "multi_label" or "regression".
         metric: Validation metric that picks the best state.
         class_weights: Optional (C,) loss weights.
+        sample_weights: Per-example sampling weights (class-balanced sampling).
         log_dir: Folder for ``train_log.jsonl`` and TensorBoard files.
+        checkpoint_dir: Folder for checkpoints; None writes none.
+        resume: Continue from the newest complete checkpoint in ``checkpoint_dir``.
         accelerator: An existing Accelerator (one is made otherwise).
-        frozen: A frozen sub-module kept in eval mode while ``module`` trains (no dropout in frozen parts).
 
     Returns:
         A :class:`TrainResult`; ``module`` holds the best weights on return.
     """
     accelerator = accelerator or Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps)
     set_seed(cfg.seed)
-    sampler = LengthGroupedBatchSampler(train_set.lengths, cfg.batch_size, cfg.seed, group_by_length=cfg.group_by_length)
+    sampler = LengthGroupedBatchSampler(train_set.lengths, cfg.batch_size, cfg.seed, group_by_length=cfg.group_by_length, weights=sample_weights)
     train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collator)
-    optimizer = build_optimizer(plan.param_groups)
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.gradient_accumulation_steps))
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    scheduler = build_scheduler(optimizer, cfg, total_steps)
-    module, optimizer, train_loader, scheduler = accelerator.prepare(module, optimizer, train_loader, scheduler)
+    stages = plan.stages or [Stage("train", 0.0, lambda: plan.param_groups)]
+    starts = _stage_starts(stages, steps_per_epoch) + [total_steps]
+    focal = cfg.focal_gamma if cfg.loss == "focal" and problem == "single_label" else None
+
+    def enter_stage(i: int):
+        groups = stages[i].enter()
+        optimizer = build_optimizer(groups)
+        scheduler = build_scheduler(optimizer, cfg, max(1, starts[i + 1] - starts[i]))
+        return accelerator.prepare(optimizer, scheduler)
+
+    module, train_loader = accelerator.prepare(module, train_loader)
+    raw = accelerator.unwrap_model(module)
     val_loader = accelerator.prepare_data_loader(ordered_loader(val_set, collator, cfg.eval_batch_size)) if val_set is not None else None
     eval_every = max(1, steps_per_epoch // cfg.evaluations_per_epoch)
 
-    logger = JsonlLogger(log_dir, tensorboard, accelerator.is_main_process)
-    progress = TrainProgress(total_steps, enabled=cfg.progress and accelerator.is_local_main_process)
+    state = _LoopState()
     result = TrainResult()
     best_state: dict[str, torch.Tensor] | None = None
-    bad_evals = 0
-    step, epoch, running, running_n = 0, 0, 0.0, 0
-    trainable = [n for n, p in accelerator.unwrap_model(module).named_parameters() if p.requires_grad]
+    restored_rng = None
+    checkpoint = list_checkpoints(checkpoint_dir)[-1] if resume and checkpoint_dir is not None and list_checkpoints(checkpoint_dir) else None
+    if checkpoint is not None:  # replay stage entries (deterministic), then load every state
+        weights, best_state, saved = load_checkpoint(checkpoint)
+        state = _LoopState(**saved["loop"]["state"])
+        for i in range(state.stage):
+            stages[i].enter()
+        optimizer, scheduler = enter_stage(state.stage)
+        raw.load_state_dict(weights, strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        result.history = saved["loop"]["history"]
+        result.best_metric, result.best_step = saved["loop"]["best_metric"], saved["loop"]["best_step"]
+        result.train_samples, result.train_tokens = saved["loop"]["train_samples"], saved["loop"]["train_tokens"]
+        result.resumed_from = state.step
+        restored_rng = saved["rng"]
+    else:
+        optimizer, scheduler = enter_stage(0)
+
+    logger = RunLogger(log_dir, tensorboard, accelerator.is_main_process)
+    progress = TrainProgress(total_steps, enabled=cfg.progress and accelerator.is_local_main_process, completed=state.step)
+
+    def trainable_names() -> list[str]:
+        return [n for n, p in raw.named_parameters() if p.requires_grad]
+
+    def set_modes() -> None:
+        module.train()
+        for m in plan.frozen_modules:
+            m.eval()
+
+    def write_checkpoint() -> None:
+        if checkpoint_dir is None or not accelerator.is_main_process:
+            return
+        weights = raw.state_dict()
+        loop_state = {
+            "state": vars(state).copy(), "history": result.history, "best_metric": result.best_metric,
+            "best_step": result.best_step, "train_samples": result.train_samples, "train_tokens": result.train_tokens,
+        }  # fmt: skip
+        save_checkpoint(checkpoint_dir, state.step, weights, best_state, optimizer, scheduler, loop_state, cfg.keep_checkpoints)
 
     def run_eval() -> bool:
-        """Evaluates, keeps the best state; returns True when patience is exhausted."""
-        nonlocal best_state, bad_evals
+        """Evaluates and keeps the best state; returns True when patience is exhausted."""
+        nonlocal best_state
         if val_loader is None:
             return False
         module.eval()
         logits = forward_in_order(lambda b: forward(module, b), val_set, collator, cfg.eval_batch_size, accelerator, loader=val_loader)
-        module.train()
-        if frozen is not None:
-            frozen.eval()
+        set_modes()
         scores = evaluate(logits)
-        record = {"step": step, "epoch": round(step / steps_per_epoch, 4), "train_loss": running / max(running_n, 1), "validation": scores}
+        record = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), "stage": stages[state.stage].name, "train_loss": state.running / max(state.running_n, 1), "validation": scores}
         result.history.append(record)
-        logger.log(record, step)
+        logger.log(record, state.step)
         value = scores.get(metric)
         if value is None:
             raise KeyError(f"metric {metric!r} is not among the validation metrics: {sorted(k for k, v in scores.items() if not isinstance(v, dict | list))}")
         progress.note(f"val {metric} {value:.4f}")
         if is_better(metric, value, result.best_metric):
-            result.best_metric, result.best_step, bad_evals = value, step, 0
-            state = accelerator.unwrap_model(module).state_dict()
-            best_state = {k: state[k].detach().clone() for k in trainable if k in state}
+            result.best_metric, result.best_step, state.bad_evals = value, state.step, 0
+            sd = raw.state_dict()
+            best_state = {k: sd[k].detach().clone() for k in trainable_names() if k in sd}
             return False
-        bad_evals += 1
-        return cfg.early_stopping_patience is not None and bad_evals >= cfg.early_stopping_patience
+        state.bad_evals += 1
+        return cfg.early_stopping_patience is not None and state.bad_evals >= cfg.early_stopping_patience
 
-    module.train()
-    if frozen is not None:
-        frozen.eval()
+    set_modes()
     start = time.perf_counter()
     eval_seconds = 0.0
-    done = False
+    done = state.step >= total_steps
     while not done:
-        sampler.set_epoch(epoch)
-        for batch in train_loader:
+        sampler.set_epoch(state.epoch)
+        batches = iter(train_loader)
+        for _ in range(state.batches_in_epoch):  # resumed mid-epoch: skip what was already trained on
+            next(batches)
+        if restored_rng is not None:  # after the loader drew its seed, exactly as the interrupted run did
+            set_rng_state(restored_rng)
+            restored_rng = None
+        for batch in batches:
+            state.batches_in_epoch += 1
             with accelerator.accumulate(module):
                 labels = batch.pop("labels")
                 logits = forward(module, batch)
-                loss = compute_loss(logits, labels, problem, class_weights)
+                loss = compute_loss(logits, labels, problem, class_weights, focal)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
+                    accelerator.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.max_grad_norm)
+                if accelerator.sync_gradients and plan.after_backward is not None:
+                    plan.after_backward(state.step)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -196,36 +232,39 @@ def train_loop(
             result.train_samples += n * accelerator.num_processes
             if "attention_mask" in batch:
                 result.train_tokens += int(batch["attention_mask"].sum()) * accelerator.num_processes
-            running += loss.item() * n
-            running_n += n
+            state.running += loss.item() * n
+            state.running_n += n
             if not accelerator.sync_gradients:
                 continue
-            step += 1
-            progress.advance(loss=running / running_n, samples=n * cfg.gradient_accumulation_steps * accelerator.num_processes)
-            if step % cfg.log_every_steps == 0:
-                logger.log({"step": step, "loss": running / running_n, "lr": scheduler.get_last_lr()[0]}, step)
-            if step % eval_every == 0 or step == total_steps:
+            state.step += 1
+            progress.advance(loss=state.running / state.running_n, samples=n * cfg.gradient_accumulation_steps * accelerator.num_processes)
+            if state.step % cfg.log_every_steps == 0:
+                logger.log({"step": state.step, "loss": state.running / state.running_n, "lr": scheduler.get_last_lr()[0]}, state.step)
+            stop = False
+            evaluated = state.step % eval_every == 0 or state.step == total_steps
+            if evaluated:
                 t0 = time.perf_counter()
                 stop = run_eval()
                 eval_seconds += time.perf_counter() - t0
-                running, running_n = 0.0, 0
-                if stop:
-                    result.stopped_early = True
-                    done = True
-                    break
-            if step >= total_steps:
+                state.running, state.running_n = 0.0, 0
+            if state.stage + 1 < len(stages) and state.step >= starts[state.stage + 1]:
+                state.stage += 1
+                optimizer, scheduler = enter_stage(state.stage)
+                set_modes()
+                logger.log({"step": state.step, "stage": stages[state.stage].name, "trainable_parameters": sum(p.numel() for p in raw.parameters() if p.requires_grad)}, state.step)
+            if evaluated or (cfg.checkpoint_every_steps and state.step % cfg.checkpoint_every_steps == 0):
+                write_checkpoint()
+            if stop or state.step >= total_steps:
+                result.stopped_early = stop
                 done = True
                 break
-        epoch += 1
+        else:
+            state.epoch += 1
+            state.batches_in_epoch = 0
     result.train_seconds = time.perf_counter() - start - eval_seconds
-    result.steps = step
+    result.steps = state.step
     progress.close()
     logger.close()
     if best_state is not None:
-        accelerator.unwrap_model(module).load_state_dict(best_state, strict=False)
+        raw.load_state_dict(best_state, strict=False)
     return result
-
-
-def label_array(labels: list, problem: str) -> np.ndarray:
-    """Targets as an array: class ids, multi-hot rows or floats."""
-    return np.asarray(labels, dtype=np.float32 if problem != "single_label" else np.int64)

@@ -16,7 +16,9 @@ def balanced_class_weights(label_ids: Sequence[int], num_classes: int) -> torch.
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def compute_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def compute_loss(
+    logits: torch.Tensor, labels: torch.Tensor, problem: str, class_weights: torch.Tensor | None = None, focal_gamma: float | None = None
+) -> torch.Tensor:
     """Mean loss of a batch.
 
     Args:
@@ -24,6 +26,7 @@ def compute_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str, class
         labels: (B,) class ids, (B, C) multi-hot, or (B,) floats.
         problem: "single_label", "multi_label" or "regression".
         class_weights: (C,) per-class weights (single_label: weighted CE; multi_label: positive weights).
+        focal_gamma: When set, the focal loss ``(1 - p_t) ** gamma * CE`` (Lin et al., 2017).
     """
     if problem == "regression":
         return F.mse_loss(logits.squeeze(-1), labels.float())
@@ -31,4 +34,8 @@ def compute_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str, class
         pos_weight = class_weights.to(logits.device) if class_weights is not None else None
         return F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=pos_weight)
     weight = class_weights.to(logits.device) if class_weights is not None else None
+    if focal_gamma is not None:
+        ce = F.cross_entropy(logits, labels, weight=weight, reduction="none")  # (B,)
+        p_t = torch.softmax(logits, dim=-1).gather(1, labels.unsqueeze(1)).squeeze(1)
+        return ((1 - p_t) ** focal_gamma * ce).mean()
     return F.cross_entropy(logits, labels, weight=weight)

@@ -12,7 +12,9 @@ from transferkit.data import read_table
 from transferkit.data.readers import detect_format
 from transferkit.errors import DataError
 
-FRAME = pd.DataFrame({"text": ["good film", "NA", "null", "bad, really bad"], "label": ["pos", "neg", "neg", "neg"]})
+FRAME = pd.DataFrame(
+    {"text": ["good film", "NA", "null", "bad, really bad"], "label": ["pos", "neg", "neg", "neg"]}
+)
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
@@ -97,7 +99,13 @@ def test_unknown_fmt(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "content"),
-    [("d.csv", ""), ("d.csv", "text,label\n"), ("d.jsonl", "\n\n"), ("d.json", "[]"), ("d.tsv", "text\tlabel\n")],
+    [
+        ("d.csv", ""),
+        ("d.csv", "text,label\n"),
+        ("d.jsonl", "\n\n"),
+        ("d.json", "[]"),
+        ("d.tsv", "text\tlabel\n"),
+    ],
 )
 def test_no_rows(tmp_path: Path, name: str, content: str) -> None:
     path = tmp_path / name

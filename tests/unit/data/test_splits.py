@@ -67,7 +67,9 @@ def test_split_is_seeded_stratified_and_disjoint(tmp_path: Path) -> None:
 
 
 def test_sizes_are_fractions_of_the_original_train(tmp_path: Path) -> None:
-    cfg = DataConfig(train=_csv(tmp_path, "train.csv", _frame({"a": 50, "b": 50})), validation_size=0.2, test_size=0.3)
+    cfg = DataConfig(
+        train=_csv(tmp_path, "train.csv", _frame({"a": 50, "b": 50})), validation_size=0.2, test_size=0.3
+    )
     splits = load_splits(cfg)
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (50, 20, 30)
 
@@ -91,7 +93,7 @@ def test_empty_text_names_file_and_row(tmp_path: Path) -> None:
     path.write_text("text,label\ngood,a\n   ,b\nfine,a\n,b\n")
     with pytest.raises(DataError) as err:
         load_splits(DataConfig(train=str(path)))
-    assert str(err.value) == f"{path} row 2: empty text (and 1 more rows); fill in the text or remove the row"
+    assert str(err.value) == f"{path} row 2: empty text (and 1 more row); fill in the text or remove the row"
 
 
 def test_missing_label_names_file_and_row(tmp_path: Path) -> None:
@@ -120,7 +122,9 @@ def test_unseen_labels_listed_up_to_five(tmp_path: Path) -> None:
 
 def test_one_class_is_refused(tmp_path: Path) -> None:
     path = _csv(tmp_path, "train.csv", _frame({"only": 30}))
-    with pytest.raises(DataError, match=rf"^{path}: single_label needs at least two classes in training, found 'only'"):
+    with pytest.raises(
+        DataError, match=rf"^{path}: single_label needs at least two classes in training, found 'only'"
+    ):
         load_splits(DataConfig(train=path))
 
 
@@ -129,7 +133,9 @@ def test_regression_labels_are_floats(tmp_path: Path) -> None:
     splits = load_splits(DataConfig(train=_csv(tmp_path, "train.csv", frame)), problem="regression")
     assert splits.labels == []
     assert splits.train["label"].dtype == float
-    assert sorted(pd.concat([splits.train, splits.validation, splits.test])["label"]) == [i / 2 for i in range(30)]
+    assert sorted(pd.concat([splits.train, splits.validation, splits.test])["label"]) == [
+        i / 2 for i in range(30)
+    ]
 
 
 def test_regression_non_numeric_label(tmp_path: Path) -> None:
@@ -165,14 +171,18 @@ def test_multi_label_from_lists_and_custom_separator(tmp_path: Path) -> None:
 def test_multi_label_unseen(tmp_path: Path) -> None:
     train = pd.DataFrame({"text": [f"t{i}" for i in range(20)], "label": ["a|b", "b"] * 10})
     test = pd.DataFrame({"text": ["u", "v"], "label": ["a", "b|zz"]})
-    with pytest.raises(DataError, match=r"DataFrame 'test': label\(s\) never seen in training: 'zz' \(row 2\)"):
+    with pytest.raises(
+        DataError, match=r"DataFrame 'test': label\(s\) never seen in training: 'zz' \(row 2\)"
+    ):
         load_splits(DataConfig(), problem="multi_label", frames={"train": train, "test": test})
 
 
 def test_dataframes_with_column_mapping() -> None:
     train = _frame({"a": 30, "b": 30}, text="body", label="tag")
     validation = _frame({"a": 2, "b": 2}, text="body", label="tag").assign(body=lambda f: "v " + f["body"])
-    splits = load_splits(DataConfig(text_column="body", label_column="tag"), frames={"train": train, "validation": validation})
+    splits = load_splits(
+        DataConfig(text_column="body", label_column="tag"), frames={"train": train, "validation": validation}
+    )
     assert splits.source == "DataFrame 'train'"
     assert len(splits.validation) == 4 and len(splits.train) + len(splits.test) == 60
     with pytest.raises(DataError, match=r"DataFrame 'train': no column 'text'"):
@@ -189,7 +199,11 @@ def test_frames_errors() -> None:
 
 
 def test_max_samples_are_seeded_and_stratified(tmp_path: Path) -> None:
-    cfg = DataConfig(train=_csv(tmp_path, "train.csv", _frame({"a": 100, "b": 100})), max_train_samples=40, max_eval_samples=6)
+    cfg = DataConfig(
+        train=_csv(tmp_path, "train.csv", _frame({"a": 100, "b": 100})),
+        max_train_samples=40,
+        max_eval_samples=6,
+    )
     first, again = load_splits(cfg), load_splits(cfg)
     assert len(first.train) == 40 and len(first.validation) == 6 and len(first.test) == 6
     assert first.train["label"].value_counts().to_dict() == {"a": 20, "b": 20}

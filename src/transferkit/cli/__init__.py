@@ -1,0 +1,1 @@
+"""The ``transferkit`` command line: one thin command table over the library."""

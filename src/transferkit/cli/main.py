@@ -1,0 +1,270 @@
+"""``transferkit`` commands: fit, evaluate, predict, backbones, strategies, datasets, config explain.
+
+Every user mistake ends in one line on stderr and exit status 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from transferkit.errors import TransferkitError
+
+# quick-path flags -> config paths (the config path is authoritative; flags are shortcuts)
+FLAG_PATHS = {
+    "dataset": "data.dataset",
+    "train": "data.train",
+    "validation": "data.validation",
+    "test": "data.test",
+    "text_column": "data.text_column",
+    "label_column": "data.label_column",
+    "max_train_samples": "data.max_train_samples",
+    "backbone": "backbone.name",
+    "task": "task.type",
+    "problem": "task.problem",
+    "strategy": "strategy.name",
+    "epochs": "training.epochs",
+    "batch_size": "training.batch_size",
+    "learning_rate": "training.learning_rate",
+    "seed": "training.seed",
+    "output": "output.dir",
+}
+
+
+def _add_fit(sub) -> None:
+    p = sub.add_parser("fit", help="fine-tune a backbone and write a run folder", description="Fine-tune, evaluate and save. Flags are shortcuts for config fields; KEY=VALUE overrides any field (see `transferkit config explain`).")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. training.epochs=2 strategy.name=head")
+    p.add_argument("--config", help="run YAML (data, backbone, task, head, strategy, training, evaluation, output)")
+    p.add_argument("--dataset", help="catalog data set (see `transferkit datasets`)")
+    p.add_argument("--train", help="training file: CSV, TSV, JSONL or Parquet")
+    p.add_argument("--validation", help="validation file (default: split from --train)")
+    p.add_argument("--test", help="test file (default: split from --train)")
+    p.add_argument("--text-column", help="input text column (default: text)")
+    p.add_argument("--label-column", help="label column (default: label)")
+    p.add_argument("--max-train-samples", type=int, help="use at most N training examples")
+    p.add_argument("--backbone", help="registered backbone, Hugging Face id or folder (default: minilm-l6)")
+    p.add_argument("--task", help="task (default: text-classification)")
+    p.add_argument("--problem", help="single_label, multi_label or regression")
+    p.add_argument("--strategy", help="transfer strategy (see `transferkit strategies`; default: full)")
+    p.add_argument("--epochs", type=float, help="training epochs (default: 3)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: 32)")
+    p.add_argument("--learning-rate", type=float, help="peak learning rate of the trunk (default: 5e-5)")
+    p.add_argument("--seed", type=int, help="seed (default: 42)")
+    p.add_argument("--output", help="run folder to create (default: runs/<data>-<strategy>-<time>)")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its newest checkpoint (its saved config is used)")
+
+
+def _add_commands(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_fit(sub)
+    p = sub.add_parser("evaluate", help="metrics of a run on a labelled file")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--data", required=True, help="labelled file (CSV, TSV, JSONL, Parquet)")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--output", help="also write the metrics as JSON to this new file")
+    p = sub.add_parser("predict", help="predict texts or a file with a run")
+    p.add_argument("run", help="run folder")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    src.add_argument("--input", help="file of texts (CSV, TSV, JSONL, Parquet)")
+    p.add_argument("--output", help="where --input predictions go (a new file; default: print JSON lines)")
+    p.add_argument("--text-column", default="text")
+    sub.add_parser("backbones", help="list registered backbones")
+    sub.add_parser("strategies", help="list transfer strategies and their settings")
+    p = sub.add_parser("datasets", help="list or fetch catalog data sets")
+    p.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
+    p.add_argument("names", nargs="*", help="data sets to fetch")
+    p.add_argument("--all", action="store_true", help="fetch every catalog data set")
+    p = sub.add_parser("config", help="explain every config field")
+    p.add_argument("action", choices=["explain"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transferkit", description="Transfer learning: fine-tune, evaluate, predict.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="less output")
+    _add_commands(parser)
+    return parser
+
+
+def _table(title: str, rows: list[tuple], headers: tuple):
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for h in headers:
+        t.add_column(h, overflow="fold")
+    for r in rows:
+        t.add_row(*map(str, r))
+    return t
+
+
+def _print(obj) -> None:
+    from rich.console import Console
+
+    Console().print(obj)
+
+
+def cmd_fit(args) -> int:
+    from transferkit.api import fit
+    from transferkit.config import load_config
+    from transferkit.evaluation import format_metrics_table
+
+    from transferkit.config import parse_overrides
+
+    flags = [f"{path}={json.dumps(getattr(args, key))}" for key, path in FLAG_PATHS.items() if getattr(args, key, None) is not None]
+    if args.resume:
+        if flags or args.config:
+            raise TransferkitError("--resume RUN takes the run's saved config; give no other flags or --config (KEY=VALUE overrides are allowed)")
+        result = fit(resume=args.resume, overrides=args.overrides)
+        cfg = load_config(f"{args.resume}/config.yaml")
+    else:
+        cfg = load_config(args.config, args.overrides, base=parse_overrides(flags))
+        result = fit(cfg)
+    m = result.metrics
+    table = {"test": m["test"], "validation": m["validation"]}
+    if "pretrained_baseline" in m:
+        table["pretrained baseline: test"] = m["pretrained_baseline"]["test"]
+    keys = ["accuracy", "f1_macro", "precision_macro", "recall_macro"] if cfg.task.problem != "regression" else ["mae", "rmse", "r2"]
+    _print(format_metrics_table(table, keys=keys))
+    tr = m["training"]
+    print(f"trainable parameters: {m['trainable_parameters']:,} of {m['total_parameters']:,}; {tr['steps']} steps, {tr['train_samples_per_second']} samples/s, wall {tr['wall_seconds']:.1f} s")
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from transferkit.evaluation import format_metrics_table
+    from transferkit.predictor import load
+    from transferkit.utils.io import atomic_write_json
+
+    metrics = load(args.run).evaluate(args.data, args.text_column, args.label_column)
+    keys = [k for k in ("accuracy", "f1_macro", "precision_macro", "recall_macro", "mae", "rmse", "r2", "num_examples") if k in metrics]
+    _print(format_metrics_table({args.data: metrics}, keys=keys))
+    if args.output:
+        if os.path.exists(args.output):
+            raise TransferkitError(f"{args.output}: already exists; choose another --output")
+        atomic_write_json(args.output, metrics)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from transferkit.predictor import load
+
+    model = load(args.run)
+    if args.text:
+        for text, pred in zip(args.text, model.predict(args.text), strict=True):
+            print(json.dumps({"text": text, **pred}, ensure_ascii=False))
+        return 0
+    if args.output:
+        out = model.predict_file(args.input, args.output, args.text_column)
+        print(f"wrote {out}")
+        return 0
+    from transferkit.data.readers import read_table
+    from transferkit.errors import DataError
+
+    frame = read_table(args.input)
+    if args.text_column not in frame.columns:
+        raise DataError(f"{args.input}: no column {args.text_column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column")
+    texts = frame[args.text_column].astype(str).tolist()
+    for text, pred in zip(texts, model.predict(texts), strict=True):
+        print(json.dumps({"text": text, **pred}, ensure_ascii=False))
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from transferkit.backbones import BACKBONES
+
+    rows = [(e.name, e.description) for e in BACKBONES]
+    _print(_table("backbones (or any Hugging Face model id / local folder)", rows, ("name", "description")))
+    return 0
+
+
+def cmd_strategies(args) -> int:
+    from transferkit.strategies import STRATEGIES
+
+    rows = []
+    for e in STRATEGIES:
+        fields = e.obj.settings.model_fields
+        settings = ", ".join(f"{n}={f.default!r}" for n, f in fields.items()) or "-"
+        rows.append((e.name, e.description, settings))
+    _print(_table("transfer strategies (--strategy NAME; settings as strategy.KEY=VALUE)", rows, ("name", "description", "settings")))
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from transferkit.data import DATASETS, fetch_dataset
+
+    if args.action == "fetch":
+        names = DATASETS.names() if args.all else args.names
+        if not names:
+            raise TransferkitError("datasets fetch: name data sets or give --all")
+        for name in names:
+            DATASETS.get(name)  # clear error for an unknown name
+            print(f"{name}: {fetch_dataset(name)}")
+        return 0
+    rows = [(e.name, e.description) for e in DATASETS]
+    _print(_table("catalog data sets (--dataset NAME)", rows, ("name", "description")))
+    return 0
+
+
+def cmd_config(args) -> int:
+    from transferkit.config import explain
+    from transferkit.strategies import STRATEGIES
+
+    rows = [(path, default, desc) for path, default, desc in explain()]
+    for e in STRATEGIES:
+        for name, f in e.obj.settings.model_fields.items():
+            rows.append((f"strategy.{name}  [{e.name}]", repr(f.default), f.description or ""))
+    _print(_table("run configuration fields (YAML keys; override with KEY=VALUE)", rows, ("field", "default", "description")))
+    return 0
+
+
+COMMANDS = {
+    "fit": cmd_fit,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "backbones": cmd_backbones,
+    "strategies": cmd_strategies,
+    "datasets": cmd_datasets,
+    "config": cmd_config,
+}
+
+
+def _quiet_libraries() -> None:
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*TensorFlow.*")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``transferkit`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "accelerate", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        _quiet_libraries()
+        return COMMANDS[args.command](args)
+    except TransferkitError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,446 @@
+"""``lora``, ``adalora`` and ``ia3``: the trunk stays frozen; small adapters inside it train, through ``peft``.
+
+PEFT injects its layers into ``model.backbone`` in place, so the model keeps its class, ``head``, ``features``
+and ``config``. The ``PeftModel`` wrapper lives in the plan, not in the model; it serves AdaLoRA's rank
+allocation, saving the adapter in PEFT's format and merging it for export. A finished run holds::
+
+    RUN/model/     the adapter merged into the backbone: a plain TransferkitForSequenceClassification
+    RUN/adapter/   adapter_config.json + adapter_model.safetensors (PEFT's format), head.safetensors
+
+To put the adapter back on the base backbone: ``PeftModel.from_pretrained(base_backbone, "RUN/adapter")`` and
+``head.load_state_dict(safetensors.torch.load_file("RUN/adapter/head.safetensors"))``.
+
+``target_modules: auto`` picks layers by the backbone's ``config.model_type`` (:data:`FAMILIES`), inside the
+transformer blocks only (every layer group above the embeddings); an unknown family gets every linear
+layer of the blocks, so new text, image or causal-LM backbones need no entry here.
+
+Learning rates: adapters start from zero (LoRA, AdaLoRA) or one (IA3) and are small, so they need a larger
+step than full fine-tuning: they train at ``training.learning_rate x lr_multiplier`` (5e-4 for LoRA at the
+defaults); the head at :func:`head_lr` for a frozen trunk.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch
+from peft import AdaLoraConfig, IA3Config, LoraConfig, PeftConfig, PeftModel, get_peft_model
+from peft.tuners.tuners_utils import BaseTunerLayer
+from pydantic import Field, model_validator
+from safetensors.torch import save_file
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from transferkit.backbones.contract import layer_groups
+from transferkit.config import TrainingConfig
+from transferkit.errors import ConfigError
+from transferkit.strategies.base import StrategyPlan, StrategySettings, decay_groups, head_lr, register_strategy
+
+log = logging.getLogger("transferkit")
+
+ADAPTER = "default"  # PEFT's adapter name; the saved adapter folder holds only this one
+FALLBACK_TOTAL_STEPS = 1000  # AdaLoRA's schedule length when neither strategy.total_steps nor training.max_steps is set
+_LINEAR = (nn.Linear, Conv1D)
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+Names = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+
+
+class _AdapterSettings(StrategySettings):
+    target_modules: Literal["auto"] | Names = Field(
+        "auto",
+        description="Layers that get adapters: 'auto' (by backbone family, inside the transformer blocks) or a list of module-name suffixes, e.g. [query, value].",
+    )
+    lr_multiplier: float = Field(
+        10.0, gt=0, description="Adapters train at training.learning_rate x this (adapters need larger steps than full fine-tuning)."
+    )
+
+
+class LoraSettings(_AdapterSettings):
+    r: int = Field(8, ge=1, description="Rank of each low-rank update B @ A.")
+    alpha: float = Field(16.0, gt=0, description="Scale of the update: alpha / r.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the adapter's input.")
+    bias: Literal["none", "all", "lora_only"] = Field(
+        "none", description="Biases that also train: none, all (every backbone bias), or lora_only (those of adapted layers)."
+    )
+
+
+class AdaLoraSettings(_AdapterSettings):
+    init_r: int = Field(12, ge=1, description="Starting rank of every adapted layer.")
+    target_r: int = Field(4, ge=1, description="Average rank left after pruning (the budget is target_r x number of layers).")
+    alpha: float = Field(16.0, gt=0, description="Scale of the update: alpha / init_r.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the adapter's input.")
+    tinit: float = Field(0.1, ge=0, description="Warm-up before any rank is pruned: below 1 a fraction of the total steps, else a step count.")
+    tfinal: float = Field(0.2, ge=0, description="Final phase with fixed ranks: below 1 a fraction of the total steps, else a step count.")
+    deltaT: int = Field(1, ge=1, description="Steps between two rank re-allocations during the pruning phase.")
+    orth_reg_weight: float = Field(0.5, ge=0, description="Weight of the penalty keeping the adapters' singular vectors orthogonal.")
+    total_steps: int | None = Field(
+        None, gt=0, description=f"Optimizer steps the rank schedule spans; None: training.max_steps, else {FALLBACK_TOTAL_STEPS} (with a warning)."
+    )
+
+    @model_validator(mode="after")
+    def _schedule(self) -> AdaLoraSettings:
+        if self.target_r >= self.init_r:
+            raise ValueError("strategy.target_r must be below strategy.init_r (AdaLoRA prunes from init_r down to target_r)")
+        for name in ("tinit", "tfinal"):
+            value = getattr(self, name)
+            if value >= 1 and value != int(value):
+                raise ValueError(f"strategy.{name}: a step count must be whole (fractions of the run are below 1)")
+        if self.tinit < 1 and self.tfinal < 1 and self.tinit + self.tfinal >= 1:
+            raise ValueError("strategy.tinit + strategy.tfinal must leave part of the run for pruning (sum below 1)")
+        return self
+
+
+class IA3Settings(_AdapterSettings):
+    feedforward_modules: Literal["auto"] | Names = Field(
+        "auto", description="Targets that are feed-forward layers (IA3 scales their input, not their output): 'auto' or name suffixes."
+    )
+    lr_multiplier: float = Field(60.0, gt=0, description="Scaling vectors train at training.learning_rate x this (3e-3 at the defaults, as in the IA3 paper).")
+
+
+# ---------------------------------------------------------------------------------------------- target modules
+
+
+@dataclass(frozen=True)
+class Family:
+    """Layer names of one backbone family."""
+
+    lora: tuple[str, ...]  # last name component of the layers LoRA / AdaLoRA adapt
+    ia3: tuple[str, ...]  # last name component of the attention layers IA3 rescales (keys, values)
+    ia3_feedforward: tuple[str, ...]  # name inside a block of the feed-forward output layer (IA3 scales its input)
+
+
+_BERT = Family(("query", "key", "value", "dense"), ("key", "value"), ("output.dense",))
+_DEBERTA = Family(("query_proj", "key_proj", "value_proj", "dense"), ("key_proj", "value_proj"), ("output.dense",))
+_DISTILBERT = Family(("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"), ("k_lin", "v_lin"), ("ffn.lin2",))
+_LLAMA = Family(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), ("k_proj", "v_proj"), ("mlp.down_proj",))
+_VIT = Family(("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"), ("k_proj", "v_proj"), ("mlp.fc2",))
+_GPT2 = Family(("c_attn", "c_proj", "c_fc"), ("c_attn",), ("mlp.c_proj",))
+FAMILIES: dict[str, Family] = {
+    **dict.fromkeys(("bert", "roberta", "xlm-roberta", "camembert", "electra"), _BERT),
+    "deberta-v2": _DEBERTA,
+    "distilbert": _DISTILBERT,
+    **dict.fromkeys(("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"), _LLAMA),
+    "vit": _VIT,
+    "gpt2": _GPT2,
+}
+
+
+@dataclass
+class Targets:
+    """Resolved module names (relative to the backbone) and how they were chosen."""
+
+    names: list[str]
+    feedforward: list[str] = field(default_factory=list)
+    how: str = ""
+
+
+def _block_linears(backbone: nn.Module) -> list[tuple[str, str]]:
+    """``(name in the backbone, name inside its layer group)`` of every linear layer above the embeddings."""
+    names = {id(m): n for n, m in backbone.named_modules()}
+    found = []
+    for _, modules in layer_groups(backbone)[1:]:
+        for top in modules:
+            for rel, m in top.named_modules():
+                if isinstance(m, _LINEAR):
+                    found.append((f"{names[id(top)]}.{rel}".strip("."), rel))
+    return found
+
+
+def auto_targets(backbone: nn.Module, method: str) -> Targets:
+    """The layers ``target_modules: auto`` adapts for ``method`` ("lora", "adalora" or "ia3")."""
+    linears = _block_linears(backbone)
+    if not linears:
+        raise ConfigError(f"strategy.target_modules: {type(backbone).__name__} has no linear layers in its blocks; list the modules to adapt")
+    model_type = getattr(getattr(backbone, "config", None), "model_type", None)
+    family = FAMILIES.get(model_type)
+    if family is not None:
+        leaf = {n: rel.rsplit(".", 1)[-1] for n, rel in linears}
+        if method == "ia3":
+            ff = [n for n, rel in linears if rel in family.ia3_feedforward]
+            names = [n for n, _ in linears if leaf[n] in family.ia3 or n in ff]
+        else:
+            ff, names = [], [n for n, _ in linears if leaf[n] in family.lora]
+        if names:  # else the family renamed its layers (another transformers version): fall back below
+            return Targets(names, ff, f"auto ({model_type})")
+    return Targets([n for n, _ in linears], [], "auto (every linear layer of the blocks)")
+
+
+def _match(backbone: nn.Module, suffixes: list[str], setting: str) -> list[str]:
+    """Backbone modules named ``suffix`` or ending in ``.suffix`` (PEFT's rule); every suffix must match."""
+    names = [n for n, _ in backbone.named_modules() if n]
+
+    def hit(name: str, s: str) -> bool:
+        return name == s or name.endswith("." + s)
+
+    missing = [s for s in suffixes if not any(hit(n, s) for n in names)]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, _LINEAR)})
+        raise ConfigError(f"strategy.{setting}: {missing} match no module of the backbone (its linear layers: {linear})")
+    return [n for n in names if any(hit(n, s) for s in suffixes)]
+
+
+def resolve_targets(backbone: nn.Module, settings: _AdapterSettings, method: str) -> Targets:
+    """The settings' ``target_modules`` (and IA3's ``feedforward_modules``) as full module names."""
+    auto = auto_targets(backbone, method)
+    targets = auto if settings.target_modules == "auto" else Targets(_match(backbone, settings.target_modules, "target_modules"), how="listed")
+    if method != "ia3":
+        return Targets(targets.names, [], targets.how)
+    ff_setting = getattr(settings, "feedforward_modules", "auto")
+    if ff_setting == "auto":
+        targets.feedforward = [n for n in targets.names if n in set(auto.feedforward)]
+    else:
+        targets.feedforward = _match(backbone, ff_setting, "feedforward_modules")
+        if not set(targets.feedforward) <= set(targets.names):
+            raise ConfigError("strategy.feedforward_modules must be among strategy.target_modules")
+    return targets
+
+
+def _fan_in_fan_out(backbone: nn.Module, names: list[str]) -> bool:
+    """GPT-2's Conv1D stores weights (in, out); PEFT needs to know."""
+    modules = dict(backbone.named_modules())
+    return all(isinstance(modules[n], Conv1D) for n in names)
+
+
+# ---------------------------------------------------------------------------------------------- AdaLoRA schedule
+
+
+def schedule_steps(settings: AdaLoraSettings, total: int) -> tuple[int, int]:
+    """``(tinit, tfinal)`` in steps; fractions are rounded down, so two summing below 1 leave a pruning phase."""
+    tinit, tfinal = (int(v * total) if v < 1 else int(v) for v in (settings.tinit, settings.tfinal))
+    if tinit >= total - tfinal:
+        raise ConfigError(f"strategy.tinit ({tinit} steps) + strategy.tfinal ({tfinal}) leave no pruning phase in {total} steps")
+    return tinit, tfinal
+
+
+class AdaLoraSchedule:
+    """Drives AdaLoRA's rank allocation from the loop's ``after_backward`` hook.
+
+    PEFT expects ``update_and_allocate`` after ``optimizer.step()``; the hook runs before it. Importance is
+    computed from the same gradients either way, and the pruning mask, which the optimizer step would undo,
+    is applied again just before the next forward pass (and before export or saving).
+    """
+
+    def __init__(self, peft_model: PeftModel, settings: AdaLoraSettings, total_steps: int):
+        self.tuner = peft_model.base_model  # AdaLoraModel: update_and_allocate, rankallocator
+        self.backbone = self.tuner.model
+        self.config = peft_model.peft_config[ADAPTER]
+        self.settings = settings
+        self.pending_mask = False
+        self.set_total_steps(total_steps)
+        backbone = self.backbone
+
+        def before_forward(module: nn.Module, args) -> None:
+            if module is backbone:  # deep copies (export) share this function: leave them alone
+                self.apply_pending_mask()
+
+        backbone.register_forward_pre_hook(before_forward)
+
+    def set_total_steps(self, total: int) -> None:
+        """Sets the schedule length; ``tinit`` / ``tfinal`` given as fractions are resolved against it."""
+        tinit, tfinal = schedule_steps(self.settings, total)
+        self.config.total_step, self.config.tinit, self.config.tfinal = total, tinit, tfinal
+
+    def after_backward(self, step: int) -> None:
+        self._add_orthogonality_gradients()
+        self.tuner.update_and_allocate(step)
+        cfg = self.config
+        masked_now = step >= cfg.total_step - cfg.tfinal or self.tuner.rankallocator.budget_schedule(step)[1]
+        self.pending_mask = cfg.rank_pattern is not None and bool(masked_now)
+
+    def apply_pending_mask(self) -> None:
+        if self.pending_mask:
+            self.tuner.rankallocator.mask_using_rank_pattern(self.backbone, self.config.rank_pattern)
+            self.pending_mask = False
+
+    def _add_orthogonality_gradients(self) -> None:
+        """Adds the gradient of AdaLoRA's penalty ``w * mean ||P P^T - I||_F`` over every A and B.
+
+        PEFT adds the penalty to the loss a model returns; our loop computes the loss itself, so the penalty's
+        gradient is added here (the same sum, only after the loop's gradient clipping).
+        """
+        if not self.settings.orth_reg_weight:
+            return
+        params = [(n, p) for n, p in self.backbone.named_parameters() if p.requires_grad and (".lora_A." in n or ".lora_B." in n)]
+        with torch.enable_grad():
+            terms = []
+            for n, p in params:
+                cov = p @ p.T if ".lora_A." in n else p.T @ p  # (r, r)
+                terms.append(torch.linalg.matrix_norm(cov - torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)))
+            penalty = self.settings.orth_reg_weight * torch.stack(terms).mean()
+            grads = torch.autograd.grad(penalty, [p for _, p in params])
+        for (_, p), g in zip(params, grads, strict=True):
+            p.grad = g if p.grad is None else p.grad.add_(g)
+
+    def prepare_save(self) -> None:
+        """Applies a pending mask and makes ``rank_pattern`` describe the weights exactly.
+
+        PEFT's saved adapter keeps only the ranks ``rank_pattern`` marks. The best checkpoint the loop restores
+        may predate the last allocation, so every rank whose singular value is non-zero is kept as well: the
+        saved adapter then computes exactly what the in-memory model computes.
+        """
+        self.apply_pending_mask()
+        old = self.config.rank_pattern
+        if old is None:
+            return
+        pattern = {}
+        for n, p in self.backbone.named_parameters():
+            if f".lora_E.{ADAPTER}" in n:
+                kept = old.get(n, old.get(n.replace(f".{ADAPTER}", ""), [False] * p.shape[0]))
+                nonzero = (p.detach() != 0).view(-1).tolist()
+                pattern[n] = [bool(a or b) for a, b in zip(kept, nonzero, strict=True)]
+        self.config.rank_pattern = pattern
+
+
+# ---------------------------------------------------------------------------------------------- export and save
+
+
+@dataclass
+class AdaptedBackbone:
+    """The PEFT wrapper around ``model.backbone``; merges for export and saves the adapter."""
+
+    peft_model: PeftModel
+    backbone: nn.Module
+    schedule: AdaLoraSchedule | None = None
+
+    def _check(self, model: nn.Module) -> None:
+        if model.backbone is not self.backbone:
+            raise ValueError("this plan's adapter is not in the given model (export/save the model the strategy was applied to)")
+        if self.schedule is not None:
+            self.schedule.prepare_save()
+
+    def export_model(self, model: nn.Module) -> nn.Module:
+        """A copy of ``model`` with the adapter merged into the backbone weights; ``model`` is left as it is."""
+        self._check(model)
+        merged = copy.deepcopy(self.peft_model).merge_and_unload(safe_merge=True)  # a plain backbone
+        # Copy the rest of the model around it: deepcopy's memo maps the adapted backbone to the merged one.
+        out = copy.deepcopy(model, {id(model.backbone): merged})
+        if any(isinstance(m, BaseTunerLayer) for m in out.modules()):
+            raise RuntimeError("adapter layers left after merging")
+        return out
+
+    def save_extra(self, model: nn.Module, run_dir: Path) -> None:
+        """Writes ``run_dir/adapter``: PEFT's adapter files and ``head.safetensors`` (via ``adapter.partial``)."""
+        self._check(model)
+        final, tmp = Path(run_dir) / "adapter", Path(run_dir) / "adapter.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.peft_model.save_pretrained(str(tmp))
+        head = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
+        save_file(head, str(tmp / "head.safetensors"), metadata={"format": "pt"})
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+
+
+# ---------------------------------------------------------------------------------------------- apply
+
+
+def _adapt(model: nn.Module, config: PeftConfig, training: TrainingConfig, lr_multiplier: float, decay: bool = True):
+    """Injects the adapter into ``model.backbone``; returns the PEFT wrapper and the optimizer groups."""
+    model.requires_grad_(False)
+    try:
+        peft_model = get_peft_model(model.backbone, config, adapter_name=ADAPTER)  # also freezes all but the adapter
+    except ValueError as err:
+        raise ConfigError(f"strategy.target_modules: {err}") from err
+    model.head.requires_grad_(True)
+    lr = training.learning_rate * lr_multiplier
+    groups = decay_groups(model, model.backbone.parameters(), lr, training.weight_decay if decay else 0.0)
+    groups += decay_groups(model, model.head.parameters(), head_lr(training, True), training.weight_decay)
+    return peft_model, groups
+
+
+def _plan(model: nn.Module, peft_model: PeftModel, groups, notes: list[str], schedule: AdaLoraSchedule | None = None) -> StrategyPlan:
+    adapted = AdaptedBackbone(peft_model, model.backbone, schedule)
+    return StrategyPlan(
+        param_groups=groups,
+        notes=notes,
+        after_backward=schedule.after_backward if schedule else None,
+        export_model=adapted.export_model,
+        save_extra=adapted.save_extra,
+    )
+
+
+def _note(name: str, targets: Targets, lr: float) -> str:
+    leaves = sorted({n.rsplit(".", 1)[-1] for n in targets.names})
+    return f"{name} on {len(targets.names)} layers ({targets.how}: {', '.join(leaves)}), adapters at lr {lr:g}"
+
+
+def apply_lora(model: nn.Module, settings: LoraSettings, training: TrainingConfig) -> StrategyPlan:
+    targets = resolve_targets(model.backbone, settings, "lora")
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        bias=settings.bias,
+        target_modules=targets.names,
+        fan_in_fan_out=_fan_in_fan_out(model.backbone, targets.names),
+    )
+    peft_model, groups = _adapt(model, config, training, settings.lr_multiplier)
+    lr = training.learning_rate * settings.lr_multiplier
+    return _plan(model, peft_model, groups, [_note(f"LoRA r={settings.r} alpha={settings.alpha:g}", targets, lr)])
+
+
+def adalora_total_steps(settings: AdaLoraSettings, training: TrainingConfig) -> tuple[int, str]:
+    """The schedule length and where it came from: the setting, else training.max_steps, else a placeholder."""
+    if settings.total_steps is not None:
+        return settings.total_steps, "strategy.total_steps"
+    if training.max_steps is not None:
+        return training.max_steps, "training.max_steps"
+    log.warning(
+        "adalora: the rank schedule assumes %d optimizer steps; set strategy.total_steps (or training.max_steps) "
+        "to the run's length so pruning finishes when training does",
+        FALLBACK_TOTAL_STEPS,
+    )
+    return FALLBACK_TOTAL_STEPS, "placeholder: set strategy.total_steps"
+
+
+def apply_adalora(model: nn.Module, settings: AdaLoraSettings, training: TrainingConfig) -> StrategyPlan:
+    targets = resolve_targets(model.backbone, settings, "adalora")
+    total, source = adalora_total_steps(settings, training)
+    tinit, tfinal = schedule_steps(settings, total)  # checked before the model is touched
+    config = AdaLoraConfig(
+        init_r=settings.init_r,
+        target_r=settings.target_r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=targets.names,
+        fan_in_fan_out=_fan_in_fan_out(model.backbone, targets.names),
+        tinit=tinit,
+        tfinal=tfinal,
+        deltaT=settings.deltaT,
+        total_step=total,
+        orth_reg_weight=settings.orth_reg_weight,
+    )
+    peft_model, groups = _adapt(model, config, training, settings.lr_multiplier)
+    schedule = AdaLoraSchedule(peft_model, settings, total)
+    lr = training.learning_rate * settings.lr_multiplier
+    notes = [
+        _note(f"AdaLoRA rank {settings.init_r} -> {settings.target_r} on average", targets, lr),
+        f"AdaLoRA schedule over {total} steps ({source}): warm-up {config.tinit}, final {config.tfinal}",
+    ]
+    return _plan(model, peft_model, groups, notes, schedule)
+
+
+def apply_ia3(model: nn.Module, settings: IA3Settings, training: TrainingConfig) -> StrategyPlan:
+    targets = resolve_targets(model.backbone, settings, "ia3")
+    config = IA3Config(
+        target_modules=targets.names,
+        feedforward_modules=targets.feedforward,
+        fan_in_fan_out=_fan_in_fan_out(model.backbone, targets.names),
+    )
+    # Scaling vectors start at 1; weight decay would pull them towards 0, so they take none.
+    peft_model, groups = _adapt(model, config, training, settings.lr_multiplier, decay=False)
+    lr = training.learning_rate * settings.lr_multiplier
+    return _plan(model, peft_model, groups, [_note(f"IA3 ({len(targets.feedforward)} feed-forward)", targets, lr)])
+
+
+register_strategy("lora", LoraSettings, apply_lora, "low-rank adapters (LoRA) in the frozen trunk, merged into the weights on export")
+register_strategy("adalora", AdaLoraSettings, apply_adalora, "LoRA whose rank budget moves to the layers that need it during training (AdaLoRA)")
+register_strategy("ia3", IA3Settings, apply_ia3, "(IA)3: learned scales on keys, values and feed-forward inputs; the fewest trainable weights")

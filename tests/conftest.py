@@ -1,0 +1,79 @@
+"""Shared test set-up: offline hub, a small learnable CSV, and one tiny fine-tuning run reused by many tests.
+
+``TRANSFERKIT_CACHE`` is deliberately left alone: the install step fetched the catalog data into
+``~/.cache/transferkit`` and tests that need a private cache redirect it themselves (``monkeypatch``).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports huggingface_hub / torch: no network, no tokenizer thread pools, and one torch
+# thread (the tiny test models are dominated by thread start-up and fight other jobs on a 2-core machine).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import random  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+POSITIVE = ("great", "wonderful", "excellent", "superb")
+NEGATIVE = ("awful", "boring", "terrible", "dreadful")
+FILLER = "the a movie plot actor scene story film was is and of it this really quite very".split()
+
+
+def make_toy_frame(rows: int = 120, seed: int = 0) -> pd.DataFrame:
+    """Binary ``text,label`` examples whose label is set by a keyword, with lengths from 3 to ~40 words."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(rows):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 40))]
+        keyword = rng.choice(POSITIVE if label == "pos" else NEGATIVE)
+        words.insert(rng.randrange(len(words) + 1), keyword)
+        records.append((" ".join(words), label))
+    return pd.DataFrame(records, columns=["text", "label"])
+
+
+@pytest.fixture
+def toy_frames() -> dict[str, pd.DataFrame]:
+    """``{"train": DataFrame}`` for ``transferkit.fit(frames=...)``."""
+    return {"train": make_toy_frame()}
+
+
+@pytest.fixture
+def toy_csv(tmp_path: Path) -> Path:
+    """A 120-row ``text,label`` CSV (labels ``pos`` / ``neg``, balanced)."""
+    path = tmp_path / "toy.csv"
+    make_toy_frame().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_csv_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same CSV as ``toy_csv``, written once per session (for session-scoped runs)."""
+    path = tmp_path_factory.mktemp("toy") / "toy.csv"
+    make_toy_frame().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(toy_csv_session: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One full fine-tuning run of tiny-bert on the toy CSV, shared by every test that only reads it.
+
+    ``log_every_steps=1`` so that the short run (6 optimizer steps) still writes step records.
+    """
+    import transferkit
+
+    out = tmp_path_factory.mktemp("runs") / "tiny_full"
+    return transferkit.fit(
+        train=str(toy_csv_session),
+        backbone="tiny-bert",
+        strategy="full",
+        epochs=2,
+        output=str(out),
+        overrides=["training.learning_rate=1e-3", "training.progress=false", "training.log_every_steps=1"],
+    )
