@@ -22,7 +22,23 @@ import pytest  # noqa: E402
 
 POSITIVE = ("great", "wonderful", "excellent", "superb")
 NEGATIVE = ("awful", "boring", "terrible", "dreadful")
-FILLER = "the a movie plot actor scene story film was is and of it this really quite very".split()
+FILLER = (
+    "the",
+    "a",
+    "movie",
+    "plot",
+    "actor",
+    "scene",
+    "story",
+    "film",
+    "was",
+    "is",
+    "and",
+    "of",
+    "it",
+    "this",
+    "really",
+)
 
 
 def make_toy_frame(rows: int = 120, seed: int = 0) -> pd.DataFrame:

@@ -36,7 +36,10 @@ def test_no_data_is_refused() -> None:
 
 
 def test_overrides_are_parsed_as_yaml() -> None:
-    cfg = load_config(None, [*DATA, "training.epochs=2", "training.batch_size=8", "strategy.name=head", "strategy.cache=disk"])
+    cfg = load_config(
+        None,
+        [*DATA, "training.epochs=2", "training.batch_size=8", "strategy.name=head", "strategy.cache=disk"],
+    )
     assert cfg.training.epochs == 2 and isinstance(cfg.training.epochs, int | float)
     assert cfg.training.batch_size == 8 and isinstance(cfg.training.batch_size, int)
     assert cfg.strategy.name == "head"
@@ -57,7 +60,10 @@ def test_override_through_a_value_is_refused() -> None:
     assert "not a section" in _error([*DATA, "training.epochs=2", "training.epochs.x=1"])
 
 
-@pytest.mark.xfail(reason="bug: YAML 1.1 parses the override value `off` as False, so strategy.cache=off is refused", strict=True)
+@pytest.mark.xfail(
+    reason="bug: YAML 1.1 parses the override value `off` as False, so strategy.cache=off is refused",
+    strict=True,
+)
 def test_strategy_cache_off_override() -> None:
     cfg = load_config(None, [*DATA, "strategy.name=head", "strategy.cache=off"])
     assert cfg.strategy.model_extra == {"cache": "off"}
@@ -76,7 +82,14 @@ def test_every_error_reported_at_once_with_paths() -> None:
         ]
     )
     assert "6 error(s)" in msg
-    for path in ("training.batch_size", "training.learning_rate", "data.validation_size", "foo", "training.epoch", "strategy.cache"):
+    for path in (
+        "training.batch_size",
+        "training.learning_rate",
+        "data.validation_size",
+        "foo",
+        "training.epoch",
+        "strategy.cache",
+    ):
         assert f"{path}:" in msg, path
     assert "unknown field" in msg
     assert "unknown setting for strategy 'full'" in msg

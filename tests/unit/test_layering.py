@@ -18,6 +18,13 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _calls_import_module(node: ast.Call) -> bool:
+    """``importlib.import_module("literal")`` or ``import_module("literal")``."""
+    name = getattr(node.func, "attr", getattr(node.func, "id", None))
+    first = node.args[0] if node.args else None
+    return name == "import_module" and isinstance(first, ast.Constant) and isinstance(first.value, str)
+
+
 def imported_modules(source: str, module: str, is_package: bool = False) -> set[str]:
     """Every absolute module name ``source`` imports (``from a import b`` yields ``a`` and ``a.b``)."""
     package = module if is_package else module.rpartition(".")[0]
@@ -34,9 +41,8 @@ def imported_modules(source: str, module: str, is_package: bool = False) -> set[
                 target = node.module or ""
             found.add(target)
             found.update(f"{target}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module":
-            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                found.add(node.args[0].value)
+        elif isinstance(node, ast.Call) and _calls_import_module(node):
+            found.add(node.args[0].value)
     return found
 
 
@@ -76,5 +82,7 @@ def test_checker_catches_every_form(source: str, module: str) -> None:
 
 
 def test_checker_allows_library_imports() -> None:
-    source = "from transferkit.config import load_config\nfrom . import registry\nfrom .data import cli_helpers"
+    source = (
+        "from transferkit.config import load_config\nfrom . import registry\nfrom .data import cli_helpers"
+    )
     assert not _forbidden(imported_modules(source, "transferkit.api"))

@@ -81,7 +81,9 @@ def test_mean_and_cls_pooling_differ() -> None:
     mean_model, tok = _model("backbone.pooling=mean")
     cls_model, _ = _model("backbone.pooling=cls")
     # Same seed, same weights: only the pooling differs.
-    for (name, a), (_, b) in zip(mean_model.state_dict().items(), cls_model.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        mean_model.state_dict().items(), cls_model.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
     batch = tok(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -117,16 +119,32 @@ _PIPELINE = textwrap.dedent(
 )
 
 
-def _pipeline(model_dir, mode: str) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def pipelines(tiny_run) -> dict[str, tuple[int, str, str]]:
+    """Runs the snippet with and without ``trust_remote_code``, both at once (each start-up takes seconds)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-c", _PIPELINE, str(model_dir), json.dumps(TEXTS), mode]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    model_dir = str(tiny_run.run_dir / "model")
+    procs = {
+        mode: subprocess.Popen(
+            [sys.executable, "-c", _PIPELINE, model_dir, json.dumps(TEXTS), mode],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for mode in ("trust", "no-trust")
+    }
+    out = {}
+    for mode, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        out[mode] = (proc.returncode, stdout, stderr)
+    return out
 
 
-def test_plain_transformers_pipeline_agrees(tiny_run) -> None:
-    proc = _pipeline(tiny_run.run_dir / "model", "trust")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    plain = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_plain_transformers_pipeline_agrees(tiny_run, pipelines) -> None:
+    code, stdout, stderr = pipelines["trust"]
+    assert code == 0, stderr[-2000:]
+    plain = json.loads(stdout.strip().splitlines()[-1])
     ours = transferkit.load(tiny_run.run_dir).predict(TEXTS)
     assert len(plain) == len(ours) == len(TEXTS)
     for theirs, mine in zip(plain, ours, strict=True):
@@ -137,7 +155,7 @@ def test_plain_transformers_pipeline_agrees(tiny_run) -> None:
         assert theirs[0]["label"] == mine["label"]  # top_k=None sorts by score
 
 
-def test_plain_transformers_needs_trust_remote_code(tiny_run) -> None:
-    proc = _pipeline(tiny_run.run_dir / "model", "no-trust")
-    assert proc.returncode != 0, f"loaded without trust_remote_code: {proc.stdout[-500:]}"
-    assert "trust_remote_code" in proc.stderr
+def test_plain_transformers_needs_trust_remote_code(pipelines) -> None:
+    code, stdout, stderr = pipelines["no-trust"]
+    assert code != 0, f"loaded without trust_remote_code: {stdout[-500:]}"
+    assert "trust_remote_code" in stderr

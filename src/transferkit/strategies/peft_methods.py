@@ -17,6 +17,12 @@ layer of the blocks, so new text, image or causal-LM backbones need no entry her
 Learning rates: adapters start from zero (LoRA, AdaLoRA) or one (IA3) and are small, so they need a larger
 step than full fine-tuning: they train at ``training.learning_rate x lr_multiplier`` (5e-4 for LoRA at the
 defaults); the head at :func:`head_lr` for a frozen trunk.
+
+AdaLoRA prunes ranks on a schedule that must know the run's length before it starts: ``strategy.total_steps``,
+else ``training.max_steps``, else :data:`FALLBACK_TOTAL_STEPS` with a warning (see :class:`AdaLoraSchedule`).
+
+Example:
+    >>> run = transferkit.fit(dataset="rotten_tomatoes", strategy="lora", overrides=["strategy.r=16"])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,26 +32,32 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import torch
-from peft import AdaLoraConfig, IA3Config, LoraConfig, PeftConfig, PeftModel, get_peft_model
-from peft.tuners.tuners_utils import BaseTunerLayer
 from pydantic import Field, model_validator
 from safetensors.torch import save_file
 from torch import nn
-from transformers.pytorch_utils import Conv1D
 
 from transferkit.backbones.contract import layer_groups
 from transferkit.config import TrainingConfig
 from transferkit.errors import ConfigError
-from transferkit.strategies.base import StrategyPlan, StrategySettings, decay_groups, head_lr, register_strategy
+from transferkit.strategies.base import (
+    StrategyPlan,
+    StrategySettings,
+    decay_groups,
+    head_lr,
+    register_strategy,
+)
+
+if TYPE_CHECKING:  # peft and transformers load on first use: seconds that every CLI command would pay
+    from peft import PeftConfig, PeftModel
 
 log = logging.getLogger("transferkit")
 
 ADAPTER = "default"  # PEFT's adapter name; the saved adapter folder holds only this one
-FALLBACK_TOTAL_STEPS = 1000  # AdaLoRA's schedule length when neither strategy.total_steps nor training.max_steps is set
-_LINEAR = (nn.Linear, Conv1D)
+# AdaLoRA's schedule length when neither strategy.total_steps nor training.max_steps is set
+FALLBACK_TOTAL_STEPS = 1000
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -56,11 +68,9 @@ Names = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)
 class _AdapterSettings(StrategySettings):
     target_modules: Literal["auto"] | Names = Field(
         "auto",
-        description="Layers that get adapters: 'auto' (by backbone family, inside the transformer blocks) or a list of module-name suffixes, e.g. [query, value].",
+        description="Layers to adapt: 'auto' (by backbone family) or module-name suffixes, e.g. [query, value].",
     )
-    lr_multiplier: float = Field(
-        10.0, gt=0, description="Adapters train at training.learning_rate x this (adapters need larger steps than full fine-tuning)."
-    )
+    lr_multiplier: float = Field(10.0, gt=0, description="Adapters train at training.learning_rate x this.")
 
 
 class LoraSettings(_AdapterSettings):
@@ -68,41 +78,51 @@ class LoraSettings(_AdapterSettings):
     alpha: float = Field(16.0, gt=0, description="Scale of the update: alpha / r.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the adapter's input.")
     bias: Literal["none", "all", "lora_only"] = Field(
-        "none", description="Biases that also train: none, all (every backbone bias), or lora_only (those of adapted layers)."
+        "none",
+        description="Biases that train too: none, all (the backbone's), lora_only (the adapted layers').",
     )
 
 
 class AdaLoraSettings(_AdapterSettings):
     init_r: int = Field(12, ge=1, description="Starting rank of every adapted layer.")
-    target_r: int = Field(4, ge=1, description="Average rank left after pruning (the budget is target_r x number of layers).")
+    target_r: int = Field(4, ge=1, description="Average rank left after pruning (budget: target_r x layers).")
     alpha: float = Field(16.0, gt=0, description="Scale of the update: alpha / init_r.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the adapter's input.")
-    tinit: float = Field(0.1, ge=0, description="Warm-up before any rank is pruned: below 1 a fraction of the total steps, else a step count.")
-    tfinal: float = Field(0.2, ge=0, description="Final phase with fixed ranks: below 1 a fraction of the total steps, else a step count.")
-    deltaT: int = Field(1, ge=1, description="Steps between two rank re-allocations during the pruning phase.")
-    orth_reg_weight: float = Field(0.5, ge=0, description="Weight of the penalty keeping the adapters' singular vectors orthogonal.")
+    tinit: float = Field(
+        0.1, ge=0, description="Warm-up before pruning: a fraction of the run (<1) or steps."
+    )
+    tfinal: float = Field(
+        0.2, ge=0, description="Last phase, ranks fixed: a fraction of the run (<1) or steps."
+    )
+    deltaT: int = Field(1, ge=1, description="Steps between two rank re-allocations while pruning.")
+    orth_reg_weight: float = Field(0.5, ge=0, description="Penalty keeping the singular vectors orthogonal.")
     total_steps: int | None = Field(
-        None, gt=0, description=f"Optimizer steps the rank schedule spans; None: training.max_steps, else {FALLBACK_TOTAL_STEPS} (with a warning)."
+        None,
+        gt=0,
+        description=f"Steps the schedule spans; None: training.max_steps, else {FALLBACK_TOTAL_STEPS}.",
     )
 
     @model_validator(mode="after")
     def _schedule(self) -> AdaLoraSettings:
         if self.target_r >= self.init_r:
-            raise ValueError("strategy.target_r must be below strategy.init_r (AdaLoRA prunes from init_r down to target_r)")
-        for name in ("tinit", "tfinal"):
-            value = getattr(self, name)
-            if value >= 1 and value != int(value):
-                raise ValueError(f"strategy.{name}: a step count must be whole (fractions of the run are below 1)")
+            raise ValueError("strategy.target_r must be below strategy.init_r (AdaLoRA prunes down to it)")
+        if any(v >= 1 and v != int(v) for v in (self.tinit, self.tfinal)):
+            raise ValueError(
+                "strategy.tinit / tfinal: step counts are whole (fractions of the run are below 1)"
+            )
         if self.tinit < 1 and self.tfinal < 1 and self.tinit + self.tfinal >= 1:
-            raise ValueError("strategy.tinit + strategy.tfinal must leave part of the run for pruning (sum below 1)")
+            raise ValueError("strategy.tinit + strategy.tfinal must be below 1 (leave a pruning phase)")
         return self
 
 
 class IA3Settings(_AdapterSettings):
     feedforward_modules: Literal["auto"] | Names = Field(
-        "auto", description="Targets that are feed-forward layers (IA3 scales their input, not their output): 'auto' or name suffixes."
+        "auto",
+        description="Targets that are feed-forward layers (IA3 scales their input): 'auto' or suffixes.",
     )
-    lr_multiplier: float = Field(60.0, gt=0, description="Scaling vectors train at training.learning_rate x this (3e-3 at the defaults, as in the IA3 paper).")
+    lr_multiplier: float = Field(
+        60.0, gt=0, description="Scales train at training.learning_rate x this (3e-3)."
+    )
 
 
 # ---------------------------------------------------------------------------------------------- target modules
@@ -110,17 +130,28 @@ class IA3Settings(_AdapterSettings):
 
 @dataclass(frozen=True)
 class Family:
-    """Layer names of one backbone family."""
+    """Layer names of one backbone family.
 
-    lora: tuple[str, ...]  # last name component of the layers LoRA / AdaLoRA adapt
-    ia3: tuple[str, ...]  # last name component of the attention layers IA3 rescales (keys, values)
-    ia3_feedforward: tuple[str, ...]  # name inside a block of the feed-forward output layer (IA3 scales its input)
+    Attributes:
+        lora: Last name component of the layers LoRA / AdaLoRA adapt.
+        ia3: Last name component of the attention layers IA3 rescales (keys, values).
+        ia3_feedforward: Name inside a block of the feed-forward output layer (IA3 scales its input).
+    """
+
+    lora: tuple[str, ...]
+    ia3: tuple[str, ...]
+    ia3_feedforward: tuple[str, ...]
 
 
 _BERT = Family(("query", "key", "value", "dense"), ("key", "value"), ("output.dense",))
-_DEBERTA = Family(("query_proj", "key_proj", "value_proj", "dense"), ("key_proj", "value_proj"), ("output.dense",))
-_DISTILBERT = Family(("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"), ("k_lin", "v_lin"), ("ffn.lin2",))
-_LLAMA = Family(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), ("k_proj", "v_proj"), ("mlp.down_proj",))
+_DEBERTA = Family(
+    ("query_proj", "key_proj", "value_proj", "dense"), ("key_proj", "value_proj"), ("output.dense",)
+)
+_DISTILBERT = Family(
+    ("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"), ("k_lin", "v_lin"), ("ffn.lin2",)
+)
+_LLAMA_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_LLAMA = Family(_LLAMA_NAMES, ("k_proj", "v_proj"), ("mlp.down_proj",))
 _VIT = Family(("q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"), ("k_proj", "v_proj"), ("mlp.fc2",))
 _GPT2 = Family(("c_attn", "c_proj", "c_fc"), ("c_attn",), ("mlp.c_proj",))
 FAMILIES: dict[str, Family] = {
@@ -142,14 +173,21 @@ class Targets:
     how: str = ""
 
 
+def _linear_types() -> tuple[type[nn.Module], ...]:
+    from transformers.pytorch_utils import Conv1D  # GPT-2's linear layer
+
+    return nn.Linear, Conv1D
+
+
 def _block_linears(backbone: nn.Module) -> list[tuple[str, str]]:
     """``(name in the backbone, name inside its layer group)`` of every linear layer above the embeddings."""
+    linear = _linear_types()
     names = {id(m): n for n, m in backbone.named_modules()}
     found = []
     for _, modules in layer_groups(backbone)[1:]:
         for top in modules:
             for rel, m in top.named_modules():
-                if isinstance(m, _LINEAR):
+                if isinstance(m, linear):
                     found.append((f"{names[id(top)]}.{rel}".strip("."), rel))
     return found
 
@@ -158,7 +196,9 @@ def auto_targets(backbone: nn.Module, method: str) -> Targets:
     """The layers ``target_modules: auto`` adapts for ``method`` ("lora", "adalora" or "ia3")."""
     linears = _block_linears(backbone)
     if not linears:
-        raise ConfigError(f"strategy.target_modules: {type(backbone).__name__} has no linear layers in its blocks; list the modules to adapt")
+        raise ConfigError(
+            f"strategy.target_modules: no linear layer in {type(backbone).__name__}'s blocks; list some"
+        )
     model_type = getattr(getattr(backbone, "config", None), "model_type", None)
     family = FAMILIES.get(model_type)
     if family is not None:
@@ -182,15 +222,22 @@ def _match(backbone: nn.Module, suffixes: list[str], setting: str) -> list[str]:
 
     missing = [s for s in suffixes if not any(hit(n, s) for n in names)]
     if missing:
-        linear = sorted({n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, _LINEAR)})
-        raise ConfigError(f"strategy.{setting}: {missing} match no module of the backbone (its linear layers: {linear})")
+        linear = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, _linear_types())}
+        )
+        raise ConfigError(
+            f"strategy.{setting}: {missing} match no backbone module (its linear layers: {linear})"
+        )
     return [n for n in names if any(hit(n, s) for s in suffixes)]
 
 
 def resolve_targets(backbone: nn.Module, settings: _AdapterSettings, method: str) -> Targets:
     """The settings' ``target_modules`` (and IA3's ``feedforward_modules``) as full module names."""
     auto = auto_targets(backbone, method)
-    targets = auto if settings.target_modules == "auto" else Targets(_match(backbone, settings.target_modules, "target_modules"), how="listed")
+    if settings.target_modules == "auto":
+        targets = auto
+    else:
+        targets = Targets(_match(backbone, settings.target_modules, "target_modules"), how="listed")
     if method != "ia3":
         return Targets(targets.names, [], targets.how)
     ff_setting = getattr(settings, "feedforward_modules", "auto")
@@ -205,8 +252,9 @@ def resolve_targets(backbone: nn.Module, settings: _AdapterSettings, method: str
 
 def _fan_in_fan_out(backbone: nn.Module, names: list[str]) -> bool:
     """GPT-2's Conv1D stores weights (in, out); PEFT needs to know."""
+    conv1d = _linear_types()[1]
     modules = dict(backbone.named_modules())
-    return all(isinstance(modules[n], Conv1D) for n in names)
+    return all(isinstance(modules[n], conv1d) for n in names)
 
 
 # ---------------------------------------------------------------------------------------------- AdaLoRA schedule
@@ -216,7 +264,9 @@ def schedule_steps(settings: AdaLoraSettings, total: int) -> tuple[int, int]:
     """``(tinit, tfinal)`` in steps; fractions are rounded down, so two summing below 1 leave a pruning phase."""
     tinit, tfinal = (int(v * total) if v < 1 else int(v) for v in (settings.tinit, settings.tfinal))
     if tinit >= total - tfinal:
-        raise ConfigError(f"strategy.tinit ({tinit} steps) + strategy.tfinal ({tfinal}) leave no pruning phase in {total} steps")
+        raise ConfigError(
+            f"strategy.tinit ({tinit} steps) + tfinal ({tfinal}) leave no pruning in {total} steps"
+        )
     return tinit, tfinal
 
 
@@ -250,8 +300,10 @@ class AdaLoraSchedule:
 
     def after_backward(self, step: int) -> None:
         self._add_orthogonality_gradients()
-        self.tuner.update_and_allocate(step)
         cfg = self.config
+        if cfg.rank_pattern is None and step > cfg.total_step - cfg.tfinal:  # resumed in the last phase
+            cfg.rank_pattern = self._pattern_of_weights({})
+        self.tuner.update_and_allocate(step)
         masked_now = step >= cfg.total_step - cfg.tfinal or self.tuner.rankallocator.budget_schedule(step)[1]
         self.pending_mask = cfg.rank_pattern is not None and bool(masked_now)
 
@@ -268,12 +320,14 @@ class AdaLoraSchedule:
         """
         if not self.settings.orth_reg_weight:
             return
-        params = [(n, p) for n, p in self.backbone.named_parameters() if p.requires_grad and (".lora_A." in n or ".lora_B." in n)]
+        named = self.backbone.named_parameters()
+        params = [(n, p) for n, p in named if p.requires_grad and (".lora_A." in n or ".lora_B." in n)]
         with torch.enable_grad():
             terms = []
             for n, p in params:
-                cov = p @ p.T if ".lora_A." in n else p.T @ p  # (r, r)
-                terms.append(torch.linalg.matrix_norm(cov - torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)))
+                cov = p @ p.T if ".lora_A." in n else p.T @ p  # A: (r, in) -> (r, r); B: (out, r) -> (r, r)
+                eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+                terms.append(torch.linalg.matrix_norm(cov - eye))
             penalty = self.settings.orth_reg_weight * torch.stack(terms).mean()
             grads = torch.autograd.grad(penalty, [p for _, p in params])
         for (_, p), g in zip(params, grads, strict=True):
@@ -287,16 +341,18 @@ class AdaLoraSchedule:
         saved adapter then computes exactly what the in-memory model computes.
         """
         self.apply_pending_mask()
-        old = self.config.rank_pattern
-        if old is None:
-            return
+        if self.config.rank_pattern is not None:
+            self.config.rank_pattern = self._pattern_of_weights(self.config.rank_pattern)
+
+    def _pattern_of_weights(self, old: dict) -> dict[str, list[bool]]:
+        """Per adapted layer, the ranks ``old`` keeps or whose singular value is non-zero."""
         pattern = {}
         for n, p in self.backbone.named_parameters():
-            if f".lora_E.{ADAPTER}" in n:
+            if f".lora_E.{ADAPTER}" in n:  # (r, 1) singular values
                 kept = old.get(n, old.get(n.replace(f".{ADAPTER}", ""), [False] * p.shape[0]))
                 nonzero = (p.detach() != 0).view(-1).tolist()
                 pattern[n] = [bool(a or b) for a, b in zip(kept, nonzero, strict=True)]
-        self.config.rank_pattern = pattern
+        return pattern
 
 
 # ---------------------------------------------------------------------------------------------- export and save
@@ -312,12 +368,16 @@ class AdaptedBackbone:
 
     def _check(self, model: nn.Module) -> None:
         if model.backbone is not self.backbone:
-            raise ValueError("this plan's adapter is not in the given model (export/save the model the strategy was applied to)")
+            raise ValueError(
+                "the model is not the one this plan adapted (export/save the model given to apply)"
+            )
         if self.schedule is not None:
             self.schedule.prepare_save()
 
     def export_model(self, model: nn.Module) -> nn.Module:
         """A copy of ``model`` with the adapter merged into the backbone weights; ``model`` is left as it is."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
         self._check(model)
         merged = copy.deepcopy(self.peft_model).merge_and_unload(safe_merge=True)  # a plain backbone
         # Copy the rest of the model around it: deepcopy's memo maps the adapted backbone to the merged one.
@@ -342,11 +402,15 @@ class AdaptedBackbone:
 # ---------------------------------------------------------------------------------------------- apply
 
 
-def _adapt(model: nn.Module, config: PeftConfig, training: TrainingConfig, lr_multiplier: float, decay: bool = True):
+def _adapt(
+    model: nn.Module, config: PeftConfig, training: TrainingConfig, lr_multiplier: float, decay: bool = True
+):
     """Injects the adapter into ``model.backbone``; returns the PEFT wrapper and the optimizer groups."""
+    from peft import get_peft_model
+
     model.requires_grad_(False)
-    try:
-        peft_model = get_peft_model(model.backbone, config, adapter_name=ADAPTER)  # also freezes all but the adapter
+    try:  # injects into model.backbone in place and freezes all of it but the adapter
+        peft_model = get_peft_model(model.backbone, config, adapter_name=ADAPTER)
     except ValueError as err:
         raise ConfigError(f"strategy.target_modules: {err}") from err
     model.head.requires_grad_(True)
@@ -356,7 +420,7 @@ def _adapt(model: nn.Module, config: PeftConfig, training: TrainingConfig, lr_mu
     return peft_model, groups
 
 
-def _plan(model: nn.Module, peft_model: PeftModel, groups, notes: list[str], schedule: AdaLoraSchedule | None = None) -> StrategyPlan:
+def _plan(model: nn.Module, peft_model: PeftModel, groups, notes: list[str], schedule=None) -> StrategyPlan:
     adapted = AdaptedBackbone(peft_model, model.backbone, schedule)
     return StrategyPlan(
         param_groups=groups,
@@ -369,10 +433,14 @@ def _plan(model: nn.Module, peft_model: PeftModel, groups, notes: list[str], sch
 
 def _note(name: str, targets: Targets, lr: float) -> str:
     leaves = sorted({n.rsplit(".", 1)[-1] for n in targets.names})
-    return f"{name} on {len(targets.names)} layers ({targets.how}: {', '.join(leaves)}), adapters at lr {lr:g}"
+    return (
+        f"{name} on {len(targets.names)} layers ({targets.how}: {', '.join(leaves)}), adapters at lr {lr:g}"
+    )
 
 
 def apply_lora(model: nn.Module, settings: LoraSettings, training: TrainingConfig) -> StrategyPlan:
+    from peft import LoraConfig
+
     targets = resolve_targets(model.backbone, settings, "lora")
     config = LoraConfig(
         r=settings.r,
@@ -384,7 +452,8 @@ def apply_lora(model: nn.Module, settings: LoraSettings, training: TrainingConfi
     )
     peft_model, groups = _adapt(model, config, training, settings.lr_multiplier)
     lr = training.learning_rate * settings.lr_multiplier
-    return _plan(model, peft_model, groups, [_note(f"LoRA r={settings.r} alpha={settings.alpha:g}", targets, lr)])
+    note = _note(f"LoRA r={settings.r} alpha={settings.alpha:g}", targets, lr)
+    return _plan(model, peft_model, groups, [note])
 
 
 def adalora_total_steps(settings: AdaLoraSettings, training: TrainingConfig) -> tuple[int, str]:
@@ -402,6 +471,8 @@ def adalora_total_steps(settings: AdaLoraSettings, training: TrainingConfig) -> 
 
 
 def apply_adalora(model: nn.Module, settings: AdaLoraSettings, training: TrainingConfig) -> StrategyPlan:
+    from peft import AdaLoraConfig
+
     targets = resolve_targets(model.backbone, settings, "adalora")
     total, source = adalora_total_steps(settings, training)
     tinit, tfinal = schedule_steps(settings, total)  # checked before the model is touched
@@ -429,6 +500,8 @@ def apply_adalora(model: nn.Module, settings: AdaLoraSettings, training: Trainin
 
 
 def apply_ia3(model: nn.Module, settings: IA3Settings, training: TrainingConfig) -> StrategyPlan:
+    from peft import IA3Config
+
     targets = resolve_targets(model.backbone, settings, "ia3")
     config = IA3Config(
         target_modules=targets.names,
@@ -438,9 +511,12 @@ def apply_ia3(model: nn.Module, settings: IA3Settings, training: TrainingConfig)
     # Scaling vectors start at 1; weight decay would pull them towards 0, so they take none.
     peft_model, groups = _adapt(model, config, training, settings.lr_multiplier, decay=False)
     lr = training.learning_rate * settings.lr_multiplier
-    return _plan(model, peft_model, groups, [_note(f"IA3 ({len(targets.feedforward)} feed-forward)", targets, lr)])
+    note = _note(f"IA3 ({len(targets.feedforward)} feed-forward)", targets, lr)
+    return _plan(model, peft_model, groups, [note])
 
 
-register_strategy("lora", LoraSettings, apply_lora, "low-rank adapters (LoRA) in the frozen trunk, merged into the weights on export")
-register_strategy("adalora", AdaLoraSettings, apply_adalora, "LoRA whose rank budget moves to the layers that need it during training (AdaLoRA)")
-register_strategy("ia3", IA3Settings, apply_ia3, "(IA)3: learned scales on keys, values and feed-forward inputs; the fewest trainable weights")
+register_strategy("lora", LoraSettings, apply_lora, "low-rank adapters in the frozen trunk, merged on export")
+register_strategy(
+    "adalora", AdaLoraSettings, apply_adalora, "LoRA whose rank budget moves to the layers that need it"
+)
+register_strategy("ia3", IA3Settings, apply_ia3, "(IA)3: learned scales on keys, values, feed-forward inputs")

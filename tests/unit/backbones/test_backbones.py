@@ -15,7 +15,8 @@ from transferkit.modeling import build_model
 def test_minilm_resolves_offline_with_its_mean_pooling() -> None:
     spec = resolve_backbone(BackboneConfig(name="minilm-l6"))
     assert spec.name == "minilm-l6"
-    assert spec.pooling == "mean"  # from the sentence-transformers 1_Pooling/config.json, not the [CLS] default
+    # from the sentence-transformers 1_Pooling/config.json, not the [CLS] default
+    assert spec.pooling == "mean"
     assert (Path(spec.weights) / "1_Pooling" / "config.json").is_file()
     assert (Path(spec.weights) / "config.json").is_file()
     assert spec.tokenizer == spec.weights

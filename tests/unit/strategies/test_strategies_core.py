@@ -47,7 +47,9 @@ def _fresh_model(run_dir: Path):
 def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float) -> None:
     assert a.keys() == b.keys()
     for key in a:
-        assert torch.allclose(a[key], b[key], atol=atol, rtol=0), f"{key}: max diff {(a[key] - b[key]).abs().max():.3g}"
+        assert torch.allclose(a[key], b[key], atol=atol, rtol=0), (
+            f"{key}: max diff {(a[key] - b[key]).abs().max():.3g}"
+        )
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,14 @@ FAST = ["training.progress=false", "evaluation.pretrained_baseline=false", "outp
 
 
 def _fit(train: Path, out: Path, *overrides: str, epochs: float = 1):
-    return transferkit.fit(train=str(train), backbone="tiny-bert", strategy="full", epochs=epochs, output=str(out), overrides=[*FAST, *overrides])
+    return transferkit.fit(
+        train=str(train),
+        backbone="tiny-bert",
+        strategy="full",
+        epochs=epochs,
+        output=str(out),
+        overrides=[*FAST, *overrides],
+    )
 
 
 def _tensors(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -51,7 +58,9 @@ def test_same_seed_same_run(tiny_run, tmp_path: Path) -> None:
 
 def test_different_seed_different_weights(tiny_run, tmp_path: Path) -> None:
     seed = load_config(tiny_run.run_dir / "config.yaml").training.seed + 1
-    cfg = load_config(tiny_run.run_dir / "config.yaml", [f"output.dir={tmp_path / 'other'}", f"training.seed={seed}"])
+    cfg = load_config(
+        tiny_run.run_dir / "config.yaml", [f"output.dir={tmp_path / 'other'}", f"training.seed={seed}"]
+    )
     other = transferkit.fit(cfg)
     a, b = _tensors(tiny_run.run_dir), _tensors(other.run_dir)
     assert any(not torch.equal(a[k], b[k]) for k in a)
@@ -118,7 +127,14 @@ def _history(run_dir: Path) -> list[dict]:
 def test_early_stopping(toy_csv: Path, tmp_path: Path) -> None:
     epochs = 30
     # A learning rate so small nothing changes: the validation metric cannot improve, patience runs out.
-    result = _fit(toy_csv, tmp_path / "run", "training.learning_rate=1e-9", "training.head_learning_rate=1e-9", "training.early_stopping_patience=1", epochs=epochs)
+    result = _fit(
+        toy_csv,
+        tmp_path / "run",
+        "training.learning_rate=1e-9",
+        "training.head_learning_rate=1e-9",
+        "training.early_stopping_patience=1",
+        epochs=epochs,
+    )
     training = result.metrics["training"]
     assert training["stopped_early"] is True
     steps_per_epoch = 3  # 96 training rows, batch 32
@@ -134,7 +150,9 @@ def test_early_stopping(toy_csv: Path, tmp_path: Path) -> None:
 
 
 def test_no_early_stopping_without_patience(toy_csv: Path, tmp_path: Path) -> None:
-    result = _fit(toy_csv, tmp_path / "run", "training.learning_rate=1e-9", "training.head_learning_rate=1e-9", epochs=3)
+    result = _fit(
+        toy_csv, tmp_path / "run", "training.learning_rate=1e-9", "training.head_learning_rate=1e-9", epochs=3
+    )
     assert result.metrics["training"]["stopped_early"] is False
     assert result.metrics["training"]["steps"] == 9
     assert len(_history(result.run_dir)) == 3
@@ -163,7 +181,9 @@ def test_weighted_loss_matches_definition() -> None:
     assert not torch.allclose(compute_loss(logits, labels, "single_label"), expected)
 
 
-def test_class_weights_auto_reach_the_loop(tmp_path: Path, toy_frames, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_class_weights_auto_reach_the_loop(
+    tmp_path: Path, toy_frames, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from transferkit import api
 
     # 60 pos : 40 neg; the loop must get weights n / (k * count) for the training split.
