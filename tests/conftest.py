@@ -77,19 +77,24 @@ def toy_csv_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(toy_csv_session: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One full fine-tuning run of tiny-bert on the toy CSV, shared by every test that only reads it.
+def tiny_run_args(toy_csv_session: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The ``transferkit.fit`` arguments of ``tiny_run`` (for tests that check what the run recorded).
 
     ``log_every_steps=1`` so that the short run (6 optimizer steps) still writes step records.
     """
+    return {
+        "train": str(toy_csv_session),
+        "backbone": "tiny-bert",
+        "strategy": "full",
+        "epochs": 2,
+        "output": str(tmp_path_factory.mktemp("runs") / "tiny_full"),
+        "overrides": ["training.learning_rate=1e-3", "training.progress=false", "training.log_every_steps=1"],
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_run_args: dict):
+    """One full fine-tuning run of tiny-bert on the toy CSV, shared by every test that only reads it."""
     import transferkit
 
-    out = tmp_path_factory.mktemp("runs") / "tiny_full"
-    return transferkit.fit(
-        train=str(toy_csv_session),
-        backbone="tiny-bert",
-        strategy="full",
-        epochs=2,
-        output=str(out),
-        overrides=["training.learning_rate=1e-3", "training.progress=false", "training.log_every_steps=1"],
-    )
+    return transferkit.fit(**tiny_run_args)

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from accelerate import Accelerator
 from transformers import AutoTokenizer
 
 from transferkit import artifacts
@@ -34,7 +33,7 @@ from transferkit.strategies import STRATEGIES, count_parameters, strategy_settin
 from transferkit.strategies.cache import extract_features, extract_hidden
 from transferkit.strategies.probe import fit_probe
 from transferkit.training.inference import forward_in_order
-from transferkit.training.loop import TrainResult, train_loop
+from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 from transferkit.training.losses import balanced_class_weights
 
 log = logging.getLogger("transferkit")
@@ -127,7 +126,7 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = 
         cfg.data.train = None
     splits: DatasetSplits = load_splits(cfg.data, problem, frames)
     spec = resolve_backbone(cfg.backbone)
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.training.gradient_accumulation_steps)
+    accelerator = make_accelerator(cfg.training)
     main = accelerator.is_main_process
     run_dir = Path(cfg.output.dir) if cfg.output.dir else artifacts.default_run_dir(cfg)
     if main and not resume:

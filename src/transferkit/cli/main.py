@@ -125,6 +125,10 @@ def cmd_fit(args) -> int:
     else:
         cfg = load_config(args.config, args.overrides, base=parse_overrides(flags))
         result = fit(cfg)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0
     m = result.metrics
     table = {"test": m["test"], "validation": m["validation"]}
     if "pretrained_baseline" in m:

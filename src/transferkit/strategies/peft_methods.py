@@ -183,8 +183,10 @@ def _block_linears(backbone: nn.Module) -> list[tuple[str, str]]:
     """``(name in the backbone, name inside its layer group)`` of every linear layer above the embeddings."""
     linear = _linear_types()
     names = {id(m): n for n, m in backbone.named_modules()}
+    groups = [modules for _, modules in layer_groups(backbone)[1:]]
+    groups[-1] = groups[-1][:1]  # the contract adds final norms and poolers to the top group: not blocks
     found = []
-    for _, modules in layer_groups(backbone)[1:]:
+    for modules in groups:
         for top in modules:
             for rel, m in top.named_modules():
                 if isinstance(m, linear):
@@ -299,6 +301,9 @@ class AdaLoraSchedule:
         self.config.total_step, self.config.tinit, self.config.tfinal = total, tinit, tfinal
 
     def after_backward(self, step: int) -> None:
+        for _, p in self._adapter_params():  # a layer off the forward path has none; PEFT needs one
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
         self._add_orthogonality_gradients()
         cfg = self.config
         if cfg.rank_pattern is None and step > cfg.total_step - cfg.tfinal:  # resumed in the last phase
@@ -320,8 +325,7 @@ class AdaLoraSchedule:
         """
         if not self.settings.orth_reg_weight:
             return
-        named = self.backbone.named_parameters()
-        params = [(n, p) for n, p in named if p.requires_grad and (".lora_A." in n or ".lora_B." in n)]
+        params = [(n, p) for n, p in self._adapter_params() if ".lora_A." in n or ".lora_B." in n]
         with torch.enable_grad():
             terms = []
             for n, p in params:
@@ -332,6 +336,9 @@ class AdaLoraSchedule:
             grads = torch.autograd.grad(penalty, [p for _, p in params])
         for (_, p), g in zip(params, grads, strict=True):
             p.grad = g if p.grad is None else p.grad.add_(g)
+
+    def _adapter_params(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.backbone.named_parameters() if p.requires_grad and ".lora_" in n]
 
     def prepare_save(self) -> None:
         """Applies a pending mask and makes ``rank_pattern`` describe the weights exactly.

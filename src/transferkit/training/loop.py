@@ -39,6 +39,13 @@ Forward = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 Evaluate = Callable[[torch.Tensor], dict]
 
 
+def make_accelerator(cfg: TrainingConfig) -> Accelerator:
+    """An Accelerator; on a machine without an accelerator device it runs on CPU, and several processes
+    started by ``accelerate launch --multi_gpu`` or ``torchrun`` then train with DDP over gloo."""
+    has_device = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or torch.backends.mps.is_available()
+    return Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, cpu=not has_device)
+
+
 @dataclass
 class TrainResult:
     """What the loop did: history of evaluations, the best score and throughput."""
@@ -114,10 +121,11 @@ def train_loop(
     Returns:
         A :class:`TrainResult`; ``module`` holds the best weights on return.
     """
-    accelerator = accelerator or Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    accelerator = accelerator or make_accelerator(cfg)
     set_seed(cfg.seed)
     sampler = LengthGroupedBatchSampler(train_set.lengths, cfg.batch_size, cfg.seed, group_by_length=cfg.group_by_length, weights=sample_weights)
     train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collator)
+    module, train_loader = accelerator.prepare(module, train_loader)  # distributed: each process gets a shard
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.gradient_accumulation_steps))
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     stages = plan.stages or [Stage("train", 0.0, lambda: plan.param_groups)]
@@ -130,7 +138,6 @@ def train_loop(
         scheduler = build_scheduler(optimizer, cfg, max(1, starts[i + 1] - starts[i]))
         return accelerator.prepare(optimizer, scheduler)
 
-    module, train_loader = accelerator.prepare(module, train_loader)
     raw = accelerator.unwrap_model(module)
     val_loader = accelerator.prepare_data_loader(ordered_loader(val_set, collator, cfg.eval_batch_size)) if val_set is not None else None
     eval_every = max(1, steps_per_epoch // cfg.evaluations_per_epoch)

@@ -25,24 +25,29 @@ from transferkit.strategies.peft_methods import auto_targets
 METHODS = ["lora", "adalora", "ia3"]
 TEXTS = ["a great and wonderful film", "boring", "the plot was awful and the actor was dreadful, really"]
 RUN = ["training.progress=false", "evaluation.pretrained_baseline=false", "output.tensorboard=false"]
+TINY = {"num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32, "vocab_size": 64}
+LLAMA = {"model_type": "llama", "hidden_size": 16, **TINY}
+GPT2 = {"model_type": "gpt2", "n_embd": 16, "n_layer": 2, "n_head": 2, "vocab_size": 64}
 
 
 def _setup(name: str, *overrides: str, labels=("neg", "pos")):
     """A tiny-bert model (seeded, so rebuilt identically) with strategy ``name`` applied."""
-    cfg = load_config(None, ["data.train=x.csv", "backbone.name=tiny-bert", f"strategy.name={name}", *overrides])
+    cfg = load_config(
+        None, ["data.train=x.csv", "backbone.name=tiny-bert", f"strategy.name={name}", *overrides]
+    )
     spec = resolve_backbone(cfg.backbone)
     model = build_model(spec, cfg, list(labels))
     plan = STRATEGIES.get(name).apply(model, strategy_settings(cfg.strategy), cfg.training)
     return model, plan, cfg, AutoTokenizer.from_pretrained(spec.tokenizer)
 
 
-def _adapter_size(layer: BaseTunerLayer, name: str, cfg) -> int:
+def _adapter_size(layer: BaseTunerLayer, name: str, settings) -> int:
     """Trainable weights of one adapted layer, from its shape and the settings alone."""
     d_in, d_out = layer.in_features, layer.out_features
     if name == "lora":
-        return cfg.strategy.r * (d_in + d_out)  # A: (r, in), B: (out, r)
+        return settings.r * (d_in + d_out)  # A: (r, in), B: (out, r)
     if name == "adalora":
-        return cfg.strategy.init_r * (d_in + d_out + 1)  # A, B and the singular values E: (r, 1)
+        return settings.init_r * (d_in + d_out + 1)  # A, B and the singular values E: (r, 1)
     return d_in if layer.is_feedforward else d_out  # one scale per input (feed-forward) or output
 
 
@@ -66,12 +71,34 @@ def _logits(model, batch) -> torch.Tensor:
         return model(**batch).logits
 
 
+def _spy_update_and_allocate(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The steps AdaLoRA's ``update_and_allocate`` is called with."""
+    calls: list[int] = []
+    original = AdaLoraModel.update_and_allocate
+
+    def spy(self, step: int):
+        calls.append(step)
+        return original(self, step)
+
+    monkeypatch.setattr(AdaLoraModel, "update_and_allocate", spy)
+    return calls
+
+
+def _reapplied(run_dir_or_adapter: Path, model):
+    """``model`` (untrained, no adapter) with the saved adapter and head put back on."""
+    PeftModel.from_pretrained(model.backbone, run_dir_or_adapter / "adapter")
+    model.head.load_state_dict(load_file(run_dir_or_adapter / "adapter" / "head.safetensors"))
+    return model.eval()
+
+
 @pytest.mark.parametrize("name", METHODS)
 def test_only_adapters_and_head_train(name: str) -> None:
     model, plan, cfg, _ = _setup(name)
     layers = [m for m in model.backbone.modules() if isinstance(m, BaseTunerLayer)]
     assert len(layers) == (6 if name == "ia3" else 12)  # tiny-bert: 2 blocks
-    expected = sum(_adapter_size(m, name, cfg) for m in layers) + sum(p.numel() for p in model.head.parameters())
+    settings = strategy_settings(cfg.strategy)
+    head = sum(p.numel() for p in model.head.parameters())
+    expected = sum(_adapter_size(m, name, settings) for m in layers) + head
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert all(n.startswith("head.") or ".lora_" in n or ".ia3_l." in n for n in trainable), trainable
     assert count_parameters(model)[0] == expected
@@ -96,9 +123,11 @@ def test_training_leaves_base_weights_bit_identical_and_export_merges(name: str,
     exported = plan.export_model(model)
     assert type(exported) is TransferkitForSequenceClassification
     assert not any(isinstance(m, BaseTunerLayer) for m in exported.modules())
-    assert exported.state_dict().keys() == TransferkitForSequenceClassification(model.config).state_dict().keys()
+    fresh = TransferkitForSequenceClassification(model.config)
+    assert exported.state_dict().keys() == fresh.state_dict().keys()
     torch.testing.assert_close(_logits(exported, batch), before, atol=1e-4, rtol=0)
-    torch.testing.assert_close(_logits(model, batch), before, atol=0, rtol=0)  # the adapted model is untouched
+    # the adapted model is untouched
+    torch.testing.assert_close(_logits(model, batch), before, atol=0, rtol=0)
     for n, p in model.named_parameters():
         if n in frozen:
             assert torch.equal(p, frozen[n]), f"{n} changed by export"
@@ -111,17 +140,14 @@ def test_training_leaves_base_weights_bit_identical_and_export_merges(name: str,
     files = {p.name for p in (tmp_path / "adapter").iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "head.safetensors"} <= files
     assert not (tmp_path / "adapter.partial").exists()
-    base, _, _, _ = _setup("full")  # the same seeded weights, no adapter
-    PeftModel.from_pretrained(base.backbone, tmp_path / "adapter")
-    base.head.load_state_dict(load_file(tmp_path / "adapter" / "head.safetensors"))
-    torch.testing.assert_close(_logits(base.eval(), batch), before, atol=1e-4, rtol=0)
+    base = _setup("full")[0]  # the same seeded weights, no adapter
+    torch.testing.assert_close(_logits(_reapplied(tmp_path, base), batch), before, atol=1e-4, rtol=0)
 
 
 def test_adalora_prunes_to_the_budget_and_the_saved_adapter_matches(tmp_path: Path, monkeypatch) -> None:
-    calls: list[int] = []
-    original = AdaLoraModel.update_and_allocate
-    monkeypatch.setattr(AdaLoraModel, "update_and_allocate", lambda self, step: calls.append(step) or original(self, step))
-    model, plan, cfg, tok = _setup("adalora", "strategy.total_steps=10", "strategy.tinit=2", "strategy.tfinal=3")
+    calls = _spy_update_and_allocate(monkeypatch)
+    schedule = ["strategy.total_steps=10", "strategy.tinit=2", "strategy.tfinal=3"]
+    model, plan, cfg, tok = _setup("adalora", *schedule)
     _train(model, plan, tok, steps=12)  # past total_steps: the last phase keeps the final ranks
     assert calls == list(range(12))
     batch = tok(TEXTS, padding=True, return_tensors="pt")
@@ -129,13 +155,11 @@ def test_adalora_prunes_to_the_budget_and_the_saved_adapter_matches(tmp_path: Pa
     plan.save_extra(model, tmp_path)
     saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     kept = sum(sum(ranks) for ranks in saved["rank_pattern"].values())
-    assert kept == cfg.strategy.target_r * 12  # the budget: target_r x adapted layers
+    assert kept == strategy_settings(cfg.strategy).target_r * 12  # the budget: target_r x adapted layers
     nonzero = sum(int((p != 0).sum()) for n, p in model.backbone.named_parameters() if ".lora_E." in n)
     assert nonzero <= kept
-    base, _, _, _ = _setup("full")
-    PeftModel.from_pretrained(base.backbone, tmp_path / "adapter")  # resized to the saved ranks
-    base.head.load_state_dict(load_file(tmp_path / "adapter" / "head.safetensors"))
-    torch.testing.assert_close(_logits(base.eval(), batch), before, atol=1e-4, rtol=0)
+    base = _setup("full")[0]  # PEFT resizes its layers to the saved ranks
+    torch.testing.assert_close(_logits(_reapplied(tmp_path, base), batch), before, atol=1e-4, rtol=0)
 
 
 def test_adalora_total_steps_comes_from_the_setting_then_max_steps_then_a_placeholder(caplog) -> None:
@@ -151,50 +175,67 @@ def test_adalora_total_steps_comes_from_the_setting_then_max_steps_then_a_placeh
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_fit_writes_a_merged_model_and_the_adapter(name: str, toy_csv: Path, tmp_path: Path, monkeypatch) -> None:
-    calls: list[int] = []
-    original = AdaLoraModel.update_and_allocate
-    monkeypatch.setattr(AdaLoraModel, "update_and_allocate", lambda self, step: calls.append(step) or original(self, step))
+def test_fit_writes_a_merged_model_and_the_adapter(
+    name: str, toy_csv: Path, tmp_path: Path, monkeypatch
+) -> None:
+    calls = _spy_update_and_allocate(monkeypatch)
     overrides = [*RUN, "training.batch_size=16"] + (["strategy.total_steps=10"] if name == "adalora" else [])
-    run = transferkit.fit(train=str(toy_csv), backbone="tiny-bert", strategy=name, epochs=2, output=str(tmp_path / "run"), overrides=overrides)
+    run = transferkit.fit(
+        train=str(toy_csv),
+        backbone="tiny-bert",
+        strategy=name,
+        epochs=2,
+        output=str(tmp_path / "run"),
+        overrides=overrides,
+    )
     metrics = json.loads((run.run_dir / "metrics.json").read_text())
     assert 0 < metrics["trainable_parameters"] < metrics["total_parameters"]
     assert calls == (list(range(metrics["training"]["steps"])) if name == "adalora" else [])
-    assert {"adapter_config.json", "adapter_model.safetensors", "head.safetensors"} <= {p.name for p in (run.run_dir / "adapter").iterdir()}
+    files = {p.name for p in (run.run_dir / "adapter").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "head.safetensors"} <= files
     tensors = load_file(run.run_dir / "model" / "model.safetensors")
     assert not any("lora_" in k or "ia3_" in k or "base_layer" in k for k in tensors)
 
     # The merged model in RUN/model predicts what the adapter re-applied to the untrained base predicts.
     predictor = transferkit.load(run.run_dir)
     cfg = load_config(run.run_dir / "config.yaml")
-    base = build_model(resolve_backbone(cfg.backbone), cfg, predictor.labels)
-    PeftModel.from_pretrained(base.backbone, run.run_dir / "adapter")
-    base.head.load_state_dict(load_file(run.run_dir / "adapter" / "head.safetensors"))
+    base = _reapplied(run.run_dir, build_model(resolve_backbone(cfg.backbone), cfg, predictor.labels))
     batch = predictor.tokenizer(TEXTS, padding=True, return_tensors="pt")
-    torch.testing.assert_close(predictor.logits(TEXTS), _logits(base.eval(), batch), atol=1e-4, rtol=0)
+    torch.testing.assert_close(predictor.logits(TEXTS), _logits(base, batch), atol=1e-4, rtol=0)
 
 
-def _tiny(model_type: str, **kw):
-    return AutoModel.from_config(AutoConfig.for_model(model_type, **kw))
+def _tiny(backbone: dict):
+    backbone = dict(backbone)
+    return AutoModel.from_config(AutoConfig.for_model(backbone.pop("model_type"), **backbone))
+
+
+def _leaves(names: list[str]) -> list[str]:
+    return [n.rsplit(".", 1)[-1] for n in names]
 
 
 def test_auto_targets_by_family() -> None:
-    llama = _tiny("llama", hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, vocab_size=64)
+    llama = _tiny(LLAMA)
     names = auto_targets(llama, "lora").names
-    assert len(names) == 14 and {n.rsplit(".", 1)[-1] for n in names} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert _leaves(names) == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] * 2
     ia3 = auto_targets(llama, "ia3")
-    assert [n.rsplit(".", 1)[-1] for n in ia3.names[:3]] == ["k_proj", "v_proj", "down_proj"]
+    assert _leaves(ia3.names) == ["k_proj", "v_proj", "down_proj"] * 2
     assert ia3.feedforward == ["layers.0.mlp.down_proj", "layers.1.mlp.down_proj"]
-    bert = _tiny("bert", hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=64)
-    assert auto_targets(bert, "ia3").feedforward == ["encoder.layer.0.output.dense"]  # not attention.output.dense
+
+    bert = _tiny({"model_type": "bert", "hidden_size": 16, **TINY})  # with a pooler
     assert "pooler.dense" not in auto_targets(bert, "lora").names  # only layers inside the blocks
-    mpnet = _tiny("mpnet", hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=64)
-    assert auto_targets(mpnet, "lora").how == "auto (every linear layer of the blocks)"  # no table entry needed
-    assert len(auto_targets(mpnet, "lora").names) == 6
+    # the feed-forward output, not the attention output (also named ``output.dense``)
+    assert auto_targets(bert, "ia3").feedforward == [
+        "encoder.layer.0.output.dense",
+        "encoder.layer.1.output.dense",
+    ]
+
+    mpnet = auto_targets(_tiny({"model_type": "mpnet", "hidden_size": 16, **TINY}), "lora")
+    assert mpnet.how == "auto (every linear layer of the blocks)"  # a family without an entry
+    assert _leaves(mpnet.names) == ["q", "k", "v", "o", "dense", "dense"] * 2
 
 
 @pytest.mark.parametrize("name", METHODS)
-@pytest.mark.parametrize("backbone", [{"model_type": "gpt2", "n_embd": 16, "n_layer": 2, "n_head": 2, "vocab_size": 64}, {"model_type": "llama", "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32, "vocab_size": 64}])
+@pytest.mark.parametrize("backbone", [GPT2, LLAMA], ids=["gpt2", "llama"])
 def test_causal_lm_backbones_adapt_and_merge(name: str, backbone: dict) -> None:
     """Backbones with other layer names (and GPT-2's transposed Conv1D) need no change here."""
     model = TransferkitForSequenceClassification(TransferkitConfig(backbone=backbone, num_labels=2))
@@ -211,7 +252,8 @@ def test_causal_lm_backbones_adapt_and_merge(name: str, backbone: dict) -> None:
         opt.step()
         opt.zero_grad()
     model.eval()
-    torch.testing.assert_close(_logits(plan.export_model(model), batch), _logits(model, batch), atol=1e-4, rtol=0)
+    merged = plan.export_model(model)
+    torch.testing.assert_close(_logits(merged, batch), _logits(model, batch), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,262 @@
+"""Shared pieces of the benchmarks: the data every contender sees, the machine, one run per subprocess,
+the load other jobs put on the machine during a run, a matmul peak, and py-spy profiles by category.
+
+Nothing here imports transferkit, so a baseline's subprocess pays only for what the baseline itself uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class Frames:
+    """The examples every contender trains and is scored on (columns ``text`` and ``label``, class names)."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    labels: list[str]  # sorted class names: the head order transferkit uses too
+
+    def targets(self, frame: pd.DataFrame) -> np.ndarray:
+        """(N,) class ids in ``labels`` order."""
+        index = {name: i for i, name in enumerate(self.labels)}
+        return frame["label"].map(index).to_numpy(dtype=np.int64)
+
+
+def load_frames(train_size: int, validation_size: int, seed: int, test_size: int | None = None) -> Frames:
+    """Seeded samples of the rotten_tomatoes catalog splits (``test_size=None`` keeps all 1,276 test rows)."""
+    from transferkit.data import load_catalog_dataset  # the catalog reader only: cached parquet files
+
+    catalog = load_catalog_dataset("rotten_tomatoes")
+
+    def sample(frame: pd.DataFrame, n: int | None) -> pd.DataFrame:
+        frame = frame[["text", "label"]].astype(str)
+        if n is None or n >= len(frame):
+            return frame.reset_index(drop=True)
+        return frame.sample(n=n, random_state=seed).reset_index(drop=True)
+
+    train = sample(catalog["train"], train_size)
+    return Frames(
+        train=train,
+        validation=sample(catalog["validation"], validation_size),
+        test=sample(catalog["test"], test_size),
+        labels=sorted(train["label"].unique()),
+    )
+
+
+# ----------------------------------------------------------------------------------------- machine
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict:
+    """Date, CPU model, core count and library versions, for the results file."""
+    model = "unknown"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import torch
+    import transformers
+
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def other_load(seconds: float = 3.0) -> float:
+    """Cores kept busy by other processes over ``seconds`` while this process sleeps."""
+    before = _busy_seconds()
+    time.sleep(seconds)
+    return max(0.0, (_busy_seconds() - before) / seconds)
+
+
+def wait_for_quiet(max_other: float, max_wait: float, log=print) -> dict:
+    """Waits (in 60 s naps, at most ``max_wait`` s) until other jobs use under ``max_other`` cores."""
+    waited = 0.0
+    seen = other_load()
+    while seen > max_other and waited < max_wait:
+        log(f"  machine busy: other jobs use {seen:.2f} cores, load average {os.getloadavg()[0]:.2f}; waiting 60 s")
+        time.sleep(60)
+        waited += 60
+        seen = other_load()
+    return {"other_cores_before": round(seen, 2), "waited_s": waited}
+
+
+# ------------------------------------------------------------------------------------ subprocesses
+
+
+def run_worker(script: Path, name: str, argv: list[str], profile: Path | None = None, rate: int = 50) -> dict:
+    """Runs ``script --worker NAME`` in a fresh interpreter and returns the dict it wrote.
+
+    A fresh process per contender makes ``ru_maxrss`` (peak RSS) that contender's own. The machine's busy
+    time during the run minus the child's own CPU time gives the cores other jobs took meanwhile.
+
+    Args:
+        script: The benchmark script.
+        name: Contender to run.
+        argv: The benchmark's own arguments, passed on unchanged.
+        profile: When given, run under ``py-spy record`` writing raw (collapsed) stacks there.
+        rate: py-spy samples per second.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, str(script), *argv, "--worker", name, "--worker-out", str(out)]
+        if profile is not None:
+            spy = Path(sys.executable).with_name("py-spy")
+            cmd = [str(spy), "record", "--format", "raw", "--threads", "--idle", "-r", str(rate), "-o", str(profile), "--", *cmd]
+        load_start = os.getloadavg()
+        busy0, child0, t0 = _busy_seconds(), _children_cpu_seconds(), time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - t0
+        own = _children_cpu_seconds() - child0
+        others = max(0.0, (_busy_seconds() - busy0 - own) / elapsed)
+        if proc.returncode != 0 or not out.is_file():
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+            raise RuntimeError(f"worker {name} failed (exit {proc.returncode}):\n{tail}")
+        result = json.loads(out.read_text())
+    result["machine_during_run"] = {
+        "process_seconds": round(elapsed, 1),
+        "own_cpu_cores": round(own / elapsed, 2),
+        "other_cpu_cores": round(others, 2),
+        "load_average_start": [round(x, 2) for x in load_start],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    return result
+
+
+# ------------------------------------------------------------------------------------------ matmul
+
+
+def matmul_peak(repeats: int = 5, min_seconds: float = 0.5) -> dict:
+    """Best fp32 matmul GFLOP/s on this machine, for square and for MiniLM-shaped products.
+
+    Shapes: 2048^3, and a batch of 16 x 32 tokens through MiniLM's layers (384 -> 1536, 1536 -> 384, 384 -> 384).
+    Each shape: warm up, then ``repeats`` timings of a loop lasting at least ``min_seconds``; best kept.
+    """
+    import torch
+
+    shapes = {"2048x2048 @ 2048x2048": (2048, 2048, 2048), "512x384 @ 384x1536": (512, 384, 1536),
+              "512x1536 @ 1536x384": (512, 1536, 384), "512x384 @ 384x384": (512, 384, 384)}  # fmt: skip
+    out = {}
+    for label, (m, k, n) in shapes.items():
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        c = torch.empty(m, n)
+        flops = 2.0 * m * k * n
+        for _ in range(3):
+            torch.mm(a, b, out=c)
+        t = time.perf_counter()
+        torch.mm(a, b, out=c)
+        iters = max(1, int(min_seconds / max(time.perf_counter() - t, 1e-6)))
+        best = 0.0
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(iters):
+                torch.mm(a, b, out=c)
+            best = max(best, flops * iters / (time.perf_counter() - t))
+        out[label] = round(best / 1e9, 2)
+    return {"gflops_by_shape": out, "peak_gflops": max(out.values()), "threads": torch.get_num_threads()}
+
+
+# ---------------------------------------------------------------------------------------- profiles
+
+# Where a sampled main-thread stack is spent. The first category whose pattern matches any frame wins, so
+# the order matters: evaluation and outputs before forward (they run forward passes too), backward before
+# forward (autograd is entered from the loss), optimizer before everything the step calls.
+CATEGORIES: list[tuple[str, re.Pattern]] = [
+    ("import", re.compile(r"^_find_and_load |^_call_with_frames_removed ")),
+    ("evaluation", re.compile(r"^(run_eval|forward_in_order|evaluate|predict|evaluation_loop|prediction_step) ")),
+    ("checkpoint & outputs", re.compile(
+        r"^(write_checkpoint|save_checkpoint|_write_outputs|save_model|_save|save_pretrained|save_file) |tensorboard|summary_writer|RunLogger"
+    )),
+    ("optimizer", re.compile(r"\(torch/optim/|^(_fused_adamw|adamw|_single_tensor_adamw|_multi_tensor_adamw) |lr_scheduler|zero_grad")),
+    ("grad clipping", re.compile(r"^(clip_grad_norm_|_clip_grads_with_norm_|_get_total_norm) ")),
+    ("backward", re.compile(r"^(backward|_engine_run_backward) ")),
+    ("data", re.compile(r"\(torch/utils/data/|^(Collator|DataCollatorWithPadding|_IndexCollator)\.__call__ |^pad |tokeniz", re.I)),
+    ("forward", re.compile(r"^(_call_impl|_wrapped_call_impl|forward|compute_loss) |\(transformers/models/")),
+    ("setup", re.compile(r"^(from_pretrained|build_model|load_splits|_targets_and_data|__init__|prepare|create_optimizer) ")),
+]  # fmt: skip
+
+
+def _category(frames: list[str]) -> str:
+    for name, pattern in CATEGORIES:
+        if any(pattern.search(f) for f in frames):
+            return name
+    return "other (Python in the loop, .item(), idle)"
+
+
+def summarize_profile(raw: Path, start_marker: str | None = None) -> dict:
+    """Main-thread wall-clock share per category from a ``py-spy record --format raw --threads --idle`` file.
+
+    Args:
+        raw: Collapsed stacks, one ``frame;frame;... count`` per line, first frame the thread.
+        start_marker: If given, only stacks containing a frame starting with it count (the timed part).
+
+    Returns:
+        ``{"samples": N, "shares": {category: fraction}, "top": [[leaf frame, fraction], ...]}``.
+    """
+    counts: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        if not frames or "MainThread" not in frames[0]:
+            continue
+        body = frames[1:]
+        if start_marker and not any(f.startswith(start_marker) for f in body):
+            continue
+        total += int(n)
+        counts[_category(body)] += int(n)
+        leaves[body[-1] if body else "(idle)"] += int(n)
+    shares = {k: round(v / total, 4) for k, v in counts.most_common()} if total else {}
+    top = [[k, round(v / total, 4)] for k, v in leaves.most_common(12)] if total else []
+    return {"samples": total, "shares": shares, "top_leaf_frames": top}
