@@ -111,7 +111,9 @@ def _targets_and_data(cfg: RunConfig, splits: DatasetSplits, tokenizer) -> tuple
     problem, labels = cfg.task.problem, splits.labels
     targets = {name: encode_targets(getattr(splits, name), problem, labels) for name in SPLITS}
     data = {
-        name: TokenizedDataset(tokenizer, getattr(splits, name)["text"].tolist(), targets[name], cfg.backbone.max_length)
+        name: TokenizedDataset(
+            tokenizer, getattr(splits, name)["text"].tolist(), targets[name], cfg.backbone.max_length
+        )
         for name in SPLITS
     }
     return targets, data
@@ -141,8 +143,12 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = 
     collator = Collator(tokenizer, torch.long if problem == "single_label" else torch.float32)
 
     plan = STRATEGIES.get(cfg.strategy.name).apply(model, strategy_settings(cfg.strategy), cfg.training)
-    if plan.cache == "hidden" and (accelerator.num_processes > 1 or not supports_hidden_cache(model.backbone)):
-        log.info("the frozen bottom is re-run every step (hidden-state caching needs one process and a plain block stack)")
+    if plan.cache == "hidden" and (
+        accelerator.num_processes > 1 or not supports_hidden_cache(model.backbone)
+    ):
+        log.info(
+            "the frozen bottom is re-run every step (hidden-state caching needs one process and a plain block stack)"
+        )
         plan.cache = None
     trainable, total = count_parameters(model)
     log.info("strategy %s: %s of %s parameters train", cfg.strategy.name, f"{trainable:,}", f"{total:,}")
@@ -151,17 +157,34 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = 
     features = None
     if plan.cache == "features" or plan.probe_init or plan.closed_form or cfg.evaluation.pretrained_baseline:
         features = {
-            name: extract_features(model, ds, collator, cfg.training.eval_batch_size, plan.cache_location, run_dir / "cache" / f"{name}.npy", accelerator)
+            name: extract_features(
+                model,
+                ds,
+                collator,
+                cfg.training.eval_batch_size,
+                plan.cache_location,
+                run_dir / "cache" / f"{name}.npy",
+                accelerator,
+            )
             for name, ds in data.items()
         }
     metric = cfg.training.metric_for_best or primary_metric(problem)[0]
     metrics: dict = {}
     probe = None
     if features is not None and (cfg.evaluation.pretrained_baseline or plan.probe_init or plan.closed_form):
-        probe = fit_probe(features["train"], targets["train"], features["validation"], targets["validation"], problem, model.config.num_labels, cfg.training.seed)
+        probe = fit_probe(
+            features["train"],
+            targets["train"],
+            features["validation"],
+            targets["validation"],
+            problem,
+            model.config.num_labels,
+            cfg.training.seed,
+        )
     if cfg.evaluation.pretrained_baseline and probe is not None:
         metrics["pretrained_baseline"] = {
-            split: score(probe.logits(features[split]), targets[split], problem, labels) for split in ("validation", "test")
+            split: score(probe.logits(features[split]), targets[split], problem, labels)
+            for split in ("validation", "test")
         } | {"method": f"linear probe on frozen pretrained features (L2 C={probe.c})"}
     if plan.probe_init or plan.closed_form:
         layer = model.head.output_layer
@@ -177,7 +200,11 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = 
     if plan.closed_form:
         result = TrainResult(best_metric=probe.validation_score)
     else:
-        class_weights = balanced_class_weights(targets["train"], len(labels)) if cfg.training.class_weights == "auto" and problem == "single_label" else None
+        class_weights = (
+            balanced_class_weights(targets["train"], len(labels))
+            if cfg.training.class_weights == "auto" and problem == "single_label"
+            else None
+        )
         sample_weights = None
         if cfg.training.sampling == "balanced" and problem == "single_label":
             per_class = balanced_class_weights(targets["train"], len(labels)).numpy()
@@ -191,7 +218,9 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = 
     trainable = count_parameters(model)[0] if plan.stages else trainable  # staged: what trained by the end
     module.eval()
     for split in ("validation", "test"):
-        logits = forward_in_order(lambda b: forward(module, b), sets[split], collator, cfg.training.eval_batch_size, accelerator)
+        logits = forward_in_order(
+            lambda b: forward(module, b), sets[split], collator, cfg.training.eval_batch_size, accelerator
+        )
         metrics[split] = score(logits, targets[split], problem, labels)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
     metrics.update(
@@ -213,7 +242,20 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = 
         },
     )
     if main:
-        _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, result.history, splits, spec, labels, trainable, total)
+        _write_outputs(
+            run_dir,
+            cfg,
+            model,
+            plan,
+            tokenizer,
+            metrics,
+            result.history,
+            splits,
+            spec,
+            labels,
+            trainable,
+            total,
+        )
     accelerator.wait_for_everyone()
     return RunResult(run_dir, metrics)
 
@@ -228,7 +270,10 @@ def _training_view(model, plan, data, features, targets, collator, cfg):
 
         return model.head, forward, sets
     if plan.cache == "hidden":
-        hidden = {name: extract_hidden(model, ds, collator, cfg.training.eval_batch_size, plan.cut - 1) for name, ds in data.items()}
+        hidden = {
+            name: extract_hidden(model, ds, collator, cfg.training.eval_batch_size, plan.cut - 1)
+            for name, ds in data.items()
+        }
         sets = {name: HiddenDataset(hidden[name], targets[name]) for name in data}
         pooling = model.config.pooling
 
@@ -244,8 +289,19 @@ def _training_view(model, plan, data, features, targets, collator, cfg):
     return model, forward, data
 
 
-def _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, history, splits, spec, labels, trainable, total) -> None:
-    artifacts.save_json(run_dir / "labels.json", {"labels": labels, "task": cfg.task.type, "problem": cfg.task.problem, "pooling": spec.pooling, "max_length": cfg.backbone.max_length})
+def _write_outputs(
+    run_dir, cfg, model, plan, tokenizer, metrics, history, splits, spec, labels, trainable, total
+) -> None:
+    artifacts.save_json(
+        run_dir / "labels.json",
+        {
+            "labels": labels,
+            "task": cfg.task.type,
+            "problem": cfg.task.problem,
+            "pooling": spec.pooling,
+            "max_length": cfg.backbone.max_length,
+        },
+    )
     if plan.save_extra is not None:
         plan.save_extra(model, run_dir)
     if cfg.output.save_model:

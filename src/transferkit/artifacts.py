@@ -52,7 +52,9 @@ def create_run_dir(path: str | Path) -> Path:
     try:
         path.mkdir()
     except FileExistsError:
-        raise RunError(f"{path}: already exists; choose a new --output (runs are never overwritten)") from None
+        raise RunError(
+            f"{path}: already exists; choose a new --output (runs are never overwritten)"
+        ) from None
     return path
 
 
@@ -105,12 +107,17 @@ def write_model_card(run_dir: Path, cfg: RunConfig, metrics: dict, info: dict) -
     keys = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mae", "rmse", "r2"]
     rows = []
     for split in ("validation", "test"):
-        for prefix, block in (("fine-tuned", metrics.get(split, {})), ("pretrained baseline (linear probe)", metrics.get("pretrained_baseline", {}).get(split, {}))):
+        for prefix, block in (
+            ("fine-tuned", metrics.get(split, {})),
+            ("pretrained baseline (linear probe)", metrics.get("pretrained_baseline", {}).get(split, {})),
+        ):
             vals = [_fmt(block[k]) for k in keys if k in block]
             if vals:
                 rows.append(f"| {split} | {prefix} | " + " | ".join(vals) + " |")
     present = [k for k in keys if k in metrics.get("test", {})]
-    table = "\n".join(["| split | model | " + " | ".join(present) + " |", "|---|---|" + "---|" * len(present), *rows])
+    table = "\n".join(
+        ["| split | model | " + " | ".join(present) + " |", "|---|---|" + "---|" * len(present), *rows]
+    )
     text = f"""---
 library_name: transformers
 pipeline_tag: text-classification
@@ -118,12 +125,12 @@ tags: [transferkit, {cfg.strategy.name}]
 ---
 # {run_dir.name}
 
-Fine-tuned with [transferkit](https://pypi.org/project/transferkit/) from `{info['backbone']}`.
+Fine-tuned with [transferkit](https://pypi.org/project/transferkit/) from `{info["backbone"]}`.
 
-- **Task:** {cfg.task.type} ({cfg.task.problem}); labels: {', '.join(info['labels']) or 'numeric target'}
-- **Data:** {info['source']}: {info['sizes']['train']} train / {info['sizes']['validation']} validation / {info['sizes']['test']} test examples
-- **Strategy:** `{cfg.strategy.name}`; trainable parameters {info['trainable_parameters']:,} of {info['total_parameters']:,}
-- **Training:** {cfg.training.epochs} epochs, batch {cfg.training.batch_size}, learning rate {cfg.training.learning_rate}, seed {cfg.training.seed}; pooling `{info['pooling']}`
+- **Task:** {cfg.task.type} ({cfg.task.problem}); labels: {", ".join(info["labels"]) or "numeric target"}
+- **Data:** {info["source"]}: {info["sizes"]["train"]} train / {info["sizes"]["validation"]} validation / {info["sizes"]["test"]} test examples
+- **Strategy:** `{cfg.strategy.name}`; trainable parameters {info["trainable_parameters"]:,} of {info["total_parameters"]:,}
+- **Training:** {cfg.training.epochs} epochs, batch {cfg.training.batch_size}, learning rate {cfg.training.learning_rate}, seed {cfg.training.seed}; pooling `{info["pooling"]}`
 
 ## Metrics
 

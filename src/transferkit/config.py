@@ -23,18 +23,38 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    dataset: str | None = Field(None, description="Catalog data set name (see `transferkit datasets`); replaces train/validation/test files.")
+    dataset: str | None = Field(
+        None,
+        description="Catalog data set name (see `transferkit datasets`); replaces train/validation/test files.",
+    )
     train: str | None = Field(None, description="Training file (CSV, TSV, JSONL or Parquet).")
-    validation: str | None = Field(None, description="Validation file; if absent, split from train (stratified, seeded).")
+    validation: str | None = Field(
+        None, description="Validation file; if absent, split from train (stratified, seeded)."
+    )
     test: str | None = Field(None, description="Test file; if absent, split from train (stratified, seeded).")
     text_column: str = Field("text", description="Column holding the input text.")
-    label_column: str = Field("label", description="Column holding the label (class name, list of names, or number).")
-    validation_size: float = Field(0.1, gt=0, lt=1, description="Fraction of train held out for validation when no validation file is given.")
-    test_size: float = Field(0.1, gt=0, lt=1, description="Fraction of train held out for test when no test file is given.")
+    label_column: str = Field(
+        "label", description="Column holding the label (class name, list of names, or number)."
+    )
+    validation_size: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="Fraction of train held out for validation when no validation file is given.",
+    )
+    test_size: float = Field(
+        0.1, gt=0, lt=1, description="Fraction of train held out for test when no test file is given."
+    )
     split_seed: int = Field(42, description="Seed of the stratified train/validation/test split.")
-    max_train_samples: int | None = Field(None, gt=0, description="Use at most this many training examples (seeded, stratified subsample).")
-    max_eval_samples: int | None = Field(None, gt=0, description="Use at most this many validation and test examples each.")
-    label_separator: str = Field("|", min_length=1, description="Separator of labels in one cell for multi-label data ('a|b').")
+    max_train_samples: int | None = Field(
+        None, gt=0, description="Use at most this many training examples (seeded, stratified subsample)."
+    )
+    max_eval_samples: int | None = Field(
+        None, gt=0, description="Use at most this many validation and test examples each."
+    )
+    label_separator: str = Field(
+        "|", min_length=1, description="Separator of labels in one cell for multi-label data ('a|b')."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -46,19 +66,34 @@ class DataConfig(Section):
 
 
 class BackboneConfig(Section):
-    name: str = Field("minilm-l6", description="Registered backbone (see `transferkit backbones`), a Hugging Face model id or a local folder.")
-    pooling: Literal["auto", "mean", "cls"] = Field("auto", description="How token features become one vector; 'auto' uses the backbone's own (mean for sentence-transformers).")
-    max_length: int = Field(256, gt=1, description="Longest tokenised input; longer texts are truncated (with a warning count).")
-    dropout: float | None = Field(None, ge=0, lt=1, description="Override the backbone's hidden/attention dropout; None keeps its own.")
+    name: str = Field(
+        "minilm-l6",
+        description="Registered backbone (see `transferkit backbones`), a Hugging Face model id or a local folder.",
+    )
+    pooling: Literal["auto", "mean", "cls"] = Field(
+        "auto",
+        description="How token features become one vector; 'auto' uses the backbone's own (mean for sentence-transformers).",
+    )
+    max_length: int = Field(
+        256, gt=1, description="Longest tokenised input; longer texts are truncated (with a warning count)."
+    )
+    dropout: float | None = Field(
+        None, ge=0, lt=1, description="Override the backbone's hidden/attention dropout; None keeps its own."
+    )
 
 
 class TaskConfig(Section):
     type: Literal["text-classification"] = Field("text-classification", description="The task.")
-    problem: Literal["single_label", "multi_label", "regression"] = Field("single_label", description="single_label (softmax), multi_label (sigmoid per label) or regression (one number).")
+    problem: Literal["single_label", "multi_label", "regression"] = Field(
+        "single_label",
+        description="single_label (softmax), multi_label (sigmoid per label) or regression (one number).",
+    )
 
 
 class HeadConfig(Section):
-    kind: Literal["linear", "mlp"] = Field("linear", description="Linear head, or an MLP with one hidden layer.")
+    kind: Literal["linear", "mlp"] = Field(
+        "linear", description="Linear head, or an MLP with one hidden layer."
+    )
     hidden_size: int = Field(256, gt=0, description="Hidden width of the MLP head.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout before the head's layers.")
 
@@ -68,43 +103,85 @@ class StrategyConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    name: str = Field("full", description="Transfer strategy (see `transferkit strategies`). Its own settings sit beside the name.")
+    name: str = Field(
+        "full",
+        description="Transfer strategy (see `transferkit strategies`). Its own settings sit beside the name.",
+    )
 
 
 class TrainingConfig(Section):
     epochs: float = Field(3, gt=0, description="Training epochs (fractions allowed).")
-    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
+    max_steps: int | None = Field(
+        None, gt=0, description="Stop after this many optimizer steps (overrides epochs)."
+    )
     batch_size: int = Field(32, gt=0, description="Training batch size per process.")
     eval_batch_size: int = Field(128, gt=0, description="Batch size for evaluation and prediction.")
     learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of the trunk.")
-    head_learning_rate: float | None = Field(None, gt=0, description="Learning rate of the head; None: 1e-3 when the trunk is frozen, else learning_rate x 10.")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (never applied to biases and LayerNorm weights).")
+    head_learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="Learning rate of the head; None: 1e-3 when the trunk is frozen, else learning_rate x 10.",
+    )
+    weight_decay: float = Field(
+        0.01, ge=0, description="AdamW weight decay (never applied to biases and LayerNorm weights)."
+    )
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Fraction of steps with linear warmup.")
     scheduler: Literal["linear", "cosine", "constant"] = Field("linear", description="Decay after warmup.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; None disables.")
     gradient_accumulation_steps: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
     seed: int = Field(42, description="Seed for weights, dropout and data order: same seed, same result.")
-    group_by_length: bool = Field(True, description="Batch texts of similar length together (dynamic padding wastes less).")
-    class_weights: Literal["none", "auto"] = Field("none", description="'auto' weights the loss by inverse class frequency (imbalanced data).")
-    early_stopping_patience: int | None = Field(None, gt=0, description="Stop after this many evaluations without improvement; None trains all epochs.")
-    metric_for_best: str | None = Field(None, description="Validation metric that picks the best checkpoint; None: f1_macro (classification) or rmse (regression).")
+    group_by_length: bool = Field(
+        True, description="Batch texts of similar length together (dynamic padding wastes less)."
+    )
+    class_weights: Literal["none", "auto"] = Field(
+        "none", description="'auto' weights the loss by inverse class frequency (imbalanced data)."
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        gt=0,
+        description="Stop after this many evaluations without improvement; None trains all epochs.",
+    )
+    metric_for_best: str | None = Field(
+        None,
+        description="Validation metric that picks the best checkpoint; None: f1_macro (classification) or rmse (regression).",
+    )
     evaluations_per_epoch: int = Field(1, gt=0, description="Validation passes per epoch.")
-    sampling: Literal["random", "balanced"] = Field("random", description="'balanced' draws every class equally often each epoch (with replacement).")
-    loss: Literal["cross_entropy", "focal"] = Field("cross_entropy", description="Classification loss; 'focal' down-weights easy examples (imbalanced data).")
+    sampling: Literal["random", "balanced"] = Field(
+        "random", description="'balanced' draws every class equally often each epoch (with replacement)."
+    )
+    loss: Literal["cross_entropy", "focal"] = Field(
+        "cross_entropy",
+        description="Classification loss; 'focal' down-weights easy examples (imbalanced data).",
+    )
     focal_gamma: float = Field(2.0, ge=0, description="Focusing parameter of the focal loss.")
-    checkpoint_every_steps: int | None = Field(None, gt=0, description="Also checkpoint every this many optimizer steps (a checkpoint is always written at each evaluation).")
-    keep_checkpoints: int = Field(2, gt=0, description="How many of the newest checkpoints to keep (for `fit --resume RUN`).")
-    log_every_steps: int = Field(10, gt=0, description="Write step metrics (loss, lr) every this many optimizer steps.")
-    num_threads: int | None = Field(None, gt=0, description="CPU threads for torch; None keeps torch's default.")
+    checkpoint_every_steps: int | None = Field(
+        None,
+        gt=0,
+        description="Also checkpoint every this many optimizer steps (a checkpoint is always written at each evaluation).",
+    )
+    keep_checkpoints: int = Field(
+        2, gt=0, description="How many of the newest checkpoints to keep (for `fit --resume RUN`)."
+    )
+    log_every_steps: int = Field(
+        10, gt=0, description="Write step metrics (loss, lr) every this many optimizer steps."
+    )
+    num_threads: int | None = Field(
+        None, gt=0, description="CPU threads for torch; None keeps torch's default."
+    )
     progress: bool = Field(True, description="Show a progress bar.")
 
 
 class EvaluationConfig(Section):
-    pretrained_baseline: bool = Field(True, description="Also fit a linear probe on frozen pretrained features and record it, to show what fine-tuning added.")
+    pretrained_baseline: bool = Field(
+        True,
+        description="Also fit a linear probe on frozen pretrained features and record it, to show what fine-tuning added.",
+    )
 
 
 class OutputConfig(Section):
-    dir: str | None = Field(None, description="Run folder; must not exist yet. None: runs/<data>-<strategy>-<time>.")
+    dir: str | None = Field(
+        None, description="Run folder; must not exist yet. None: runs/<data>-<strategy>-<time>."
+    )
     save_model: bool = Field(True, description="Save the model in Hugging Face format under RUN/model.")
     tensorboard: bool = Field(True, description="Write TensorBoard event files under RUN/logs.")
 
@@ -116,7 +193,9 @@ class RunConfig(Section):
     backbone: BackboneConfig = Field(default_factory=BackboneConfig, description="The pretrained model.")
     task: TaskConfig = Field(default_factory=TaskConfig, description="What is predicted.")
     head: HeadConfig = Field(default_factory=HeadConfig, description="The task head on top of the backbone.")
-    strategy: StrategyConfig = Field(default_factory=StrategyConfig, description="Which weights train, and how.")
+    strategy: StrategyConfig = Field(
+        default_factory=StrategyConfig, description="Which weights train, and how."
+    )
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="The optimisation loop.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="What is measured.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where results go.")
@@ -188,13 +267,17 @@ def build_config(tree: dict[str, Any], source: str = "config") -> RunConfig:
         problems += _format_errors(err)
     strategy = tree.get("strategy") or {}
     if isinstance(strategy, dict):
-        problems += strategy_errors(StrategyConfig.model_construct(**strategy) if "name" in strategy else StrategyConfig(**strategy))
+        problems += strategy_errors(
+            StrategyConfig.model_construct(**strategy) if "name" in strategy else StrategyConfig(**strategy)
+        )
     if problems or cfg is None:
         raise ConfigError(f"{source}: {len(problems)} error(s): " + "; ".join(problems))
     return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> RunConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None
+) -> RunConfig:
     """Loads a YAML run file, applies ``key.path=value`` overrides and validates.
 
     Args:
@@ -227,7 +310,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             where = f" line {mark.line + 1}" if mark else ""
             raise ConfigError(f"{p}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: expected a mapping of sections (data, backbone, ...), got {type(loaded).__name__}")
+            raise ConfigError(
+                f"{p}: expected a mapping of sections (data, backbone, ...), got {type(loaded).__name__}"
+            )
         tree = loaded
     tree = deep_merge(tree, base or {})
     tree = deep_merge(tree, parse_overrides(overrides))

@@ -22,7 +22,16 @@ try:
 except ValueError:  # already registered (module reloaded)
     pass
 
-_DROP = ("_name_or_path", "architectures", "id2label", "label2id", "transformers_version", "dtype", "torch_dtype", "problem_type")
+_DROP = (
+    "_name_or_path",
+    "architectures",
+    "id2label",
+    "label2id",
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+    "problem_type",
+)
 
 
 def backbone_dict(spec: BackboneSpec) -> dict:
@@ -33,7 +42,9 @@ def backbone_dict(spec: BackboneSpec) -> dict:
     return d
 
 
-def build_model(spec: BackboneSpec, cfg: RunConfig, labels: list[str]) -> TransferkitForSequenceClassification:
+def build_model(
+    spec: BackboneSpec, cfg: RunConfig, labels: list[str]
+) -> TransferkitForSequenceClassification:
     """Backbone (pretrained weights if the spec has them) + pooling + a freshly initialised head.
 
     Args:

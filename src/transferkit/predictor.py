@@ -73,7 +73,9 @@ class Predictor:
                 out.append({"label": self.labels[best], "score": float(row[best]), "scores": scores})
         return out
 
-    def evaluate(self, path: str | Path, text_column: str = "text", label_column: str = "label", separator: str = "|") -> dict:
+    def evaluate(
+        self, path: str | Path, text_column: str = "text", label_column: str = "label", separator: str = "|"
+    ) -> dict:
         """Metrics on a labelled file (same keys as ``metrics.json``'s splits).
 
         Raises:
@@ -87,7 +89,9 @@ class Predictor:
             seen = {lab for labs in frame["label"] for lab in (labs if isinstance(labs, list) else [labs])}
             unseen = sorted(seen - set(self.labels))
             if unseen:
-                raise DataError(f"{path}: labels {', '.join(map(repr, unseen[:5]))} were never seen by this model (it knows {', '.join(self.labels)}); check --label-column")
+                raise DataError(
+                    f"{path}: labels {', '.join(map(repr, unseen[:5]))} were never seen by this model (it knows {', '.join(self.labels)}); check --label-column"
+                )
         targets = encode_targets(frame, self.problem, self.labels)
         return score(self.logits(frame["text"].tolist()), targets, self.problem, self.labels)
 
@@ -97,7 +101,9 @@ class Predictor:
 
         frame = read_table(path)
         if text_column not in frame.columns:
-            raise DataError(f"{path}: no column {text_column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column")
+            raise DataError(
+                f"{path}: no column {text_column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column"
+            )
         preds = self.predict(frame[text_column].astype(str).tolist())
         out = frame.copy()
         if self.problem == "regression":
@@ -111,10 +117,14 @@ class Predictor:
             out[f"p_{name}"] = [p["scores"][name] for p in preds]
         output = Path(output)
         if output.exists():
-            raise DataError(f"{output}: already exists; choose another --output (files are never overwritten)")
+            raise DataError(
+                f"{output}: already exists; choose another --output (files are never overwritten)"
+            )
         suffix = output.suffix.lower()
         if suffix in (".jsonl", ".ndjson"):
-            return atomic_save_via(output, lambda p: out.to_json(p, orient="records", lines=True, force_ascii=False))
+            return atomic_save_via(
+                output, lambda p: out.to_json(p, orient="records", lines=True, force_ascii=False)
+            )
         if suffix in (".parquet", ".pq"):
             return atomic_save_via(output, lambda p: out.to_parquet(p, index=False))
         sep = "\t" if suffix in (".tsv", ".tab") else ","

@@ -42,7 +42,9 @@ class Registry(Generic[T]):
     def register(self, name: str, obj: T, description: str, **extra: Any) -> T:
         """Adds ``obj`` under ``name``; refuses duplicates, bad names and empty descriptions."""
         if not _NAME.match(name):
-            raise RegistryError(f"{self.kind} name {name!r} is malformed: use lower-case letters, digits, '-', '_' or '.'")
+            raise RegistryError(
+                f"{self.kind} name {name!r} is malformed: use lower-case letters, digits, '-', '_' or '.'"
+            )
         if name in self._entries:
             raise RegistryError(f"{self.kind} {name!r} is already registered")
         if not description or "\n" in description.strip():

@@ -11,4 +11,11 @@ from transferkit.backbones.contract import layer_groups, num_features
 # Registered builders (each module ends with its registration call).
 from transferkit.backbones import hf_text as _hf_text  # noqa: F401, E402  isort: skip
 
-__all__ = ["BACKBONES", "BackboneSpec", "layer_groups", "num_features", "register_backbone", "resolve_backbone"]
+__all__ = [
+    "BACKBONES",
+    "BackboneSpec",
+    "layer_groups",
+    "num_features",
+    "register_backbone",
+    "resolve_backbone",
+]

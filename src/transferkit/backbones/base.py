@@ -57,13 +57,21 @@ def apply_dropout(config: PretrainedConfig, dropout: float | None) -> Pretrained
     """Overrides the usual dropout fields of a transformers config where they exist."""
     if dropout is None:
         return config
-    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout", "hidden_dropout"):
+    for key in (
+        "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
+        "dropout",
+        "attention_dropout",
+        "hidden_dropout",
+    ):
         if hasattr(config, key):
             setattr(config, key, dropout)
     return config
 
 
-def from_pretrained_source(name: str, source: str, cfg: BackboneConfig, pooling_hint: str | None = None) -> BackboneSpec:
+def from_pretrained_source(
+    name: str, source: str, cfg: BackboneConfig, pooling_hint: str | None = None
+) -> BackboneSpec:
     """Spec for a Hugging Face folder or hub id."""
     try:
         config = AutoConfig.from_pretrained(source)
@@ -88,7 +96,11 @@ def resolve_backbone(cfg: BackboneConfig) -> BackboneSpec:
     if cfg.name in BACKBONES:
         return BACKBONES.get(cfg.name)(cfg)
     if Path(cfg.name).exists() and not Path(cfg.name).is_dir():
-        raise RegistryError(f"backbone {cfg.name!r} is a file; give a model folder (with config.json) or a registered name")
+        raise RegistryError(
+            f"backbone {cfg.name!r} is a file; give a model folder (with config.json) or a registered name"
+        )
     if Path(cfg.name).is_dir() and not (Path(cfg.name) / "config.json").is_file():
-        raise RegistryError(f"backbone folder {cfg.name!r} has no config.json; is it a Hugging Face model folder?")
+        raise RegistryError(
+            f"backbone folder {cfg.name!r} has no config.json; is it a Hugging Face model folder?"
+        )
     return from_pretrained_source(cfg.name, cfg.name, cfg)

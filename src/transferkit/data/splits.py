@@ -361,7 +361,11 @@ def load_splits(
 
 
 def read_labelled(
-    path: str | Path, text_column: str = "text", label_column: str = "label", problem: str = "single_label", separator: str = "|"
+    path: str | Path,
+    text_column: str = "text",
+    label_column: str = "label",
+    problem: str = "single_label",
+    separator: str = "|",
 ) -> pd.DataFrame:
     """Reads and validates one labelled file (for ``transferkit evaluate``): columns ``text`` and ``label``.
 

@@ -27,14 +27,25 @@ class TokenizedDataset(Dataset):
         max_length: Longest tokenised input; longer texts are truncated and counted.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], labels: Sequence | None = None, max_length: int = 256):
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        texts: Sequence[str],
+        labels: Sequence | None = None,
+        max_length: int = 256,
+    ):
         enc = tokenizer(list(texts), truncation=True, max_length=max_length)
         self.encodings = {k: enc[k] for k in enc if k in ("input_ids", "attention_mask", "token_type_ids")}
         self.lengths = [len(ids) for ids in self.encodings["input_ids"]]
         self.labels = None if labels is None else list(labels)
         self.num_truncated = sum(1 for n in self.lengths if n >= max_length)
         if self.num_truncated:
-            log.warning("%d of %d texts were longer than %d tokens and were truncated (raise backbone.max_length to keep more)", self.num_truncated, len(self.lengths), max_length)
+            log.warning(
+                "%d of %d texts were longer than %d tokens and were truncated (raise backbone.max_length to keep more)",
+                self.num_truncated,
+                len(self.lengths),
+                max_length,
+            )
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -103,7 +114,11 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
         rng = np.random.default_rng([self.seed, self.epoch])
         # weighted: n draws with replacement (class-balanced sampling); else a permutation
-        order = rng.permutation(n) if self.weights is None else rng.choice(n, size=n, replace=True, p=self.weights)
+        order = (
+            rng.permutation(n)
+            if self.weights is None
+            else rng.choice(n, size=n, replace=True, p=self.weights)
+        )
         if not self.group_by_length:
             return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
         size = self.batch_size * self.mega
@@ -111,7 +126,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         for start in range(0, n, size):
             chunk = order[start : start + size]
             chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+            batches += [
+                chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)
+            ]
         perm = rng.permutation(len(batches))
         return [batches[i] for i in perm]
 

@@ -33,7 +33,11 @@ def score(logits: torch.Tensor, targets: np.ndarray, problem: str, labels: list[
         out["loss"] = float(F.binary_cross_entropy_with_logits(logits, y.float()))
         return out
     p64 = probs.double().numpy()
-    p64 = p64 / p64.sum(axis=1, keepdims=True)  # float32 softmax rows can miss 1.0 by more than sklearn allows
-    out = classification_metrics(y.numpy().tolist(), probs.argmax(-1).numpy().tolist(), labels, probabilities=p64)
+    p64 = p64 / p64.sum(
+        axis=1, keepdims=True
+    )  # float32 softmax rows can miss 1.0 by more than sklearn allows
+    out = classification_metrics(
+        y.numpy().tolist(), probs.argmax(-1).numpy().tolist(), labels, probabilities=p64
+    )
     out["loss"] = float(F.cross_entropy(logits, y.long()))
     return out

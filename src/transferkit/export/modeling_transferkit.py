@@ -48,7 +48,14 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, mode: str) -
 class Head(nn.Module):
     """Linear head, or a one-hidden-layer MLP head: (B, D) features -> (B, num_outputs)."""
 
-    def __init__(self, in_features: int, num_outputs: int, kind: str = "linear", hidden_size: int = 256, dropout: float = 0.1):
+    def __init__(
+        self,
+        in_features: int,
+        num_outputs: int,
+        kind: str = "linear",
+        hidden_size: int = 256,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         if kind == "linear":
             self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, num_outputs))
@@ -93,7 +100,9 @@ class TransferkitForSequenceClassification(PreTrainedModel):
         super().__init__(config)
         self.backbone = build_backbone(config.backbone)
         width = self.backbone.config.hidden_size
-        self.head = Head(width, config.num_labels, config.head_kind, config.head_hidden_size, config.head_dropout)
+        self.head = Head(
+            width, config.num_labels, config.head_kind, config.head_hidden_size, config.head_dropout
+        )
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:

@@ -96,7 +96,9 @@ class Strategy:
 STRATEGIES: Registry[Strategy] = Registry("strategy")
 
 
-def register_strategy(name: str, settings: type[StrategySettings], apply: StrategyApply, description: str) -> Strategy:
+def register_strategy(
+    name: str, settings: type[StrategySettings], apply: StrategyApply, description: str
+) -> Strategy:
     """Registers a strategy; its settings sit beside ``strategy.name`` in the config."""
     if not (isinstance(settings, type) and issubclass(settings, StrategySettings)):
         raise TypeError(f"strategy {name!r}: settings must subclass StrategySettings")
@@ -106,7 +108,11 @@ def register_strategy(name: str, settings: type[StrategySettings], apply: Strate
 def strategy_settings(cfg: StrategyConfig) -> StrategySettings:
     """The validated settings of the configured strategy."""
     strategy = STRATEGIES.get(cfg.name)
-    extra = cfg.model_extra if cfg.model_extra is not None else {k: v for k, v in vars(cfg).items() if k != "name"}
+    extra = (
+        cfg.model_extra
+        if cfg.model_extra is not None
+        else {k: v for k, v in vars(cfg).items() if k != "name"}
+    )
     return strategy.settings.model_validate(extra)
 
 
@@ -141,14 +147,19 @@ def _no_decay_ids(model: nn.Module) -> set[int]:
     """Parameters that take no weight decay: biases and normalisation weights."""
     ids = set()
     for module in model.modules():
-        is_norm = isinstance(module, nn.LayerNorm | nn.GroupNorm | nn.BatchNorm1d | nn.BatchNorm2d) or "norm" in type(module).__name__.lower()
+        is_norm = (
+            isinstance(module, nn.LayerNorm | nn.GroupNorm | nn.BatchNorm1d | nn.BatchNorm2d)
+            or "norm" in type(module).__name__.lower()
+        )
         for name, p in module.named_parameters(recurse=False):
             if is_norm or name == "bias" or p.ndim < 2:
                 ids.add(id(p))
     return ids
 
 
-def decay_groups(model: nn.Module, params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> list[dict[str, Any]]:
+def decay_groups(
+    model: nn.Module, params: Iterable[nn.Parameter], lr: float, weight_decay: float
+) -> list[dict[str, Any]]:
     """Splits trainable ``params`` into a weight-decay group and a no-decay group at learning rate ``lr``."""
     no_decay = _no_decay_ids(model)
     params = [p for p in params if p.requires_grad]
@@ -185,7 +196,13 @@ def set_trainable(model: nn.Module, group_ids: Iterable[int]) -> None:
     model.head.requires_grad_(True)
 
 
-def layerwise_groups(model: nn.Module, group_ids: Iterable[int], training: TrainingConfig, decay: float = 1.0, frozen_trunk: bool = False) -> list[dict[str, Any]]:
+def layerwise_groups(
+    model: nn.Module,
+    group_ids: Iterable[int],
+    training: TrainingConfig,
+    decay: float = 1.0,
+    frozen_trunk: bool = False,
+) -> list[dict[str, Any]]:
     """Optimizer groups for the given layer groups at ``lr * decay ** depth_from_top``, plus the head.
 
     The top layer group has depth 0; the head trains at :func:`head_lr`.
@@ -198,7 +215,9 @@ def layerwise_groups(model: nn.Module, group_ids: Iterable[int], training: Train
     for i in sorted(set(group_ids)):
         params = [p for m in groups[i][1] for p in m.parameters()]
         out += decay_groups(model, params, training.learning_rate * decay ** (top - i), training.weight_decay)
-    out += decay_groups(model, model.head.parameters(), head_lr(training, frozen_trunk), training.weight_decay)
+    out += decay_groups(
+        model, model.head.parameters(), head_lr(training, frozen_trunk), training.weight_decay
+    )
     return out
 
 

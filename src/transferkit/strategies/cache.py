@@ -47,7 +47,9 @@ def extract_features(
     was_training = model.training
     model.eval()
     try:
-        feats = forward_in_order(lambda b: model.features(**b), dataset, collator, batch_size, accelerator, progress=progress)
+        feats = forward_in_order(
+            lambda b: model.features(**b), dataset, collator, batch_size, accelerator, progress=progress
+        )
     finally:
         model.train(was_training)
     size = feats.numel() * 4
@@ -63,7 +65,9 @@ def extract_features(
 
 
 @torch.inference_mode()
-def extract_hidden(model: torch.nn.Module, dataset: Dataset, collator: Collator, batch_size: int, group: int) -> list[torch.Tensor]:
+def extract_hidden(
+    model: torch.nn.Module, dataset: Dataset, collator: Collator, batch_size: int, group: int
+) -> list[torch.Tensor]:
     """Per-example (T_i, D) features after layer group ``group`` of the frozen bottom, in dataset order.
 
     Stored unpadded, so each batch later pads only to its own longest member.

@@ -18,7 +18,9 @@ from transferkit.strategies.base import (
 
 
 class DiscriminativeSettings(StrategySettings):
-    layer_decay: float = Field(0.8, gt=0, le=1, description="Learning-rate decay per layer group going down from the top.")
+    layer_decay: float = Field(
+        0.8, gt=0, le=1, description="Learning-rate decay per layer group going down from the top."
+    )
 
 
 def apply(model: nn.Module, settings: DiscriminativeSettings, training: TrainingConfig) -> StrategyPlan:
@@ -27,4 +29,9 @@ def apply(model: nn.Module, settings: DiscriminativeSettings, training: Training
     return StrategyPlan(param_groups=layerwise_groups(model, groups, training, settings.layer_decay))
 
 
-register_strategy("discriminative", DiscriminativeSettings, apply, "layer-wise learning rates: lr * decay ** depth_from_top for every layer group")
+register_strategy(
+    "discriminative",
+    DiscriminativeSettings,
+    apply,
+    "layer-wise learning rates: lr * decay ** depth_from_top for every layer group",
+)

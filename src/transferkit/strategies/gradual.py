@@ -21,9 +21,20 @@ from transferkit.strategies.base import (
 
 
 class GradualSettings(StrategySettings):
-    every_epochs: float = Field(1.0, gt=0, description="Epochs between unfreezing one more layer group (fractions allowed).")
-    max_groups: int | None = Field(None, gt=0, description="Stop unfreezing after this many groups (None: all the way to the embeddings).")
-    layer_decay: float = Field(1.0, gt=0, le=1, description="Layer-wise learning-rate decay: group lr = lr * layer_decay ** depth_from_top.")
+    every_epochs: float = Field(
+        1.0, gt=0, description="Epochs between unfreezing one more layer group (fractions allowed)."
+    )
+    max_groups: int | None = Field(
+        None,
+        gt=0,
+        description="Stop unfreezing after this many groups (None: all the way to the embeddings).",
+    )
+    layer_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Layer-wise learning-rate decay: group lr = lr * layer_decay ** depth_from_top.",
+    )
 
 
 def apply(model: nn.Module, settings: GradualSettings, training: TrainingConfig) -> StrategyPlan:
@@ -41,7 +52,16 @@ def apply(model: nn.Module, settings: GradualSettings, training: TrainingConfig)
 
     stages = [stage(j) for j in range(limit + 1)]
     groups = stages[0].enter()
-    return StrategyPlan(param_groups=groups, stages=stages, notes=[f"unfreezes one of {n} groups every {settings.every_epochs} epochs"])
+    return StrategyPlan(
+        param_groups=groups,
+        stages=stages,
+        notes=[f"unfreezes one of {n} groups every {settings.every_epochs} epochs"],
+    )
 
 
-register_strategy("gradual", GradualSettings, apply, "gradual unfreezing: head first, then one more layer group every N epochs, fresh warmup each stage")
+register_strategy(
+    "gradual",
+    GradualSettings,
+    apply,
+    "gradual unfreezing: head first, then one more layer group every N epochs, fresh warmup each stage",
+)

@@ -23,7 +23,8 @@ from transferkit.strategies.base import (
 
 class HeadSettings(StrategySettings):
     cache: Literal["auto", "memory", "disk", "off"] = Field(
-        "auto", description="Where cached features live: auto (memory under 1 GiB, else disk), memory, disk, or off (re-run the trunk every step)."
+        "auto",
+        description="Where cached features live: auto (memory under 1 GiB, else disk), memory, disk, or off (re-run the trunk every step).",
     )
 
 
@@ -32,7 +33,13 @@ def apply(model: nn.Module, settings: HeadSettings, training: TrainingConfig) ->
     model.head.requires_grad_(True)
     groups = decay_groups(model, model.head.parameters(), head_lr(training, True), training.weight_decay)
     cache = None if settings.cache == "off" else "features"
-    return StrategyPlan(param_groups=groups, cache=cache, cache_location=settings.cache, frozen_trunk=True, frozen_modules=[model.backbone])
+    return StrategyPlan(
+        param_groups=groups,
+        cache=cache,
+        cache_location=settings.cache,
+        frozen_trunk=True,
+        frozen_modules=[model.backbone],
+    )
 
 
 register_strategy("head", HeadSettings, apply, "frozen trunk, a linear or MLP head trains on cached features")

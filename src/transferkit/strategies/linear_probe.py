@@ -20,10 +20,23 @@ def apply(model: nn.Module, settings: LinearProbeSettings, training: TrainingCon
     if model.config.head_kind != "linear":
         from transferkit.errors import ConfigError
 
-        raise ConfigError("strategy linear-probe needs head.kind=linear (it fits a linear model in closed form)")
+        raise ConfigError(
+            "strategy linear-probe needs head.kind=linear (it fits a linear model in closed form)"
+        )
     model.backbone.requires_grad_(False)
     model.head.requires_grad_(True)
-    return StrategyPlan(param_groups=[], cache="features", frozen_trunk=True, frozen_modules=[model.backbone], closed_form=True)
+    return StrategyPlan(
+        param_groups=[],
+        cache="features",
+        frozen_trunk=True,
+        frozen_modules=[model.backbone],
+        closed_form=True,
+    )
 
 
-register_strategy("linear-probe", LinearProbeSettings, apply, "frozen trunk, cached features, linear head fitted to convergence (L-BFGS, L2 chosen on validation)")
+register_strategy(
+    "linear-probe",
+    LinearProbeSettings,
+    apply,
+    "frozen trunk, cached features, linear head fitted to convergence (L-BFGS, L2 chosen on validation)",
+)

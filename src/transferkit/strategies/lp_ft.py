@@ -26,4 +26,6 @@ def apply(model: nn.Module, settings: LpFtSettings, training: TrainingConfig) ->
     return StrategyPlan(param_groups=groups, probe_init=True)
 
 
-register_strategy("lp-ft", LpFtSettings, apply, "linear probe to convergence, then full fine-tuning from that head")
+register_strategy(
+    "lp-ft", LpFtSettings, apply, "linear probe to convergence, then full fine-tuning from that head"
+)

@@ -25,10 +25,14 @@ class Probe:
 
     def logits(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
-        return x @ torch.as_tensor(self.weight, dtype=torch.float32).T + torch.as_tensor(self.bias, dtype=torch.float32)
+        return x @ torch.as_tensor(self.weight, dtype=torch.float32).T + torch.as_tensor(
+            self.bias, dtype=torch.float32
+        )
 
 
-def _as_logit_weights(coef: np.ndarray, intercept: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _as_logit_weights(
+    coef: np.ndarray, intercept: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn stores a binary model as one row; a softmax head wants two rows giving the same probabilities."""
     if num_classes == 2 and coef.shape[0] == 1:
         return np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])

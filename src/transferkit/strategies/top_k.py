@@ -24,9 +24,20 @@ from transferkit.strategies.base import (
 
 
 class TopKSettings(StrategySettings):
-    k: int = Field(2, gt=0, description="How many of the top layer groups train (a transformer block is a group; the embeddings are the bottom group).")
-    cache: Literal["auto", "memory", "off"] = Field("auto", description="Cache the frozen bottom's output (auto/memory) or re-run it every step (off).")
-    layer_decay: float = Field(1.0, gt=0, le=1, description="Layer-wise learning-rate decay: group lr = lr * layer_decay ** depth_from_top.")
+    k: int = Field(
+        2,
+        gt=0,
+        description="How many of the top layer groups train (a transformer block is a group; the embeddings are the bottom group).",
+    )
+    cache: Literal["auto", "memory", "off"] = Field(
+        "auto", description="Cache the frozen bottom's output (auto/memory) or re-run it every step (off)."
+    )
+    layer_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Layer-wise learning-rate decay: group lr = lr * layer_decay ** depth_from_top.",
+    )
 
 
 def apply(model: nn.Module, settings: TopKSettings, training: TrainingConfig) -> StrategyPlan:
@@ -50,4 +61,9 @@ def apply(model: nn.Module, settings: TopKSettings, training: TrainingConfig) ->
     )
 
 
-register_strategy("top-k", TopKSettings, apply, "the top k layer groups and the head train; the frozen bottom's output is cached")
+register_strategy(
+    "top-k",
+    TopKSettings,
+    apply,
+    "the top k layer groups and the head train; the frozen bottom's output is cached",
+)

@@ -33,7 +33,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    folder: Path, step: int, weights: dict[str, torch.Tensor], best: dict[str, torch.Tensor] | None, optimizer, scheduler, loop_state: dict, keep: int
+    folder: Path,
+    step: int,
+    weights: dict[str, torch.Tensor],
+    best: dict[str, torch.Tensor] | None,
+    optimizer,
+    scheduler,
+    loop_state: dict,
+    keep: int,
 ) -> Path:
     """Writes ``folder/step-N`` atomically and prunes all but the newest ``keep`` checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -41,11 +48,18 @@ def save_checkpoint(
     tmp = folder / f"step-{step:08d}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "weights.safetensors")
+    )
     if best is not None:
         save_file({k: v.contiguous().cpu() for k, v in best.items()}, str(tmp / "best.safetensors"))
     torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(), "loop": loop_state},
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+            "loop": loop_state,
+        },
         tmp / STATE_FILE,
     )
     if final.exists():

@@ -36,7 +36,11 @@ class RunLogger:
             self.file.write(json.dumps(record) + "\n")
         if self.writer:
             for key, value in _flatten(record).items():
-                if isinstance(value, int | float) and not isinstance(value, bool) and key not in ("step", "epoch"):
+                if (
+                    isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and key not in ("step", "epoch")
+                ):
                     self.writer.add_scalar(key, value, step)
 
     def close(self) -> None:

@@ -42,7 +42,11 @@ Evaluate = Callable[[torch.Tensor], dict]
 def make_accelerator(cfg: TrainingConfig) -> Accelerator:
     """An Accelerator; on a machine without an accelerator device it runs on CPU, and several processes
     started by ``accelerate launch --multi_gpu`` or ``torchrun`` then train with DDP over gloo."""
-    has_device = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or torch.backends.mps.is_available()
+    has_device = (
+        torch.cuda.is_available()
+        or (hasattr(torch, "xpu") and torch.xpu.is_available())
+        or torch.backends.mps.is_available()
+    )
     return Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, cpu=not has_device)
 
 
@@ -123,7 +127,13 @@ def train_loop(
     """
     accelerator = accelerator or make_accelerator(cfg)
     set_seed(cfg.seed)
-    sampler = LengthGroupedBatchSampler(train_set.lengths, cfg.batch_size, cfg.seed, group_by_length=cfg.group_by_length, weights=sample_weights)
+    sampler = LengthGroupedBatchSampler(
+        train_set.lengths,
+        cfg.batch_size,
+        cfg.seed,
+        group_by_length=cfg.group_by_length,
+        weights=sample_weights,
+    )
     train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collator)
     module, train_loader = accelerator.prepare(module, train_loader)  # distributed: each process gets a shard
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.gradient_accumulation_steps))
@@ -139,14 +149,22 @@ def train_loop(
         return accelerator.prepare(optimizer, scheduler)
 
     raw = accelerator.unwrap_model(module)
-    val_loader = accelerator.prepare_data_loader(ordered_loader(val_set, collator, cfg.eval_batch_size)) if val_set is not None else None
+    val_loader = (
+        accelerator.prepare_data_loader(ordered_loader(val_set, collator, cfg.eval_batch_size))
+        if val_set is not None
+        else None
+    )
     eval_every = max(1, steps_per_epoch // cfg.evaluations_per_epoch)
 
     state = _LoopState()
     result = TrainResult()
     best_state: dict[str, torch.Tensor] | None = None
     restored_rng = None
-    checkpoint = list_checkpoints(checkpoint_dir)[-1] if resume and checkpoint_dir is not None and list_checkpoints(checkpoint_dir) else None
+    checkpoint = (
+        list_checkpoints(checkpoint_dir)[-1]
+        if resume and checkpoint_dir is not None and list_checkpoints(checkpoint_dir)
+        else None
+    )
     if checkpoint is not None:  # replay stage entries (deterministic), then load every state
         weights, best_state, saved = load_checkpoint(checkpoint)
         state = _LoopState(**saved["loop"]["state"])
@@ -158,14 +176,19 @@ def train_loop(
         scheduler.load_state_dict(saved["scheduler"])
         result.history = saved["loop"]["history"]
         result.best_metric, result.best_step = saved["loop"]["best_metric"], saved["loop"]["best_step"]
-        result.train_samples, result.train_tokens = saved["loop"]["train_samples"], saved["loop"]["train_tokens"]
+        result.train_samples, result.train_tokens = (
+            saved["loop"]["train_samples"],
+            saved["loop"]["train_tokens"],
+        )
         result.resumed_from = state.step
         restored_rng = saved["rng"]
     else:
         optimizer, scheduler = enter_stage(0)
 
     logger = RunLogger(log_dir, tensorboard, accelerator.is_main_process)
-    progress = TrainProgress(total_steps, enabled=cfg.progress and accelerator.is_local_main_process, completed=state.step)
+    progress = TrainProgress(
+        total_steps, enabled=cfg.progress and accelerator.is_local_main_process, completed=state.step
+    )
 
     def trainable_names() -> list[str]:
         return [n for n, p in raw.named_parameters() if p.requires_grad]
@@ -183,7 +206,16 @@ def train_loop(
             "state": vars(state).copy(), "history": result.history, "best_metric": result.best_metric,
             "best_step": result.best_step, "train_samples": result.train_samples, "train_tokens": result.train_tokens,
         }  # fmt: skip
-        save_checkpoint(checkpoint_dir, state.step, weights, best_state, optimizer, scheduler, loop_state, cfg.keep_checkpoints)
+        save_checkpoint(
+            checkpoint_dir,
+            state.step,
+            weights,
+            best_state,
+            optimizer,
+            scheduler,
+            loop_state,
+            cfg.keep_checkpoints,
+        )
 
     def run_eval() -> bool:
         """Evaluates and keeps the best state; returns True when patience is exhausted."""
@@ -191,15 +223,30 @@ def train_loop(
         if val_loader is None:
             return False
         module.eval()
-        logits = forward_in_order(lambda b: forward(module, b), val_set, collator, cfg.eval_batch_size, accelerator, loader=val_loader)
+        logits = forward_in_order(
+            lambda b: forward(module, b),
+            val_set,
+            collator,
+            cfg.eval_batch_size,
+            accelerator,
+            loader=val_loader,
+        )
         set_modes()
         scores = evaluate(logits)
-        record = {"step": state.step, "epoch": round(state.step / steps_per_epoch, 4), "stage": stages[state.stage].name, "train_loss": state.running / max(state.running_n, 1), "validation": scores}
+        record = {
+            "step": state.step,
+            "epoch": round(state.step / steps_per_epoch, 4),
+            "stage": stages[state.stage].name,
+            "train_loss": state.running / max(state.running_n, 1),
+            "validation": scores,
+        }
         result.history.append(record)
         logger.log(record, state.step)
         value = scores.get(metric)
         if value is None:
-            raise KeyError(f"metric {metric!r} is not among the validation metrics: {sorted(k for k, v in scores.items() if not isinstance(v, dict | list))}")
+            raise KeyError(
+                f"metric {metric!r} is not among the validation metrics: {sorted(k for k, v in scores.items() if not isinstance(v, dict | list))}"
+            )
         progress.note(f"val {metric} {value:.4f}")
         if is_better(metric, value, result.best_metric):
             result.best_metric, result.best_step, state.bad_evals = value, state.step, 0
@@ -229,7 +276,9 @@ def train_loop(
                 loss = compute_loss(logits, labels, problem, class_weights, focal)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.max_grad_norm)
+                    accelerator.clip_grad_norm_(
+                        [p for p in module.parameters() if p.requires_grad], cfg.max_grad_norm
+                    )
                 if accelerator.sync_gradients and plan.after_backward is not None:
                     plan.after_backward(state.step)
                 optimizer.step()
@@ -244,9 +293,19 @@ def train_loop(
             if not accelerator.sync_gradients:
                 continue
             state.step += 1
-            progress.advance(loss=state.running / state.running_n, samples=n * cfg.gradient_accumulation_steps * accelerator.num_processes)
+            progress.advance(
+                loss=state.running / state.running_n,
+                samples=n * cfg.gradient_accumulation_steps * accelerator.num_processes,
+            )
             if state.step % cfg.log_every_steps == 0:
-                logger.log({"step": state.step, "loss": state.running / state.running_n, "lr": scheduler.get_last_lr()[0]}, state.step)
+                logger.log(
+                    {
+                        "step": state.step,
+                        "loss": state.running / state.running_n,
+                        "lr": scheduler.get_last_lr()[0],
+                    },
+                    state.step,
+                )
             stop = False
             evaluated = state.step % eval_every == 0 or state.step == total_steps
             if evaluated:
@@ -258,7 +317,14 @@ def train_loop(
                 state.stage += 1
                 optimizer, scheduler = enter_stage(state.stage)
                 set_modes()
-                logger.log({"step": state.step, "stage": stages[state.stage].name, "trainable_parameters": sum(p.numel() for p in raw.parameters() if p.requires_grad)}, state.step)
+                logger.log(
+                    {
+                        "step": state.step,
+                        "stage": stages[state.stage].name,
+                        "trainable_parameters": sum(p.numel() for p in raw.parameters() if p.requires_grad),
+                    },
+                    state.step,
+                )
             if evaluated or (cfg.checkpoint_every_steps and state.step % cfg.checkpoint_every_steps == 0):
                 write_checkpoint()
             if stop or state.step >= total_steps:

@@ -17,7 +17,11 @@ def balanced_class_weights(label_ids: Sequence[int], num_classes: int) -> torch.
 
 
 def compute_loss(
-    logits: torch.Tensor, labels: torch.Tensor, problem: str, class_weights: torch.Tensor | None = None, focal_gamma: float | None = None
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    problem: str,
+    class_weights: torch.Tensor | None = None,
+    focal_gamma: float | None = None,
 ) -> torch.Tensor:
     """Mean loss of a batch.
 

@@ -18,7 +18,9 @@ def build_optimizer(param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer
         return torch.optim.AdamW(param_groups)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainingConfig, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainingConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Linear warmup over ``warmup_ratio`` of the steps, then linear, cosine or constant."""
     name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[cfg.scheduler]
     warmup = int(round(cfg.warmup_ratio * total_steps))

@@ -6,7 +6,9 @@ from __future__ import annotations
 class TrainProgress:
     """Shows optimizer steps done, the running loss, throughput and the time left."""
 
-    def __init__(self, total_steps: int, enabled: bool = True, description: str = "training", completed: int = 0):
+    def __init__(
+        self, total_steps: int, enabled: bool = True, description: str = "training", completed: int = 0
+    ):
         self.enabled = enabled
         self.samples = 0
         self.extra = ""
@@ -37,7 +39,9 @@ class TrainProgress:
             TimeRemainingColumn(),
             transient=False,
         )
-        self.task = self.bar.add_task(description, total=total_steps, completed=completed, loss=float("nan"), rate=0.0, extra="")
+        self.task = self.bar.add_task(
+            description, total=total_steps, completed=completed, loss=float("nan"), rate=0.0, extra=""
+        )
         self.bar.start()
 
     def advance(self, loss: float, samples: int) -> None:
