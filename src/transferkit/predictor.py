@@ -96,7 +96,8 @@ class Predictor:
         return score(self.logits(frame["text"].tolist()), targets, self.problem, self.labels)
 
     def predict_file(self, path: str | Path, output: str | Path, text_column: str = "text") -> Path:
-        """Reads CSV/TSV/JSONL/Parquet, writes the same rows plus ``label``, ``score`` and ``p_<label>`` columns."""
+        """Reads CSV/TSV/JSONL/Parquet; writes the same rows plus ``predicted_label``, ``score`` and ``p_<label>``
+        columns (``predicted_labels`` for multi-label, ``predicted_value`` for regression), never overwriting a file."""
         from transferkit.utils.io import atomic_save_via
 
         frame = read_table(path)
@@ -106,12 +107,13 @@ class Predictor:
             )
         preds = self.predict(frame[text_column].astype(str).tolist())
         out = frame.copy()
+        # new columns never replace the user's own (e.g. a gold `label` column stays as it was)
         if self.problem == "regression":
-            out["prediction"] = [p["value"] for p in preds]
+            out["predicted_value"] = [p["value"] for p in preds]
         elif self.problem == "multi_label":
-            out["labels"] = ["|".join(p["labels"]) for p in preds]
+            out["predicted_labels"] = ["|".join(p["labels"]) for p in preds]
         else:
-            out["label"] = [p["label"] for p in preds]
+            out["predicted_label"] = [p["label"] for p in preds]
             out["score"] = [p["score"] for p in preds]
         for name in self.labels:
             out[f"p_{name}"] = [p["scores"][name] for p in preds]
