@@ -38,6 +38,7 @@ from transferkit.training.losses import balanced_class_weights
 
 log = logging.getLogger("transferkit")
 SPLITS = ("train", "validation", "test")
+DATAFRAME = "<DataFrame>"  # data.train of runs fed pandas DataFrames (Python API)
 
 
 @dataclass
@@ -102,7 +103,7 @@ def fit(
         }  # fmt: skip
         extra = [f"{shortcuts[k]}={v}" for k, v in quick.items() if v is not None]
         if frames and "train" in frames and not any(o.startswith("data.") for o in extra):
-            extra.append("data.train=<DataFrame>")
+            extra.append(f"data.train={DATAFRAME}")
         config = load_config(config, extra + list(overrides or []))
     return _fit(config, frames)
 
@@ -124,9 +125,14 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = 
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
     problem = cfg.task.problem
-    if frames and cfg.data.train == "<DataFrame>":
-        cfg.data.train = None
-    splits: DatasetSplits = load_splits(cfg.data, problem, frames)
+    data_cfg = cfg.data
+    if cfg.data.train == DATAFRAME:  # the saved config keeps the placeholder, so it loads back
+        if not frames or "train" not in frames:
+            raise RunError(
+                "this run was trained from pandas DataFrames: pass frames={'train': ...} (Python API) to resume it"
+            )
+        data_cfg = cfg.data.model_copy(update={"train": None})
+    splits: DatasetSplits = load_splits(data_cfg, problem, frames)
     spec = resolve_backbone(cfg.backbone)
     accelerator = make_accelerator(cfg.training)
     main = accelerator.is_main_process
@@ -263,7 +269,7 @@ def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = 
 def _training_view(model, plan, data, features, targets, collator, cfg):
     """What trains and on what: (module, forward(module, batch) -> logits, data sets per split)."""
     if plan.cache == "features":
-        sets = {name: FeatureDataset(features[name], targets[name]) for name in data}
+        sets = {name: FeatureDataset(features[name], targets[name], data[name].lengths) for name in data}
 
         def forward(m, batch):
             return m(batch["features"])

@@ -100,6 +100,10 @@ class Predictor:
         columns (``predicted_labels`` for multi-label, ``predicted_value`` for regression), never overwriting a file."""
         from transferkit.utils.io import atomic_save_via
 
+        if Path(output).exists():
+            raise DataError(
+                f"{output}: already exists; choose another --output (files are never overwritten)"
+            )
         frame = read_table(path)
         if text_column not in frame.columns:
             raise DataError(

@@ -41,13 +41,13 @@ class Registry(Generic[T]):
 
     def register(self, name: str, obj: T, description: str, **extra: Any) -> T:
         """Adds ``obj`` under ``name``; refuses duplicates, bad names and empty descriptions."""
-        if not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise RegistryError(
                 f"{self.kind} name {name!r} is malformed: use lower-case letters, digits, '-', '_' or '.'"
             )
         if name in self._entries:
             raise RegistryError(f"{self.kind} {name!r} is already registered")
-        if not description or "\n" in description.strip():
+        if not description or not description.strip() or "\n" in description.strip():
             raise RegistryError(f"{self.kind} {name!r} needs a one-line description")
         self._entries[name] = Entry(name, description.strip(), obj, dict(extra))
         return obj

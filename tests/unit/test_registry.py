@@ -48,9 +48,6 @@ def test_wellformed_names_accepted(reg: Registry[int], name: str) -> None:
     assert reg.names() == [name]
 
 
-@pytest.mark.xfail(
-    reason="bug: the name regex ends in `$`, which also matches before a trailing newline", strict=True
-)
 def test_name_with_trailing_newline_refused(reg: Registry[int]) -> None:
     with pytest.raises(RegistryError, match="malformed"):
         reg.register("alpha\n", 1, "desc")
@@ -63,9 +60,6 @@ def test_description_must_be_one_line(reg: Registry[int], description: str) -> N
     assert "alpha" not in reg
 
 
-@pytest.mark.xfail(
-    reason="bug: a whitespace-only description passes the emptiness check and is stored as ''", strict=True
-)
 def test_blank_description_refused(reg: Registry[int]) -> None:
     with pytest.raises(RegistryError, match="one-line description"):
         reg.register("alpha", 1, "   ")

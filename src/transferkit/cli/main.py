@@ -173,6 +173,8 @@ def cmd_evaluate(args) -> int:
     from transferkit.predictor import load
     from transferkit.utils.io import atomic_write_json
 
+    if args.output and os.path.exists(args.output):
+        raise TransferkitError(f"{args.output}: already exists; choose another --output")
     metrics = load(args.run).evaluate(args.data, args.text_column, args.label_column)
     keys = [
         k

@@ -60,16 +60,22 @@ class TokenizedDataset(Dataset):
 class FeatureDataset(Dataset):
     """Cached (N, D) features with their targets, for training a head on a frozen trunk."""
 
-    def __init__(self, features: torch.Tensor | np.ndarray, labels: Sequence | None = None):
+    def __init__(
+        self,
+        features: torch.Tensor | np.ndarray,
+        labels: Sequence | None = None,
+        lengths: Sequence[int] | None = None,
+    ):
         self.features = features
         self.labels = None if labels is None else list(labels)
-        self.lengths = [1] * len(features)
+        # the token lengths of the texts behind the features: batches then group exactly as the uncached run's
+        self.lengths = list(lengths) if lengths is not None else [1] * len(features)
 
     def __len__(self) -> int:
         return len(self.features)
 
     def __getitem__(self, i: int) -> dict:
-        item = {"features": torch.as_tensor(np.asarray(self.features[i]))}
+        item = {"features": torch.from_numpy(np.array(self.features[i], dtype=np.float32))}
         if self.labels is not None:
             item["labels"] = self.labels[i]
         return item

@@ -20,6 +20,11 @@ from transferkit.errors import ConfigError, RegistryError
 from transferkit.registry import Registry
 
 
+def yaml_off(cls, value):
+    """Before-validator: YAML reads a bare ``off`` as False; take it as the setting 'off'."""
+    return "off" if value is False else value
+
+
 class StrategySettings(BaseModel):
     """Base of every strategy's own settings (unknown keys are errors)."""
 
@@ -61,6 +66,7 @@ class StrategyPlan:
         notes: Human-readable facts for the run log and model card.
         after_backward: Called with the optimizer step number after each backward pass, before the
             gradients are cleared (e.g. AdaLoRA's rank re-allocation).
+        on_train_begin: Called once with the number of optimizer steps the loop will run.
         export_model: Turns the trained model into a plain ``TransferkitForSequenceClassification`` for
             saving (e.g. merges LoRA weights); None saves the model as it is.
         save_extra: Writes strategy-specific files into the run folder (e.g. the PEFT adapter).
@@ -77,6 +83,7 @@ class StrategyPlan:
     closed_form: bool = False
     notes: list[str] = field(default_factory=list)
     after_backward: Callable[[int], None] | None = None
+    on_train_begin: Callable[[int], None] | None = None
     export_model: Callable[[nn.Module], nn.Module] | None = None
     save_extra: Callable[[nn.Module, Path], None] | None = None
 
@@ -119,6 +126,8 @@ def strategy_settings(cfg: StrategyConfig) -> StrategySettings:
 def strategy_errors(cfg: StrategyConfig) -> list[str]:
     """Problems with ``strategy.*``: an unknown name, or settings the chosen strategy does not accept."""
     name = getattr(cfg, "name", "full")
+    if not isinstance(name, str) or not name:
+        return [f"strategy.name: must be a strategy name (see `transferkit strategies`), got {name!r}"]
     if name not in STRATEGIES:
         try:
             STRATEGIES.get(name)

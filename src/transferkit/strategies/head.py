@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from transferkit.config import TrainingConfig
@@ -18,6 +18,7 @@ from transferkit.strategies.base import (
     decay_groups,
     head_lr,
     register_strategy,
+    yaml_off,
 )
 
 
@@ -26,6 +27,8 @@ class HeadSettings(StrategySettings):
         "auto",
         description="Where cached features live: auto (memory under 1 GiB, else disk), memory, disk, or off (re-run the trunk every step).",
     )
+
+    _cache_off = field_validator("cache", mode="before")(yaml_off)
 
 
 def apply(model: nn.Module, settings: HeadSettings, training: TrainingConfig) -> StrategyPlan:

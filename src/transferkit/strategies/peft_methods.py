@@ -235,20 +235,19 @@ def _match(backbone: nn.Module, suffixes: list[str], setting: str) -> list[str]:
 
 def resolve_targets(backbone: nn.Module, settings: _AdapterSettings, method: str) -> Targets:
     """The settings' ``target_modules`` (and IA3's ``feedforward_modules``) as full module names."""
-    auto = auto_targets(backbone, method)
     if settings.target_modules == "auto":
-        targets = auto
+        targets = auto_targets(backbone, method)
     else:
         targets = Targets(_match(backbone, settings.target_modules, "target_modules"), how="listed")
     if method != "ia3":
-        return Targets(targets.names, [], targets.how)
-    ff_setting = getattr(settings, "feedforward_modules", "auto")
-    if ff_setting == "auto":
-        targets.feedforward = [n for n in targets.names if n in set(auto.feedforward)]
-    else:
-        targets.feedforward = _match(backbone, ff_setting, "feedforward_modules")
+        return targets
+    if settings.feedforward_modules != "auto":
+        targets.feedforward = _match(backbone, settings.feedforward_modules, "feedforward_modules")
         if not set(targets.feedforward) <= set(targets.names):
             raise ConfigError("strategy.feedforward_modules must be among strategy.target_modules")
+    elif targets.how == "listed":  # the family's feed-forward layers among those listed
+        auto_ff = set(auto_targets(backbone, method).feedforward)
+        targets.feedforward = [n for n in targets.names if n in auto_ff]
     return targets
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from transferkit.config import TrainingConfig
@@ -20,6 +20,7 @@ from transferkit.strategies.base import (
     num_groups,
     register_strategy,
     set_trainable,
+    yaml_off,
 )
 
 
@@ -38,6 +39,8 @@ class TopKSettings(StrategySettings):
         le=1,
         description="Layer-wise learning-rate decay: group lr = lr * layer_decay ** depth_from_top.",
     )
+
+    _cache_off = field_validator("cache", mode="before")(yaml_off)
 
 
 def apply(model: nn.Module, settings: TopKSettings, training: TrainingConfig) -> StrategyPlan:

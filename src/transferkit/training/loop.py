@@ -138,6 +138,8 @@ def train_loop(
     module, train_loader = accelerator.prepare(module, train_loader)  # distributed: each process gets a shard
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.gradient_accumulation_steps))
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    if plan.on_train_begin is not None:
+        plan.on_train_begin(total_steps)
     stages = plan.stages or [Stage("train", 0.0, lambda: plan.param_groups)]
     starts = _stage_starts(stages, steps_per_epoch) + [total_steps]
     focal = cfg.focal_gamma if cfg.loss == "focal" and problem == "single_label" else None

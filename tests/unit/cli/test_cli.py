@@ -169,7 +169,7 @@ def test_predict_file(cli_run, tmp_path: Path, capsys) -> None:
     assert main(["predict", str(run), "--input", str(src), "--output", str(out)]) == 0
     frame = pd.read_csv(out)
     assert len(frame) == 3
-    assert {"text", "label", "score", "p_neg", "p_pos"} <= set(frame.columns)
+    assert {"text", "predicted_label", "score", "p_neg", "p_pos"} <= set(frame.columns)
     capsys.readouterr()
     _fails(["predict", str(run), "--input", str(src), "--output", str(out)], capsys)  # never overwrites
 

@@ -280,5 +280,11 @@ def test_listed_target_modules(tmp_path: Path) -> None:
     assert adapted == {f"encoder.layer.{i}.attention.self.{k}" for i in (0, 1) for k in ("query", "value")}
     with pytest.raises(ConfigError, match=r"\['q_proj'\] match no backbone module"):
         _setup("lora", "strategy.target_modules=[q_proj]")
+    model, _, _, _ = _setup("ia3", "strategy.target_modules=[key, output.dense]")
+    ff = {n for n, m in model.backbone.named_modules() if isinstance(m, BaseTunerLayer) and m.is_feedforward}
+    assert ff == {
+        "encoder.layer.0.output.dense",
+        "encoder.layer.1.output.dense",
+    }  # not attention.output.dense
     with pytest.raises(ConfigError, match="feedforward_modules must be among"):
         _setup("ia3", "strategy.target_modules=[key]", "strategy.feedforward_modules=[output.dense]")

@@ -149,12 +149,6 @@ def test_head_run_keeps_the_backbone_bit_identical(head_runs) -> None:
     assert m["trainable_parameters"] == sum(v.numel() for v in head.values())
 
 
-@pytest.mark.xfail(
-    reason="bug: FeatureDataset has lengths [1]*N, so with group_by_length the cached path batches examples "
-    "differently from the uncached path (token lengths) and trains a different head",
-    raises=AssertionError,
-    strict=True,
-)
 def test_cached_head_equals_uncached_head(head_runs) -> None:
     cached = head_runs("memory", "strategy.cache=memory")
     uncached = head_runs("off", "strategy.cache='off'")

@@ -1,0 +1,404 @@
+"""The strategy matrix: every registered strategy gets a row, and five properties are checked per row.
+
+Columns (one test function each, parametrized over ``STRATEGIES.names()``):
+
+1. ``trainable_parameters`` / ``total_parameters`` in ``metrics.json`` equal counts computed independently
+   from a freshly built model (layer groups of the backbone contract, or adapter parameter names).
+2. Frozen weights stay bit-identical: every backbone tensor of the saved model that the strategy must not
+   train equals the same tensor of the starting point, and every tensor it trains has moved.
+3. Save -> load -> identical predictions: ``transferkit.load(run).evaluate(test file)`` reproduces the
+   test metrics recorded by ``fit`` (computed there by the in-memory model) within 1e-6.
+4. Resume equals uninterrupted: a copy of the run cut back to an early checkpoint and resumed ends with the
+   same metrics and weights as the uninterrupted run.
+5. Cached equals uncached, where a strategy caches frozen features (``head``, ``top-k``).
+
+Adding a strategy means adding a row to ``ROWS``: a registered strategy without one fails every column.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import transferkit
+import transferkit.api
+from transferkit.backbones import resolve_backbone
+from transferkit.backbones.contract import layer_groups
+from transferkit.config import load_config
+from transferkit.modeling import build_model
+from transferkit.strategies import STRATEGIES, strategy_settings
+
+# ---------------------------------------------------------------------------------------------- the rows
+
+ALL_GROUPS = (0, 1, 2)  # tiny-bert: embeddings, block.0, block.1
+ADAPTERS = "adapters"  # PEFT methods: adapters train inside the frozen trunk and are merged on export
+NO_DROPOUT = ("head.dropout=0.0", "backbone.dropout=0.0")  # cached and uncached paths then agree exactly
+
+
+@dataclass(frozen=True)
+class Row:
+    """What one strategy is expected to do on tiny-bert in a 3-epoch run.
+
+    Attributes:
+        trains: Layer groups whose weights train (the head always trains), or ``ADAPTERS``.
+        overrides: Strategy settings (and anything else) the row runs with.
+        resume: None when resume applies; otherwise why the column is N/A.
+        cache_off: The override that turns feature caching off (the row itself caches); None: N/A.
+    """
+
+    trains: tuple[int, ...] | str
+    overrides: tuple[str, ...] = ()
+    resume: str | None = None
+    cache_off: str | None = None
+
+
+ROWS: dict[str, Row] = {
+    "full": Row(ALL_GROUPS),
+    "head": Row((), ("strategy.cache=memory", *NO_DROPOUT), cache_off="strategy.cache=off"),
+    "linear-probe": Row((), resume="fitted in closed form: no gradient steps, so no checkpoints to resume"),
+    "top-k": Row(
+        (2,), ("strategy.k=1", "strategy.cache=memory", *NO_DROPOUT), cache_off="strategy.cache=off"
+    ),
+    # head first, then block.1 from epoch 1 and block.0 from epoch 2: the embeddings never train in 3 epochs
+    "gradual": Row((1, 2), ("strategy.every_epochs=1",)),
+    "discriminative": Row(ALL_GROUPS),
+    "lp-ft": Row(ALL_GROUPS),
+    "lora": Row(ADAPTERS),
+    "adalora": Row(ADAPTERS, ("strategy.total_steps=9",)),  # the schedule spans the whole 9-step run
+    "ia3": Row(ADAPTERS),
+}
+
+# (column, strategy) -> reason: a bug in src that the column exposes; the test is written as it should pass.
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
+
+# ---------------------------------------------------------------------------------------------- the runs
+
+EPOCHS = 3  # 72 training rows / batch 32 = 3 optimizer steps per epoch, 9 in all
+RESUME_FROM = 4  # checkpoints at 2, 4, 6, 8 (every 2 steps) and 3, 6, 9 (evaluations): 4 is mid-epoch 2
+RUN = [
+    "training.progress=false",
+    "training.learning_rate=1e-3",
+    "training.checkpoint_every_steps=2",
+    "training.keep_checkpoints=100",  # keep the early checkpoints the resume column cuts back to
+    "evaluation.pretrained_baseline=false",
+    "output.tensorboard=false",
+]
+_STEP = re.compile(r"^step-(\d+)$")
+_POS = ("great", "wonderful", "excellent", "superb")
+_NEG = ("awful", "boring", "terrible", "dreadful")
+_FILLER = ("the", "a", "movie", "plot", "actor", "scene", "story", "film", "was", "is", "and", "of", "it")
+
+
+def _matrix_frames(sizes: dict[str, int], seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Balanced ``text,label`` splits, label set by one keyword among 1-8 filler words; no text repeats."""
+    rng, seen, out = random.Random(seed), set(), {}
+    for split, n in sizes.items():
+        rows: list[tuple[str, str]] = []
+        while len(rows) < n:
+            label = ("pos", "neg")[len(rows) % 2]
+            words = [rng.choice(_FILLER) for _ in range(rng.randint(1, 8))]
+            words.insert(rng.randrange(len(words) + 1), rng.choice(_POS if label == "pos" else _NEG))
+            text = " ".join(words)
+            if text not in seen:
+                seen.add(text)
+                rows.append((text, label))
+        out[split] = pd.DataFrame(rows, columns=["text", "label"])
+    return out
+
+
+@dataclass
+class MatrixRun:
+    """A finished run and how often it computed frozen features ahead of training."""
+
+    run_dir: Path
+    metrics: dict
+    cache_calls: int
+
+
+def _fit(data: dict[str, Path], output: Path, *overrides: str, resume: Path | None = None) -> MatrixRun:
+    """``transferkit.fit`` with the feature extractors counted and the PNG plots skipped.
+
+    The plots are not under test here and take about half of a tiny run's wall time.
+    """
+    calls = {"n": 0}
+
+    def counted(fn):
+        def wrapper(*args, **kwargs):
+            calls["n"] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    with pytest.MonkeyPatch.context() as mp:
+        api = transferkit.api
+        mp.setattr(api, "extract_features", counted(api.extract_features))
+        mp.setattr(api, "extract_hidden", counted(api.extract_hidden))
+        mp.setattr(api, "save_confusion_matrix", lambda *a, **k: None)
+        mp.setattr(api, "save_training_curves", lambda *a, **k: None)
+        if resume is not None:
+            result = transferkit.fit(resume=resume)
+        else:
+            result = transferkit.fit(
+                train=str(data["train"]),
+                validation=str(data["validation"]),
+                test=str(data["test"]),
+                backbone="tiny-bert",
+                epochs=EPOCHS,
+                output=str(output),
+                overrides=[*RUN, *overrides],
+            )
+    return MatrixRun(Path(result.run_dir), result.metrics, calls["n"])
+
+
+def _row(name: str) -> Row:
+    if name not in ROWS:
+        pytest.fail(
+            f"strategy {name!r} is registered but has no row in ROWS ({__file__}): adding a strategy means "
+            "adding a row (what it trains, its settings, whether resume and caching apply)"
+        )
+    return ROWS[name]
+
+
+@pytest.fixture(scope="module")
+def matrix_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """train (72) / validation (24) / test (24) CSV files."""
+    root = tmp_path_factory.mktemp("matrix_data")
+    paths = {}
+    for split, frame in _matrix_frames({"train": 72, "validation": 24, "test": 24}).items():
+        paths[split] = root / f"{split}.csv"
+        frame.to_csv(paths[split], index=False)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def matrix_runs(matrix_data, tmp_path_factory: pytest.TempPathFactory):
+    """``matrix_runs(name)``: the uninterrupted run of a strategy with its row's settings, made once."""
+    root = tmp_path_factory.mktemp("matrix_runs")
+    done: dict[str, MatrixRun] = {}
+
+    def get(name: str) -> MatrixRun:
+        if name not in done:
+            row = _row(name)
+            done[name] = _fit(matrix_data, root / name, f"strategy.name={name}", *row.overrides)
+        return done[name]
+
+    return get
+
+
+def _checkpoints(run_dir: Path) -> dict[int, Path]:
+    folder = run_dir / "checkpoints"
+    found = [p for p in folder.iterdir() if _STEP.match(p.name)] if folder.is_dir() else []
+    return {int(_STEP.match(p.name).group(1)): p for p in found}
+
+
+@pytest.fixture(scope="module")
+def matrix_resumed(matrix_data, matrix_runs, tmp_path_factory: pytest.TempPathFactory):
+    """``matrix_resumed(name)``: the run as a kill right after step ``RESUME_FROM`` leaves it, then resumed.
+
+    The interrupted run is the uninterrupted one's folder cut back: its config, its logs and its checkpoints
+    up to ``RESUME_FROM`` (training is deterministic, so an identical second run would write the same).
+    Nothing written after that (later checkpoints, model, metrics, labels, card) is copied.
+    """
+    root = tmp_path_factory.mktemp("matrix_resumed")
+    done: dict[str, MatrixRun] = {}
+
+    def get(name: str) -> MatrixRun:
+        if name not in done:
+            source = matrix_runs(name).run_dir
+            target = root / name
+            (target / "checkpoints").mkdir(parents=True)
+            shutil.copy(source / "config.yaml", target / "config.yaml")
+            if (source / "logs").is_dir():
+                shutil.copytree(source / "logs", target / "logs")
+            checkpoints = _checkpoints(source)
+            assert RESUME_FROM in checkpoints, (
+                f"{name}: no checkpoint at step {RESUME_FROM}: {sorted(checkpoints)}"
+            )
+            for step, path in checkpoints.items():
+                if step <= RESUME_FROM:
+                    shutil.copytree(path, target / "checkpoints" / path.name)
+            done[name] = _fit(matrix_data, target, resume=target)
+        return done[name]
+
+    return get
+
+
+def _params(column: str) -> list:
+    """Every registered strategy, with the column's known bugs marked as strict xfails."""
+    out = []
+    for name in STRATEGIES.names():
+        reason = KNOWN_BUGS.get((column, name))
+        marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+        out.append(pytest.param(name, marks=marks, id=name))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _starting_point(run_dir: Path):
+    """(cfg, model) exactly as ``fit`` built them before training, rebuilt from the run's own config.
+
+    tiny-bert has no pretrained weights: ``build_model`` seeds torch with ``training.seed`` before
+    initialising backbone and head, so the same config gives the same starting weights
+    (``test_starting_point_is_reproducible``).
+    """
+    cfg = load_config(run_dir / "config.yaml")
+    labels = json.loads((run_dir / "labels.json").read_text())["labels"]
+    return cfg, build_model(resolve_backbone(cfg.backbone), cfg, labels)
+
+
+def _group_of(model) -> dict[str, int]:
+    """Parameter name -> index of its backbone layer group."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {
+        names[id(p)]: g
+        for g, (_, modules) in enumerate(layer_groups(model.backbone))
+        for m in modules
+        for p in m.parameters()
+    }
+
+
+def _saved(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "model" / "model.safetensors")
+
+
+def _max_diffs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float) -> dict[str, float]:
+    """Tensors of ``a`` and ``b`` (same keys) that differ by more than ``atol``, with their max difference."""
+    assert a.keys() == b.keys()
+    diffs = {k: float((a[k].double() - b[k].double()).abs().max()) for k in a}
+    return {k: d for k, d in diffs.items() if d > atol}
+
+
+def _numbers(split: dict) -> dict[str, float]:
+    return {k: v for k, v in split.items() if isinstance(v, int | float)}
+
+
+# ---------------------------------------------------------------------------------------------- the columns
+
+
+def test_every_registered_strategy_has_a_row() -> None:
+    names = set(STRATEGIES.names())
+    assert not names - ROWS.keys(), (
+        f"registered strategies without a row in ROWS: {sorted(names - ROWS.keys())}"
+    )
+    assert not ROWS.keys() - names, (
+        f"rows for strategies that are not registered: {sorted(ROWS.keys() - names)}"
+    )
+
+
+def test_starting_point_is_reproducible() -> None:
+    """Column 2 compares against a rebuilt starting point: the rebuild must be exact, and seed-dependent."""
+
+    def build(seed: int) -> dict[str, torch.Tensor]:
+        cfg = load_config(None, ["data.train=x.csv", "backbone.name=tiny-bert", f"training.seed={seed}"])
+        return build_model(resolve_backbone(cfg.backbone), cfg, ["neg", "pos"]).state_dict()
+
+    first, again, other = build(7), build(7), build(8)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    moved = [k for k in first if first[k].is_floating_point() and not torch.equal(first[k], other[k])]
+    assert "backbone.encoder.layer.0.attention.self.query.weight" in moved
+    assert "head.layers.1.weight" in moved
+
+
+@pytest.mark.parametrize("name", _params("trainable"))
+def test_trainable_parameter_counts(name: str, matrix_runs) -> None:
+    row = _row(name)
+    run = matrix_runs(name)
+    cfg, model = _starting_point(run.run_dir)
+    head = sum(p.numel() for p in model.head.parameters())
+    if row.trains == ADAPTERS:
+        STRATEGIES.get(name).apply(model, strategy_settings(cfg.strategy), cfg.training)
+        adapters = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n or "ia3_" in n)
+        assert adapters > 0, f"{name}: no adapter parameters found in the adapted model"
+        expected = adapters + head
+    else:
+        groups = layer_groups(model.backbone)
+        expected = head + sum(p.numel() for g in row.trains for m in groups[g][1] for p in m.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    assert (run.metrics["trainable_parameters"], run.metrics["total_parameters"]) == (expected, total)
+    assert 0 < expected <= total
+
+
+@pytest.mark.parametrize("name", _params("frozen"))
+def test_frozen_weights_stay_bit_identical(name: str, matrix_runs) -> None:
+    row = _row(name)
+    run = matrix_runs(name)
+    _, model = _starting_point(run.run_dir)
+    start, saved = model.state_dict(), _saved(run.run_dir)
+    assert saved.keys() == start.keys()
+    changed = {k for k in saved if not torch.equal(saved[k], start[k])}
+    assert {k for k in saved if k.startswith("head.")} <= changed, "the head must train in every strategy"
+    backbone_changed = {k for k in changed if k.startswith("backbone.")}
+    if row.trains == ADAPTERS:
+        # The saved model has the adapters merged in: only the weights of adapted layers may differ.
+        targets = json.loads((run.run_dir / "adapter" / "adapter_config.json").read_text())["target_modules"]
+        adapted = {k for k in saved if any(k.startswith(f"backbone.{t}.") for t in targets)}
+        assert adapted, f"{name}: no saved tensor belongs to the adapted layers {targets}"
+        assert backbone_changed, f"{name}: merging the trained adapters changed no weight"
+        assert not backbone_changed - adapted, (
+            f"not adapted, yet changed: {sorted(backbone_changed - adapted)}"
+        )
+        return
+    group = _group_of(model)
+    backbone = {k for k in saved if k.startswith("backbone.")}
+    assert backbone == group.keys(), "every backbone tensor belongs to one layer group"
+    should_train = {k for k in backbone if group[k] in row.trains}
+    assert not backbone_changed - should_train, (
+        f"frozen, yet changed: {sorted(backbone_changed - should_train)}"
+    )
+    assert not should_train - backbone_changed, (
+        f"trained, yet unchanged: {sorted(should_train - backbone_changed)}"
+    )
+
+
+@pytest.mark.parametrize("name", _params("save_load"))
+def test_saved_model_reproduces_the_recorded_test_metrics(name: str, matrix_runs, matrix_data) -> None:
+    run = matrix_runs(name)
+    recorded = run.metrics["test"]
+    again = transferkit.load(run.run_dir).evaluate(matrix_data["test"])
+    assert again["num_examples"] == recorded["num_examples"] == 24
+    for key in ("accuracy", "f1_macro", "loss", "log_loss"):
+        assert again[key] == pytest.approx(recorded[key], abs=1e-6, rel=0), key
+
+
+@pytest.mark.parametrize("name", _params("resume"))
+def test_resume_equals_uninterrupted(name: str, matrix_runs, matrix_resumed) -> None:
+    row = _row(name)
+    if row.resume is not None:
+        pytest.skip(f"N/A for {name}: {row.resume}")
+    whole, resumed = matrix_runs(name), matrix_resumed(name)
+    assert resumed.metrics["training"]["resumed_from_step"] == RESUME_FROM  # it resumed; not retrained
+    assert whole.metrics["training"]["resumed_from_step"] is None
+    assert resumed.metrics["training"]["steps"] == whole.metrics["training"]["steps"] == 3 * EPOCHS
+    assert resumed.metrics["best_validation_metric"] == whole.metrics["best_validation_metric"]
+    for split in ("test", "validation"):
+        a, b = _numbers(whole.metrics[split]), _numbers(resumed.metrics[split])
+        assert a.keys() == b.keys()
+        off = {k: (a[k], b[k]) for k in a if abs(a[k] - b[k]) > 1e-6}
+        assert not off, f"{split} metrics differ (uninterrupted, resumed): {off}"
+    assert not _max_diffs(_saved(whole.run_dir), _saved(resumed.run_dir), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", _params("cache"))
+def test_cached_equals_uncached(name: str, matrix_runs, matrix_data, tmp_path: Path) -> None:
+    row = _row(name)
+    if row.cache_off is None:
+        pytest.skip(f"N/A for {name}: it caches no frozen features")
+    cached = matrix_runs(name)
+    uncached = _fit(
+        matrix_data, tmp_path / "uncached", f"strategy.name={name}", *row.overrides, row.cache_off
+    )
+    assert cached.cache_calls > 0, "the cached run computed no frozen features ahead of training"
+    assert uncached.cache_calls == 0, "the uncached run still computed frozen features ahead of training"
+    assert not _max_diffs(_saved(cached.run_dir), _saved(uncached.run_dir), atol=1e-5)
+    assert cached.metrics["test"]["accuracy"] == uncached.metrics["test"]["accuracy"]
