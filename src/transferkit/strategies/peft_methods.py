@@ -18,8 +18,9 @@ Learning rates: adapters start from zero (LoRA, AdaLoRA) or one (IA3) and are sm
 step than full fine-tuning: they train at ``training.learning_rate x lr_multiplier`` (5e-4 for LoRA at the
 defaults); the head at :func:`head_lr` for a frozen trunk.
 
-AdaLoRA prunes ranks on a schedule that must know the run's length before it starts: ``strategy.total_steps``,
-else ``training.max_steps``, else :data:`FALLBACK_TOTAL_STEPS` with a warning (see :class:`AdaLoraSchedule`).
+AdaLoRA prunes ranks on a schedule that must know the run's length: ``strategy.total_steps``, else
+``training.max_steps``, else the number of steps the loop reports through ``plan.on_train_begin`` before the
+first step (see :class:`AdaLoraSchedule`).
 
 Example:
     >>> run = transferkit.fit(dataset="rotten_tomatoes", strategy="lora", overrides=["strategy.r=16"])  # doctest: +SKIP
@@ -426,12 +427,20 @@ def _adapt(
     return peft_model, groups
 
 
-def _plan(model: nn.Module, peft_model: PeftModel, groups, notes: list[str], schedule=None) -> StrategyPlan:
+def _plan(
+    model: nn.Module,
+    peft_model: PeftModel,
+    groups,
+    notes: list[str],
+    schedule=None,
+    follow_run_length: bool = False,
+) -> StrategyPlan:
     adapted = AdaptedBackbone(peft_model, model.backbone, schedule)
     return StrategyPlan(
         param_groups=groups,
         notes=notes,
         after_backward=schedule.after_backward if schedule else None,
+        on_train_begin=schedule.set_total_steps if schedule and follow_run_length else None,
         export_model=adapted.export_model,
         save_extra=adapted.save_extra,
     )
@@ -468,12 +477,8 @@ def adalora_total_steps(settings: AdaLoraSettings, training: TrainingConfig) -> 
         return settings.total_steps, "strategy.total_steps"
     if training.max_steps is not None:
         return training.max_steps, "training.max_steps"
-    log.warning(
-        "adalora: the rank schedule assumes %d optimizer steps; set strategy.total_steps (or training.max_steps) "
-        "to the run's length so pruning finishes when training does",
-        FALLBACK_TOTAL_STEPS,
-    )
-    return FALLBACK_TOTAL_STEPS, "placeholder: set strategy.total_steps"
+    # provisional: the loop reports the real number of steps through plan.on_train_begin before step 0
+    return FALLBACK_TOTAL_STEPS, "the run's length, set when training starts"
 
 
 def apply_adalora(model: nn.Module, settings: AdaLoraSettings, training: TrainingConfig) -> StrategyPlan:
@@ -502,7 +507,8 @@ def apply_adalora(model: nn.Module, settings: AdaLoraSettings, training: Trainin
         _note(f"AdaLoRA rank {settings.init_r} -> {settings.target_r} on average", targets, lr),
         f"AdaLoRA schedule over {total} steps ({source}): warm-up {config.tinit}, final {config.tfinal}",
     ]
-    return _plan(model, peft_model, groups, notes, schedule)
+    follow = settings.total_steps is None and training.max_steps is None
+    return _plan(model, peft_model, groups, notes, schedule, follow_run_length=follow)
 
 
 def apply_ia3(model: nn.Module, settings: IA3Settings, training: TrainingConfig) -> StrategyPlan:

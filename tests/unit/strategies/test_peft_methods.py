@@ -162,14 +162,23 @@ def test_adalora_prunes_to_the_budget_and_the_saved_adapter_matches(tmp_path: Pa
     torch.testing.assert_close(_logits(_reapplied(tmp_path, base), batch), before, atol=1e-4, rtol=0)
 
 
-def test_adalora_total_steps_comes_from_the_setting_then_max_steps_then_a_placeholder(caplog) -> None:
+def test_adalora_total_steps_comes_from_the_setting_then_max_steps_then_the_run() -> None:
     _, plan, _, _ = _setup("adalora", "strategy.total_steps=40")
     assert "40 steps (strategy.total_steps): warm-up 4, final 8" in plan.notes[1]
+    assert plan.on_train_begin is None  # an explicit length is kept
     _, plan, _, _ = _setup("adalora", "training.max_steps=50")
     assert "50 steps (training.max_steps)" in plan.notes[1]
-    with caplog.at_level("WARNING", logger="transferkit"):
-        _, plan, _, _ = _setup("adalora")
-    assert "1000 steps (placeholder" in plan.notes[1] and "strategy.total_steps" in caplog.text
+    assert plan.on_train_begin is None
+    _, plan, _, _ = _setup("adalora")
+    assert "set when training starts" in plan.notes[1]
+    plan.on_train_begin(37)  # the loop reports the real length before step 0
+    config = plan.after_backward.__self__.config  # the AdaLoRA schedule's PEFT config
+    assert (
+        config.total_step == 37
+        and config.tinit > 0
+        and config.tfinal > 0
+        and config.tinit + config.tfinal < 37
+    )
     with pytest.raises(ConfigError, match="no pruning"):
         _setup("adalora", "strategy.total_steps=5", "strategy.tinit=3", "strategy.tfinal=2")
 
