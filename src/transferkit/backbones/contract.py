@@ -7,6 +7,7 @@ never by a model's attribute names.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -84,7 +85,8 @@ def run_from(backbone: nn.Module, hidden, attention_mask, group: int):
     if hasattr(backbone, "run_from"):
         return backbone.run_from(hidden, attention_mask, group)
     blocks = _blocks(backbone)
-    mask = backbone.get_extended_attention_mask(attention_mask, attention_mask.shape)  # (B, 1, 1, T) additive
+    # (B, T) 1/0 -> (B, 1, 1, T) additive: 0 for real tokens, the dtype's minimum for padding
+    mask = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
     for block in list(blocks)[group - 1 :]:  # group g >= 1 is block g-1
         out = block(hidden, attention_mask=mask)
         hidden = out[0] if isinstance(out, tuple) else out
@@ -96,4 +98,6 @@ def supports_hidden_cache(backbone: nn.Module) -> bool:
     if hasattr(backbone, "run_from"):
         return True
     groups = layer_groups(backbone)
-    return len(groups[-1][1]) == 1 and hasattr(backbone, "get_extended_attention_mask")
+    return len(groups[-1][1]) == 1 and not getattr(
+        getattr(backbone, "config", None), "is_encoder_decoder", False
+    )

@@ -67,6 +67,8 @@ class StrategyPlan:
         after_backward: Called with the optimizer step number after each backward pass, before the
             gradients are cleared (e.g. AdaLoRA's rank re-allocation).
         on_train_begin: Called once with the number of optimizer steps the loop will run.
+        state_dict / load_state_dict: The strategy's own training state (e.g. AdaLoRA's importance scores),
+            saved in every checkpoint and restored on resume.
         export_model: Turns the trained model into a plain ``TransferkitForSequenceClassification`` for
             saving (e.g. merges LoRA weights); None saves the model as it is.
         save_extra: Writes strategy-specific files into the run folder (e.g. the PEFT adapter).
@@ -84,6 +86,8 @@ class StrategyPlan:
     notes: list[str] = field(default_factory=list)
     after_backward: Callable[[int], None] | None = None
     on_train_begin: Callable[[int], None] | None = None
+    state_dict: Callable[[], dict] | None = None
+    load_state_dict: Callable[[dict], None] | None = None
     export_model: Callable[[nn.Module], nn.Module] | None = None
     save_extra: Callable[[nn.Module, Path], None] | None = None
 

@@ -38,14 +38,18 @@ class GradualSettings(StrategySettings):
 
 
 def apply(model: nn.Module, settings: GradualSettings, training: TrainingConfig) -> StrategyPlan:
+    from transferkit.backbones.contract import layer_groups
+
     n = num_groups(model)
     limit = min(settings.max_groups or n, n)
+    frozen: list[nn.Module] = []  # the plan's frozen_modules, updated in place by each stage (eval mode)
 
     def stage(j: int):
         top = list(range(n - j, n))  # j top groups unfrozen
 
         def enter():
             set_trainable(model, top)
+            frozen[:] = [m for _, mods in layer_groups(model.backbone)[: n - j] for m in mods]
             return layerwise_groups(model, top, training, settings.layer_decay, frozen_trunk=j == 0)
 
         return Stage("head" if j == 0 else f"top-{j}", j * settings.every_epochs, enter)
@@ -55,6 +59,7 @@ def apply(model: nn.Module, settings: GradualSettings, training: TrainingConfig)
     return StrategyPlan(
         param_groups=groups,
         stages=stages,
+        frozen_modules=frozen,
         notes=[f"unfreezes one of {n} groups every {settings.every_epochs} epochs"],
     )
 

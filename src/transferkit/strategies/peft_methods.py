@@ -179,6 +179,22 @@ class AdaLoraSchedule:
         masked_now = step >= cfg.total_step - cfg.tfinal or self.tuner.rankallocator.budget_schedule(step)[1]
         self.pending_mask = cfg.rank_pattern is not None and bool(masked_now)
 
+    def state_dict(self) -> dict:
+        """The allocator's importance averages, the rank pattern and a pending mask: what a resume needs."""
+        alloc = self.tuner.rankallocator
+        scores = {
+            key: {n: t.detach().clone() for n, t in getattr(alloc, key).items()}
+            for key in ("ipt", "exp_avg_ipt", "exp_avg_unc")
+        }
+        return {**scores, "rank_pattern": self.config.rank_pattern, "pending_mask": self.pending_mask}
+
+    def load_state_dict(self, state: dict) -> None:
+        alloc = self.tuner.rankallocator
+        for key in ("ipt", "exp_avg_ipt", "exp_avg_unc"):
+            setattr(alloc, key, dict(state[key]))
+        self.config.rank_pattern = state["rank_pattern"]
+        self.pending_mask = state["pending_mask"]
+
     def apply_pending_mask(self) -> None:
         if self.pending_mask:
             self.tuner.rankallocator.mask_using_rank_pattern(self.backbone, self.config.rank_pattern)
@@ -308,6 +324,8 @@ def _plan(
         notes=notes,
         after_backward=schedule.after_backward if schedule else None,
         on_train_begin=schedule.set_total_steps if schedule and follow_run_length else None,
+        state_dict=schedule.state_dict if schedule else None,
+        load_state_dict=schedule.load_state_dict if schedule else None,
         export_model=adapted.export_model,
         save_extra=adapted.save_extra,
     )

@@ -147,8 +147,10 @@ def train_loop(
     def enter_stage(i: int):
         groups = stages[i].enter()
         optimizer = build_optimizer(groups)
+        # the scheduler is stepped by hand once per optimizer step: accelerate's prepared scheduler steps
+        # once per process, which would run the schedule num_processes times too fast
         scheduler = build_scheduler(optimizer, cfg, max(1, starts[i + 1] - starts[i]))
-        return accelerator.prepare(optimizer, scheduler)
+        return accelerator.prepare(optimizer), scheduler
 
     raw = accelerator.unwrap_model(module)
     val_loader = (
@@ -184,6 +186,8 @@ def train_loop(
         )
         result.resumed_from = state.step
         restored_rng = saved["rng"]
+        if plan.load_state_dict is not None and "strategy" in saved["loop"]:
+            plan.load_state_dict(saved["loop"]["strategy"])
     else:
         optimizer, scheduler = enter_stage(0)
 
@@ -208,6 +212,8 @@ def train_loop(
             "state": vars(state).copy(), "history": result.history, "best_metric": result.best_metric,
             "best_step": result.best_step, "train_samples": result.train_samples, "train_tokens": result.train_tokens,
         }  # fmt: skip
+        if plan.state_dict is not None:
+            loop_state["strategy"] = plan.state_dict()
         save_checkpoint(
             checkpoint_dir,
             state.step,
@@ -253,7 +259,9 @@ def train_loop(
         if is_better(metric, value, result.best_metric):
             result.best_metric, result.best_step, state.bad_evals = value, state.step, 0
             sd = raw.state_dict()
-            best_state = {k: sd[k].detach().clone() for k in trainable_names() if k in sd}
+            # staged plans unfreeze more later: keep every weight, so the restore is exactly this evaluation's
+            keep = sd.keys() if len(stages) > 1 else [k for k in trainable_names() if k in sd]
+            best_state = {k: sd[k].detach().clone() for k in keep}
             return False
         state.bad_evals += 1
         return cfg.early_stopping_patience is not None and state.bad_evals >= cfg.early_stopping_patience
@@ -264,6 +272,8 @@ def train_loop(
     done = state.step >= total_steps
     while not done:
         sampler.set_epoch(state.epoch)
+        if hasattr(train_loader, "set_epoch"):  # accelerate's loader re-sets its sampler's epoch on each iter
+            train_loader.set_epoch(state.epoch)
         batches = iter(train_loader)
         for _ in range(state.batches_in_epoch):  # resumed mid-epoch: skip what was already trained on
             next(batches)
@@ -284,7 +294,8 @@ def train_loop(
                 if accelerator.sync_gradients and plan.after_backward is not None:
                     plan.after_backward(state.step)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             n = len(labels)
             result.train_samples += n * accelerator.num_processes
@@ -315,7 +326,7 @@ def train_loop(
                 stop = run_eval()
                 eval_seconds += time.perf_counter() - t0
                 state.running, state.running_n = 0.0, 0
-            if state.stage + 1 < len(stages) and state.step >= starts[state.stage + 1]:
+            if state.stage + 1 < len(stages) and starts[state.stage + 1] <= state.step < total_steps:
                 state.stage += 1
                 optimizer, scheduler = enter_stage(state.stage)
                 set_modes()

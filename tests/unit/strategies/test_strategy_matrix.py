@@ -1,4 +1,4 @@
-"""The strategy matrix: every registered strategy gets a row, and five properties are checked per row.
+"""The strategy matrix: every registered strategy gets a row, and six properties are checked per row.
 
 Columns (one test function each, parametrized over ``STRATEGIES.names()``):
 
@@ -6,11 +6,12 @@ Columns (one test function each, parametrized over ``STRATEGIES.names()``):
    from a freshly built model (layer groups of the backbone contract, or adapter parameter names).
 2. Frozen weights stay bit-identical: every backbone tensor of the saved model that the strategy must not
    train equals the same tensor of the starting point, and every tensor it trains has moved.
-3. Save -> load -> identical predictions: ``transferkit.load(run).evaluate(test file)`` reproduces the
+3. The saved model is the best evaluation's state (the checkpoint at ``best_validation_metric.step``).
+4. Save -> load -> identical predictions: ``transferkit.load(run).evaluate(test file)`` reproduces the
    test metrics recorded by ``fit`` (computed there by the in-memory model) within 1e-6.
-4. Resume equals uninterrupted: a copy of the run cut back to an early checkpoint and resumed ends with the
+5. Resume equals uninterrupted: a copy of the run cut back to an early checkpoint and resumed ends with the
    same metrics and weights as the uninterrupted run.
-5. Cached equals uncached, where a strategy caches frozen features (``head``, ``top-k``).
+6. Cached equals uncached, where a strategy caches frozen features (``head``, ``top-k``).
 
 Adding a strategy means adding a row to ``ROWS``: a registered strategy without one fails every column.
 """
@@ -53,12 +54,14 @@ class Row:
         overrides: Strategy settings (and anything else) the row runs with.
         resume: None when resume applies; otherwise why the column is N/A.
         cache_off: The override that turns feature caching off (the row itself caches); None: N/A.
+        adapter_init: For ``ADAPTERS``: (name part, value) of the adapter tensors that start at a constant.
     """
 
     trains: tuple[int, ...] | str
     overrides: tuple[str, ...] = ()
     resume: str | None = None
     cache_off: str | None = None
+    adapter_init: tuple[str, float] | None = None
 
 
 ROWS: dict[str, Row] = {
@@ -72,13 +75,14 @@ ROWS: dict[str, Row] = {
     "gradual": Row((1, 2), ("strategy.every_epochs=1",)),
     "discriminative": Row(ALL_GROUPS),
     "lp-ft": Row(ALL_GROUPS),
-    "lora": Row(ADAPTERS),
-    "adalora": Row(ADAPTERS, ("strategy.total_steps=9",)),  # the schedule spans the whole 9-step run
-    "ia3": Row(ADAPTERS),
+    "lora": Row(ADAPTERS, adapter_init=("lora_B", 0.0)),
+    # the schedule spans the whole 9-step run; AdaLoRA's singular values start at zero
+    "adalora": Row(ADAPTERS, ("strategy.total_steps=9",), adapter_init=("lora_E", 0.0)),
+    "ia3": Row(ADAPTERS, adapter_init=("ia3_l", 1.0)),
 }
 
 # (column, strategy) -> reason: a bug in src that the column exposes; the test is written as it should pass.
-KNOWN_BUGS: dict[tuple[str, str], str] = {}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}  # (column, strategy) -> reason, for a strict xfail
 
 # ---------------------------------------------------------------------------------------------- the runs
 
@@ -279,6 +283,30 @@ def _max_diffs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: flo
     return {k: d for k, d in diffs.items() if d > atol}
 
 
+def _checkpoint_weights(
+    run_dir: Path, start: dict[str, torch.Tensor], step: int | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The weights of checkpoint ``step`` (default: the last; the saved model if there is none).
+
+    Returns ``(weights under the starting point's names, adapter weights)``: a checkpoint of a head trained
+    on cached features names its tensors without ``head.``, and PEFT keeps a base layer's weight under
+    ``base_layer``.
+    """
+    checkpoints = _checkpoints(run_dir)
+    if not checkpoints:
+        return _saved(run_dir), {}
+    path = checkpoints[max(checkpoints) if step is None else step] / "weights.safetensors"
+    weights, adapters = {}, {}
+    for key, value in load_file(path).items():
+        name = key.replace(".base_layer.", ".")
+        name = name if name in start else f"head.{name}"
+        if name in start:
+            weights[name] = value
+        else:
+            adapters[key] = value
+    return weights, adapters
+
+
 def _numbers(split: dict) -> dict[str, float]:
     return {k: v for k, v in split.items() if isinstance(v, int | float)}
 
@@ -331,34 +359,68 @@ def test_trainable_parameter_counts(name: str, matrix_runs) -> None:
 
 @pytest.mark.parametrize("name", _params("frozen"))
 def test_frozen_weights_stay_bit_identical(name: str, matrix_runs) -> None:
+    """Checked in the saved model and at the end of training (the last checkpoint, adapters unmerged)."""
     row = _row(name)
     run = matrix_runs(name)
     _, model = _starting_point(run.run_dir)
     start, saved = model.state_dict(), _saved(run.run_dir)
+    final, adapters = _checkpoint_weights(run.run_dir, start)
     assert saved.keys() == start.keys()
-    changed = {k for k in saved if not torch.equal(saved[k], start[k])}
-    assert {k for k in saved if k.startswith("head.")} <= changed, "the head must train in every strategy"
-    backbone_changed = {k for k in changed if k.startswith("backbone.")}
+    backbone = {k for k in start if k.startswith("backbone.")}
+
+    def changed(weights: dict[str, torch.Tensor]) -> set[str]:
+        return {k for k in weights if not torch.equal(weights[k], start[k])}
+
+    head = {k for k in start if k.startswith("head.")}
+    assert head <= final.keys() and head <= changed(final), "the head must train in every strategy"
     if row.trains == ADAPTERS:
-        # The saved model has the adapters merged in: only the weights of adapted layers may differ.
+        # Unmerged, every base weight is untouched and the adapters moved away from their start.
+        assert not changed(final) & backbone, f"base weights changed: {sorted(changed(final) & backbone)}"
+        part, value = row.adapter_init
+        constant = {k: v for k, v in adapters.items() if f".{part}." in k}
+        assert constant, f"{name}: the checkpoint holds no {part} adapter weights"
+        unmoved = sorted(k for k, v in constant.items() if torch.all(v == value))
+        assert not unmoved, f"adapters still at their initial {value}: {unmoved}"
+        # Merged into the saved model, the adapters may change the weights of the adapted layers only.
         targets = json.loads((run.run_dir / "adapter" / "adapter_config.json").read_text())["target_modules"]
         adapted = {k for k in saved if any(k.startswith(f"backbone.{t}.") for t in targets)}
-        assert adapted, f"{name}: no saved tensor belongs to the adapted layers {targets}"
-        assert backbone_changed, f"{name}: merging the trained adapters changed no weight"
-        assert not backbone_changed - adapted, (
-            f"not adapted, yet changed: {sorted(backbone_changed - adapted)}"
-        )
+        moved = changed(saved) & backbone
+        assert adapted and moved, f"{name}: merging the trained adapters into {targets} changed no weight"
+        assert not moved - adapted, f"not adapted, yet changed: {sorted(moved - adapted)}"
         return
     group = _group_of(model)
-    backbone = {k for k in saved if k.startswith("backbone.")}
     assert backbone == group.keys(), "every backbone tensor belongs to one layer group"
-    should_train = {k for k in backbone if group[k] in row.trains}
-    assert not backbone_changed - should_train, (
-        f"frozen, yet changed: {sorted(backbone_changed - should_train)}"
+    trained = {k for k in backbone if group[k] in row.trains}
+    assert not changed(saved) & (backbone - trained), (
+        f"frozen, yet changed: {sorted(changed(saved) & (backbone - trained))}"
     )
-    assert not should_train - backbone_changed, (
-        f"trained, yet unchanged: {sorted(should_train - backbone_changed)}"
+    assert not changed(final) & (backbone - trained), (
+        f"frozen, yet trained: {sorted(changed(final) & (backbone - trained))}"
     )
+    assert trained <= final.keys(), "the last checkpoint lacks weights that train"
+    assert not trained - changed(final), f"trained, yet unchanged: {sorted(trained - changed(final))}"
+
+
+@pytest.mark.parametrize("name", _params("best"))
+def test_saved_model_is_the_best_evaluation(name: str, matrix_runs) -> None:
+    """The loop restores the best evaluation's state: the saved model is that checkpoint and scores its value."""
+    run = matrix_runs(name)
+    best = run.metrics["best_validation_metric"]
+    assert best["name"] == "f1_macro"
+    assert run.metrics["validation"]["f1_macro"] == pytest.approx(best["value"], abs=1e-9)
+    if best["step"] is None:  # fitted in closed form: no evaluations during training
+        assert _row(name).resume is not None
+        return
+    start, saved = _starting_point(run.run_dir)[1].state_dict(), _saved(run.run_dir)
+    at_best, _ = _checkpoint_weights(run.run_dir, start, step=best["step"])
+    if _row(name).trains == ADAPTERS:  # the saved model is merged: compare what merging leaves alone
+        targets = json.loads((run.run_dir / "adapter" / "adapter_config.json").read_text())["target_modules"]
+        at_best = {
+            k: v for k, v in at_best.items() if not any(k.startswith(f"backbone.{t}.") for t in targets)
+        }
+    assert {k for k in start if k.startswith("head.")} <= at_best.keys()
+    off = _max_diffs({k: saved[k] for k in at_best}, at_best, atol=0.0)
+    assert not off, f"the saved model is not the step-{best['step']} state (max abs diff per tensor): {off}"
 
 
 @pytest.mark.parametrize("name", _params("save_load"))
@@ -387,6 +449,15 @@ def test_resume_equals_uninterrupted(name: str, matrix_runs, matrix_resumed) -> 
         off = {k: (a[k], b[k]) for k in a if abs(a[k] - b[k]) > 1e-6}
         assert not off, f"{split} metrics differ (uninterrupted, resumed): {off}"
     assert not _max_diffs(_saved(whole.run_dir), _saved(resumed.run_dir), atol=1e-6)
+    # The saved model is the best evaluation's: when that came before the interruption, the weights above
+    # agree whatever the resumed steps did. The last checkpoint holds the weights at the end of training.
+    last_whole, last_resumed = _checkpoints(whole.run_dir), _checkpoints(resumed.run_dir)
+    assert max(last_whole) == max(last_resumed) == 3 * EPOCHS
+    for part in ("weights", "best"):
+        a = load_file(last_whole[max(last_whole)] / f"{part}.safetensors")
+        b = load_file(last_resumed[max(last_resumed)] / f"{part}.safetensors")
+        off = _max_diffs(a, b, atol=1e-6)
+        assert not off, f"{part} at the last step differ (max abs diff per tensor): {off}"
 
 
 @pytest.mark.parametrize("name", _params("cache"))
