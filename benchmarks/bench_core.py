@@ -21,6 +21,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import pickle
@@ -172,6 +173,7 @@ def worker_hf_tutorial(args, frames):
     return {
         "wall_s": setup_s + steps * step_s, "train_s": steps * step_s, "train_samples_per_s": samples / (steps * step_s),
         "train_samples": samples, "padded_tokens": 512 * samples, "accuracy": None, "extrapolated": True,
+        "train_tokens": sum(sum(x["attention_mask"]) for x in train) * args.epochs,
         "seconds_per_step": step_s, "setup_s": setup_s,
         "note": f"pad to 512; {timed} steps timed after {warm}, extrapolated to {steps}; wall = setup + training, no test pass",
     }  # fmt: skip
@@ -229,14 +231,15 @@ def worker_matmul(args, frames):
     return common.matmul_peak(repeats=2 if args.quick else 5, min_seconds=0.2 if args.quick else 0.5)
 
 
-WORKERS = {  # name: (function, label); the order is the order of the runs
-    "matmul": (worker_matmul, "fp32 matmul peak"),
-    "tk_full": (worker_tk_full, "transferkit full"),
-    "hf_tuned": (worker_hf_tuned, "Trainer, written well"),
-    "hf_tutorial": (worker_hf_tutorial, "Trainer, tutorial (pad 512)"),
-    "tk_head": (worker_tk_head, "transferkit head"),
-    "tk_linear_probe": (worker_tk_linear_probe, "transferkit linear-probe"),
-    "naive_frozen": (worker_naive_frozen, "naive frozen loop"),
+BERT = "transformers.models.bert.modeling_bert"
+WORKERS = {  # name: (function, label, modules imported before its clock starts); the order is the run order
+    "matmul": (worker_matmul, "fp32 matmul peak", ("torch",)),
+    "tk_full": (worker_tk_full, "transferkit full", ("transferkit.api", BERT)),
+    "hf_tuned": (worker_hf_tuned, "Trainer, written well", ("transformers.trainer", BERT)),
+    "hf_tutorial": (worker_hf_tutorial, "Trainer, tutorial (pad 512)", ("transformers.trainer", BERT)),
+    "tk_head": (worker_tk_head, "transferkit head", ("transferkit.api", BERT)),
+    "tk_linear_probe": (worker_tk_linear_probe, "transferkit linear-probe", ("transferkit.api", BERT)),
+    "naive_frozen": (worker_naive_frozen, "naive frozen loop", ("torch", BERT)),
 }
 COMPARISONS = {  # ours vs theirs: wall-time and training-throughput ratios against the target
     "tutorial": {"title": "full vs Trainer (tutorial)", "ours": "tk_full", "theirs": "hf_tutorial", "target": 10.0, "accuracy": False},
@@ -245,6 +248,7 @@ COMPARISONS = {  # ours vs theirs: wall-time and training-throughput ratios agai
     "flops": {"title": "training FLOP/s of full", "also": ["tk_full", "matmul"]},
 }  # fmt: skip
 PROFILED = ("tk_full", "hf_tuned")
+REPEATED = ("matmul", "tk_full", "hf_tuned", "tk_head", "tk_linear_probe")  # cheap enough for --repeat
 
 
 def needed(only: str | None) -> list[str]:
@@ -321,6 +325,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--quick", action="store_true", help="shrink everything: a smoke run")
     ap.add_argument("--only", choices=list(COMPARISONS), help="run one comparison")
+    ap.add_argument("--repeat", type=int, default=1, help="run the cheaper contenders this many times, interleaved; keep the fastest")  # fmt: skip
     ap.add_argument(
         "--profile", action="store_true", help="then profile transferkit full and the Trainer with py-spy"
     )
@@ -367,15 +372,29 @@ def run_all(args: argparse.Namespace, console) -> dict:
         frames_file = Path(tmp) / "frames.pkl"
         frames_file.write_bytes(pickle.dumps(frames))
         wargv = worker_argv(args, frames_file)
-        for name in names:
+        attempts: dict[str, list[dict]] = {}
+        rounds = [[n for n in names if r == 0 or n in REPEATED] for r in range(args.repeat)]
+        for name in [n for r in rounds for n in r]:  # interleaved: A B A B, so drifts in load hit both
             quiet = common.wait_for_quiet(args.max_other_load, args.max_wait, log=console.print)
             console.print(
                 f"- {WORKERS[name][1]} (other jobs: {quiet['other_cores_before']:.2f} cores) ...", end=" "
             )
-            runs[name] = common.run_worker(SCRIPT, name, wargv) | {"machine_before_run": quiet}
-            console.print(
-                runs[name].get("error", f"{runs[name]['machine_during_run']['process_seconds']:.0f} s")
-            )
+            run = common.run_worker(SCRIPT, name, wargv) | {"machine_before_run": quiet}
+            attempts.setdefault(name, []).append(run)
+            console.print(run.get("error", f"{run['machine_during_run']['process_seconds']:.0f} s"))
+        for name, tries in attempts.items():  # keep the least disturbed run (shortest), list them all
+            ok = [t for t in tries if "error" not in t] or tries
+            runs[name] = min(ok, key=lambda t: t.get("wall_s", t["machine_during_run"]["process_seconds"]))
+            if len(tries) > 1:
+                keep = (
+                    "wall_s",
+                    "train_s",
+                    "train_samples_per_s",
+                    "accuracy",
+                    "peak_gflops",
+                    "machine_during_run",
+                )
+                runs[name]["repeats"] = [{k: t[k] for k in keep if k in t} for t in tries]
         for name in [n for n in PROFILED if n in names] if args.profile else []:
             common.wait_for_quiet(args.max_other_load, args.max_wait, log=console.print)
             raw = args.output.with_name(f"{args.output.stem}-profile-{name}.txt")
@@ -396,10 +415,14 @@ def run_all(args: argparse.Namespace, console) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:  # inside a fresh process: run one contender, write its figures and peak RSS
-        result = WORKERS[args.worker][0](args, pickle.loads(args.worker_frames.read_bytes()))
-        args.worker_out.write_text(
-            json.dumps(result | {"peak_rss_mib": round(common.peak_rss_mib(), 1)}, default=float)
-        )
+        fn, _, modules = WORKERS[args.worker]
+        t0 = time.perf_counter()
+        for module in modules:  # timed apart: every contender's clock starts after its imports
+            importlib.import_module(module)
+        extra = {"import_s": round(time.perf_counter() - t0, 2)}
+        result = fn(args, pickle.loads(args.worker_frames.read_bytes()))
+        extra["peak_rss_mib"] = round(common.peak_rss_mib(), 1)
+        args.worker_out.write_text(json.dumps(result | extra, default=float))
         return 0
     from rich.console import Console
 
@@ -408,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output = args.output or common.RESULTS / f"core{suffix}.json"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     result = run_all(args, console)
-    common.report(result, {name: label for name, (_, label) in WORKERS.items()}, console)
+    common.report(result, {name: label for name, (_, label, _) in WORKERS.items()}, console)
     args.output.write_text(json.dumps(result, indent=2, default=float))
     console.print(f"results: {args.output}")
     return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import resource
 import subprocess
 import sys
@@ -183,10 +182,11 @@ def run_worker(script: Path, name: str, argv: list[str], profile: Path | None = 
                 "error": f"failed (exit {proc.returncode}): {tail[0]}",
                 "log_tail": (proc.stdout + proc.stderr)[-4000:],
             }
+    # Under py-spy the worker is a grandchild whose CPU time is not reported back: the split is unknown.
     result["machine_during_run"] = {
         "process_seconds": round(elapsed, 1),
-        "own_cpu_cores": round(own / elapsed, 2),
-        "other_cpu_cores": round(others, 2),
+        "own_cpu_cores": None if profile else round(own / elapsed, 2),
+        "other_cpu_cores": None if profile else round(others, 2),
         "load_average_start": [round(x, 2) for x in load_start],
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
     }
@@ -228,29 +228,40 @@ def matmul_peak(repeats: int = 5, min_seconds: float = 0.5) -> dict:
 
 # ---------------------------------------------------------------------------------------- profiles
 
-# Where a sampled main-thread stack is spent. The first category whose pattern matches any frame wins, so
-# the order matters: evaluation and outputs before forward (they run forward passes too), backward before
-# forward (autograd is entered from the loss), optimizer before everything the step calls.
-CATEGORIES: list[tuple[str, re.Pattern]] = [
-    ("import", re.compile(r"^_find_and_load |^_call_with_frames_removed ")),
-    ("evaluation", re.compile(r"^(run_eval|forward_in_order|evaluate|predict|evaluation_loop|prediction_step) ")),
-    ("checkpoint & outputs", re.compile(
-        r"^(write_checkpoint|save_checkpoint|_write_outputs|save_model|_save|save_pretrained|save_file) |tensorboard|summary_writer|RunLogger"
-    )),
-    ("optimizer", re.compile(r"\(torch/optim/|^(_fused_adamw|adamw|_single_tensor_adamw|_multi_tensor_adamw) |lr_scheduler|zero_grad")),
-    ("grad clipping", re.compile(r"^(clip_grad_norm_|_clip_grads_with_norm_|_get_total_norm) ")),
-    ("backward", re.compile(r"^(backward|_engine_run_backward) ")),
-    ("data", re.compile(r"\(torch/utils/data/|^(Collator|DataCollatorWithPadding|_IndexCollator)\.__call__ |^pad |tokeniz", re.I)),
-    ("forward", re.compile(r"^(_call_impl|_wrapped_call_impl|forward|compute_loss) |\(transformers/models/")),
-    ("setup", re.compile(r"^(from_pretrained|build_model|load_splits|_targets_and_data|__init__|prepare|create_optimizer) ")),
-]  # fmt: skip
+# Where a sampled main-thread stack is spent. A frame reads "Class.function (file:line)"; the first category
+# with a matching frame anywhere in the stack wins, so the order matters: evaluation and outputs before
+# forward (they run forward passes too), the optimizer and backward before what they call.
+_NAMES = {
+    "import": {"_find_and_load", "_call_with_frames_removed"},
+    "evaluation": {"run_eval", "forward_in_order", "evaluate", "predict", "evaluation_loop", "prediction_step"},
+    "checkpoint & outputs": {"write_checkpoint", "save_checkpoint", "_write_outputs", "save_model", "save_pretrained", "_save"},
+    "optimizer": {"zero_grad"},
+    "grad clipping": {"clip_grad_norm_", "_clip_grads_with_norm_", "_get_total_norm"},
+    "backward": {"backward", "_engine_run_backward"},
+    "setup (load, tokenize)": {"from_pretrained", "build_model", "load_splits", "_targets_and_data", "prepare", "create_optimizer",
+                               "Trainer.__init__", "Accelerator.__init__", "TokenizedDataset.__init__", "_encode", "set_seed"},
+    "data (batching)": {"collate", "default_collate", "Collator.__call__", "DataCollatorWithPadding.__call__"},
+    "forward": {"_call_impl", "_wrapped_call_impl", "forward", "compute_loss"},
+}  # fmt: skip
+_FILES = {
+    "checkpoint & outputs": ("tensorboard/", "transferkit/training/logger.py", "safetensors/"),
+    "optimizer": ("torch/optim/", "accelerate/optimizer.py", "accelerate/scheduler.py"),
+    "data (batching)": ("torch/utils/data/", "data_collator.py"),
+    "forward": ("transformers/models/",),
+}  # fmt: skip
+OTHER = "other (loop code, .item(), idle)"
 
 
 def _category(frames: list[str]) -> str:
-    for name, pattern in CATEGORIES:
-        if any(pattern.search(f) for f in frames):
-            return name
-    return "other (Python in the loop, .item(), idle)"
+    parsed = [(f.partition(" (")[0], f.partition(" (")[2]) for f in frames]  # (Class.function, file:line)
+    for category, names in _NAMES.items():
+        files = _FILES.get(category, ())
+        if any(
+            full in names or full.rsplit(".", 1)[-1] in names or where.startswith(files)
+            for full, where in parsed
+        ):
+            return category
+    return OTHER
 
 
 def summarize_profile(raw: Path, rate: int, start_marker: str | None = None) -> dict:
@@ -297,7 +308,7 @@ def report(result: dict, labels: dict[str, str], console) -> None:
     runs = result["runs"]
     s = result["settings"]
     t = Table(title=f"rotten_tomatoes, MiniLM-L6: {s['train_size']} training texts, {runs['_test_rows']} test rows, {s['epochs']} epochs (full) / {s['head_epochs']} (head)")  # fmt: skip
-    for col in ("contender", "wall s", "train s", "train samples/s", "peak RSS MiB", "test acc", "padded/real tokens", "other jobs cores / load", "notes"):  # fmt: skip
+    for col in ("contender", "wall s", "train s", "train samples/s", "peak RSS MiB", "test acc", "padded/real tokens", "import s", "other jobs cores / load", "notes"):  # fmt: skip
         t.add_column(col, justify="left" if col in ("contender", "notes") else "right")
     for name, label in labels.items():
         r = runs.get(name)
@@ -306,7 +317,7 @@ def report(result: dict, labels: dict[str, str], console) -> None:
         m = r["machine_during_run"]
         load = f"{m['other_cpu_cores']:.2f} / {m['load_average_start'][0]:.2f}"
         if "error" in r:
-            t.add_row(label, *["-"] * 6, load, f"[red]{r['error']}[/red]")
+            t.add_row(label, *["-"] * 7, load, f"[red]{r['error']}[/red]")
             continue
         star = " *" if r.get("extrapolated") else ""
         acc = "n/a (extrapolated)" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
@@ -316,7 +327,7 @@ def report(result: dict, labels: dict[str, str], console) -> None:
             else "-"
         )
         t.add_row(label, _fmt(r["wall_s"], 1, star), _fmt(r["train_s"], 1, star), _fmt(r["train_samples_per_s"], 1, star),
-                  f"{r['peak_rss_mib']:.0f}", acc, pad, load, r.get("note", ""))  # fmt: skip
+                  f"{r['peak_rss_mib']:.0f}", acc, pad, _fmt(r.get("import_s")), load, r.get("note", ""))  # fmt: skip
     console.print(t)
     console.print("* extrapolated (see notes). other jobs cores: CPU that other processes used during the run; load: 1-min load average at its start.")  # fmt: skip
 
