@@ -13,8 +13,8 @@ its peak RSS is its own. Comparisons (``--only`` picks one):
   flops     achieved training FLOP/s of transferkit ``full`` against this machine's fp32 matmul peak.
 
 Usage:
-    python benchmarks/bench_core.py                          # everything, about 15 minutes on 2 CPU cores
-    python benchmarks/bench_core.py --quick                  # smoke run, about 2 minutes
+    python benchmarks/bench_core.py                          # everything, about 35 minutes on 2 quiet CPU cores
+    python benchmarks/bench_core.py --quick                  # smoke run, a few minutes
     python benchmarks/bench_core.py --only tuned --profile   # one comparison, with py-spy profiles
 """
 
