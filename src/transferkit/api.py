@@ -121,6 +121,16 @@ def _targets_and_data(cfg: RunConfig, splits: DatasetSplits, tokenizer) -> tuple
 
 
 def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = False) -> RunResult:
+    """Hands the run to its task's module (see :mod:`transferkit.tasks`)."""
+    from transferkit.tasks import task_module
+
+    return task_module(cfg.task.type).fit(cfg, frames, resume)
+
+
+def fit_text_classification(
+    cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = False
+) -> RunResult:
+    """Text classification: the core task's fit (see :func:`fit`)."""
     t_start = time.perf_counter()
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)

@@ -83,11 +83,26 @@ class BackboneConfig(Section):
 
 
 class TaskConfig(Section):
-    type: Literal["text-classification"] = Field("text-classification", description="The task.")
+    type: Literal["text-classification", "token-classification", "image-classification", "generation"] = Field(
+        "text-classification",
+        description="The task: text-classification, token-classification (NER), image-classification or generation.",
+    )
     problem: Literal["single_label", "multi_label", "regression"] = Field(
         "single_label",
         description="single_label (softmax), multi_label (sigmoid per label) or regression (one number).",
     )
+
+
+class TokenTaskConfig(Section):
+    """Settings of token classification (NER); read only when task.type is token-classification."""
+
+
+class ImageTaskConfig(Section):
+    """Settings of image classification; read only when task.type is image-classification."""
+
+
+class GenerationTaskConfig(Section):
+    """Settings of text generation (causal LM); read only when task.type is generation."""
 
 
 class HeadConfig(Section):
@@ -192,6 +207,13 @@ class RunConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig, description="Where the examples come from.")
     backbone: BackboneConfig = Field(default_factory=BackboneConfig, description="The pretrained model.")
     task: TaskConfig = Field(default_factory=TaskConfig, description="What is predicted.")
+    tokens: TokenTaskConfig = Field(
+        default_factory=TokenTaskConfig, description="Token classification (NER) settings."
+    )
+    image: ImageTaskConfig = Field(default_factory=ImageTaskConfig, description="Image classification settings.")
+    generation: GenerationTaskConfig = Field(
+        default_factory=GenerationTaskConfig, description="Text generation (causal LM) settings."
+    )
     head: HeadConfig = Field(default_factory=HeadConfig, description="The task head on top of the backbone.")
     strategy: StrategyConfig = Field(
         default_factory=StrategyConfig, description="Which weights train, and how."

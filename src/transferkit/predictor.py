@@ -145,7 +145,11 @@ def load(run_dir: str | Path, batch_size: int = 64) -> Predictor:
         >>> model.predict(["a gripping, beautifully shot film"])  # doctest: +SKIP
         [{'label': 'fresh', 'score': 0.97, 'scores': {'fresh': 0.97, 'rotten': 0.03}}]
     """
-    return Predictor(run_dir, batch_size)
+    from transferkit.artifacts import read_run
+    from transferkit.tasks import task_module
+
+    _, info, _ = read_run(run_dir)
+    return task_module(info.get("task", "text-classification")).load(run_dir, batch_size)
 
 
 __all__ = ["Predictor", "load"]

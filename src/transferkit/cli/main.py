@@ -89,6 +89,7 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--input", help="file of texts (CSV, TSV, JSONL, Parquet)")
     p.add_argument("--output", help="where --input predictions go (a new file; default: print JSON lines)")
     p.add_argument("--text-column", default="text")
+    sub.add_parser("tasks", help="list tasks (--task NAME)")
     sub.add_parser("backbones", help="list registered backbones")
     sub.add_parser("strategies", help="list transfer strategies and their settings")
     p = sub.add_parser("datasets", help="list or fetch catalog data sets")
@@ -224,6 +225,14 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_tasks(args) -> int:
+    from transferkit.tasks import task_module, task_names
+
+    rows = [(name, task_module(name).DESCRIPTION) for name in task_names()]
+    _print(_table("tasks (--task NAME or task.type)", rows, ("name", "description")))
+    return 0
+
+
 def cmd_backbones(args) -> int:
     from transferkit.backbones import BACKBONES
 
@@ -288,6 +297,7 @@ COMMANDS = {
     "fit": cmd_fit,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "tasks": cmd_tasks,
     "backbones": cmd_backbones,
     "strategies": cmd_strategies,
     "datasets": cmd_datasets,
