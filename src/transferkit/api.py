@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -172,18 +173,20 @@ def fit_text_classification(
     # Frozen pretrained features: the cache of frozen strategies, the probe of LP-FT and the baseline share them.
     features = None
     if plan.cache == "features" or plan.probe_init or plan.closed_form or cfg.evaluation.pretrained_baseline:
-        features = {
-            name: extract_features(
-                model,
-                ds,
-                collator,
-                cfg.training.eval_batch_size,
-                plan.cache_location,
-                run_dir / "cache" / f"{name}.npy",
-                accelerator,
-            )
-            for name, ds in data.items()
-        }
+        # adapters start as the identity: the pretrained trunk alone gives the same features, cheaper
+        with plan.pretrained_view() if plan.pretrained_view else contextlib.nullcontext():
+            features = {
+                name: extract_features(
+                    model,
+                    ds,
+                    collator,
+                    cfg.training.eval_batch_size,
+                    plan.cache_location,
+                    run_dir / "cache" / f"{name}.npy",
+                    accelerator,
+                )
+                for name, ds in data.items()
+            }
     metric = cfg.training.metric_for_best or primary_metric(problem)[0]
     metrics: dict = {}
     probe = None
@@ -232,6 +235,14 @@ def fit_text_classification(
         )  # fmt: skip
         module = accelerator.unwrap_model(module)
     trainable = count_parameters(model)[0] if plan.stages else trainable  # staged: what trained by the end
+    exported = False
+    if plan.export_model is not None and plan.export_merges and cfg.output.save_model:
+        # Fold the adapter into the weights before the final evaluation: it scores exactly what is saved, and
+        # runs without the adapter's extra activations (LoRA's eval peak memory would exceed full's otherwise).
+        if main and plan.save_extra is not None:
+            plan.save_extra(model, run_dir)  # the adapter itself, before it is merged away
+        plan.export_model(model, in_place=True)
+        exported = True
     module.eval()
     for split in ("validation", "test"):
         logits = forward_in_order(
@@ -271,6 +282,7 @@ def fit_text_classification(
             labels,
             trainable,
             total,
+            exported,
         )
     accelerator.wait_for_everyone()
     return RunResult(run_dir, metrics)
@@ -306,7 +318,7 @@ def _training_view(model, plan, data, features, targets, collator, cfg):
 
 
 def _write_outputs(
-    run_dir, cfg, model, plan, tokenizer, metrics, history, splits, spec, labels, trainable, total
+    run_dir, cfg, model, plan, tokenizer, metrics, history, splits, spec, labels, trainable, total, exported=False
 ) -> None:
     artifacts.save_json(
         run_dir / "labels.json",
@@ -318,11 +330,11 @@ def _write_outputs(
             "max_length": cfg.backbone.max_length,
         },
     )
-    if plan.save_extra is not None:
+    if plan.save_extra is not None and not exported:
         plan.save_extra(model, run_dir)
     if cfg.output.save_model:
         # in place: the run is over, and a copy of the model would double the peak memory (LoRA on a big trunk)
-        plain = plan.export_model(model, in_place=True) if plan.export_model else model
+        plain = plan.export_model(model, in_place=True) if plan.export_model and not exported else model
         artifacts.save_model(plain, tokenizer, run_dir)
     cm = metrics["test"].get("confusion_matrix")
     if cm:

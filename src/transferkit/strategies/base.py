@@ -72,6 +72,10 @@ class StrategyPlan:
         export_model: ``export_model(model, in_place=False)`` turns the trained model into a plain
             ``TransferkitForSequenceClassification`` for saving (e.g. merges LoRA weights), a copy unless
             ``in_place``; None saves the model as it is.
+        export_merges: ``export_model`` folds everything that trained into the plain model (same predictions),
+            so a run exports in place before its final evaluation and scores exactly what it saves.
+        pretrained_view: A context manager in which the model computes its untouched pretrained function
+            (e.g. adapters switched off), used for the frozen-feature pass before training.
         save_extra: Writes strategy-specific files into the run folder (e.g. the PEFT adapter).
     """
 
@@ -90,6 +94,8 @@ class StrategyPlan:
     state_dict: Callable[[], dict] | None = None
     load_state_dict: Callable[[dict], None] | None = None
     export_model: Callable[..., nn.Module] | None = None
+    export_merges: bool = False
+    pretrained_view: Callable[[], Any] | None = None
     save_extra: Callable[[nn.Module, Path], None] | None = None
 
 

@@ -356,6 +356,8 @@ def _plan(
         state_dict=schedule.state_dict if schedule else None,
         load_state_dict=schedule.load_state_dict if schedule else None,
         export_model=adapted.export_model,
+        export_merges=merge,
+        pretrained_view=peft_model.disable_adapter,
         save_extra=adapted.save_extra,
     )
 
