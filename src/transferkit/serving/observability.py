@@ -57,13 +57,21 @@ class Metrics:
         self.inputs.inc(size)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (test capture, redirection)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def access_logger(path: Path | None) -> logging.Logger:
     """A logger that writes one JSON object per line to ``path`` (appended) or standard error."""
     logger = logging.getLogger(f"transferkit.access.{path or 'stderr'}")
     logger.propagate = False
     logger.setLevel(logging.INFO)
     if not logger.handlers:
-        handler = logging.FileHandler(path, encoding="utf-8") if path else logging.StreamHandler(sys.stderr)
+        handler = logging.FileHandler(path, encoding="utf-8") if path else _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     return logger
