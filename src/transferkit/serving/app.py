@@ -255,7 +255,7 @@ def create_app(
     @app.post(
         "/admin/reload",
         summary="Load a new model version without dropping requests",
-        responses={401: ERRORS[401], 409: ERRORS[409], 422: ERRORS[422]},
+        responses={401: ERRORS[401], 404: ERRORS[404], 409: ERRORS[409], 422: ERRORS[422]},
         openapi_extra={
             "requestBody": {"required": False, "content": {"application/json": {"schema": RELOAD}}}
         },
@@ -270,11 +270,37 @@ def create_app(
             return JSONResponse({"status": "restarting workers"}, status_code=202)
         try:
             model = await _reload(run)
+        except RunError as err:  # no such run folder (404), or one of another task (409)
+            _fail(409 if "cannot replace" in str(err) else 404, str(err))
         except TransferkitError as err:
-            _fail(409 if "cannot replace" in str(err) else 422, str(err))
+            _fail(422, str(err))
+        except Exception as err:  # anything a loader raises on a bad folder; the old model keeps serving
+            _fail(422, f"{run}: cannot be loaded ({type(err).__name__}: {err})")
         return JSONResponse({"status": "reloaded", "version": model.version, "run": str(model.run_dir)})
 
+    if keys:
+        _declare_bearer(app)
     return app
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """Marks ``/v1/*`` and ``/admin/*`` as needing ``Authorization: Bearer`` in ``/openapi.json``."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = build()
+            spec.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}
+            }
+            for path, ops in spec["paths"].items():
+                if path.startswith(("/v1/", "/admin/")):
+                    for op in ops.values():
+                        op["security"] = [{"bearer": []}]
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 RELOAD = {

@@ -211,7 +211,7 @@ def test_reload_swaps_the_version(client: TestClient) -> None:
 def test_reload_refusals_keep_the_old_model(client: TestClient, tmp_path: Path) -> None:
     before = client.get("/v1/model").json()["version"]
     r = client.post("/admin/reload", json={"run": str(tmp_path / "missing")})
-    assert r.status_code == 422 and "no such run folder" in r.json()["detail"]
+    assert r.status_code == 404 and "no such run folder" in r.json()["detail"]
     r = client.post("/admin/reload", json={"path": "x"})
     assert r.status_code == 422
     assert client.get("/v1/model").json()["version"] == before
