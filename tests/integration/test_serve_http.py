@@ -132,34 +132,13 @@ def test_reload_under_load_loses_no_request(live_server: ServerProcess) -> None:
     assert live_server.proc.poll() is None
 
 
-SLOW_SERVER = """
-import sys, time
-import uvicorn
-from transferkit.serving import ServeSettings, create_app
-
-class Slow:
-    task, labels, metrics = "text-classification", ["a"], {}
-    def __init__(self, run_dir):
-        self.run_dir = run_dir
-    def predict(self, inputs):
-        time.sleep(float(sys.argv[3]) if inputs != ["transferkit warm-up"] else 0)
-        return [{"label": "a", "score": 1.0, "scores": {"a": 1.0}} for _ in inputs]
-
-def loader(run_dir):
-    return Slow(run_dir)
-loader.task = "text-classification"
-
-settings = ServeSettings(max_batch_size=1, max_wait_ms=0)
-app = create_app(sys.argv[1], settings, loader=loader, api_keys=[])
-uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=int(sys.argv[2]), timeout_graceful_shutdown=20, log_level="warning")).run()
-"""
+FAKE_SERVER = Path(__file__).with_name("fake_server.py")
 
 
 def test_graceful_shutdown_finishes_in_flight_requests(tmp_path: Path) -> None:
     port = free_port()
-    server = ServerProcess(
-        [sys.executable, "-c", SLOW_SERVER, str(tmp_path), str(port), "0.5"], port, tmp_path / "log"
-    )
+    argv = [sys.executable, str(FAKE_SERVER), "text-classification", str(port), str(tmp_path), "0.5"]
+    server = ServerProcess(argv, port, tmp_path / "log")
     server.wait_ready()
 
     def one(i: int):
@@ -178,7 +157,9 @@ def test_graceful_shutdown_finishes_in_flight_requests(tmp_path: Path) -> None:
         server.proc.send_signal(signal.SIGTERM)
         codes = [f.result() for f in futures]
     assert codes == [200, 200, 200]
-    assert server.stop() == 0
+    # uvicorn re-raises the signal once shut down, so the process ends "killed by SIGTERM", on purpose
+    assert server.stop() in (0, -signal.SIGTERM)
+    assert "Traceback" not in server.log.read_text()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.url}/healthz", timeout=2)
 
