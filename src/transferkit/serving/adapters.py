@@ -51,6 +51,8 @@ class TaskAdapter:
     task = ""
     #: what one input is, for error messages and the schema description
     input_kind = "a string"
+    #: decode in a worker thread (image decoding is CPU work that would stall the event loop; texts are not)
+    decode_in_thread = False
 
     def item_schema(self, settings: ServeSettings) -> dict:
         """JSON schema of one input."""
@@ -191,6 +193,7 @@ class ImageClassificationAdapter(TaskAdapter):
 
     task = "image-classification"
     input_kind = "a base64-encoded image file (PNG, JPEG, ...)"
+    decode_in_thread = True
 
     def item_schema(self, settings: ServeSettings) -> dict:
         # base64 grows 3 bytes into 4 characters; a data-URL prefix adds a few more

@@ -224,9 +224,10 @@ def create_app(
         try:
             if ctype == "multipart/form-data":
                 texts, files = await _parse_form(request, body, settings)
-                inputs = await asyncio.to_thread(model.adapter.decode_form, texts, files, settings)
+                decode, raw = model.adapter.decode_form, (texts, files, settings)
             else:
-                inputs = await asyncio.to_thread(model.adapter.decode, _json_inputs(body), settings)
+                decode, raw = model.adapter.decode, (_json_inputs(body), settings)
+            inputs = await asyncio.to_thread(decode, *raw) if model.adapter.decode_in_thread else decode(*raw)
         except InputError as err:
             _fail(422, str(err))
         request.state.inputs = len(inputs)
