@@ -309,7 +309,7 @@ def sample_texts(n: int = 2000) -> list[str]:
     try:
         from transferkit.data import load_catalog_dataset
 
-        return load_catalog_dataset("rotten_tomatoes").test["text"].astype(str).tolist()[:n]
+        return load_catalog_dataset("rotten_tomatoes")["test"]["text"].astype(str).tolist()[:n]
     except Exception:
         words = [
             "a",

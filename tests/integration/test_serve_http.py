@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_helpers import ServerProcess, free_port
+from serve_helpers import ServerProcess, free_port, serve_cli
 
 
 def metric(text: str, name: str) -> float:
@@ -192,3 +192,38 @@ def test_public_address_without_keys_is_refused(served_run: Path) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     assert "API keys are required" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_workers_roll_on_sighup_without_losing_requests(served_run: Path, tmp_path: Path) -> None:
+    psutil = pytest.importorskip("psutil")
+    server = serve_cli(served_run, tmp_path / "log", "--workers", "2")
+    try:
+
+        def workers() -> set[int]:
+            # uvicorn's workers are the children that answer; skip multiprocessing's resource tracker
+            kids = psutil.Process(server.proc.pid).children()
+            return {k.pid for k in kids if "resource_tracker" not in " ".join(k.cmdline())}
+
+        before = workers()
+        assert len(before) == 2
+        stop, results, versions = threading.Event(), [], set()
+        threads = [threading.Thread(target=_load, args=(server, stop, results, versions)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1)
+            with server.client() as c:
+                assert c.post("/admin/reload").status_code == 202  # = SIGHUP to the main process
+            deadline = time.monotonic() + 240
+            while workers() & before or len(workers()) != 2:
+                assert time.monotonic() < deadline, "workers were not replaced"
+                time.sleep(0.5)
+            time.sleep(1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert results and all(code == 200 for code in results), [c for c in results if c != 200][:5]
+    finally:
+        server.stop()

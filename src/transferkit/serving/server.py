@@ -25,8 +25,12 @@ log = logging.getLogger("transferkit.serving")
 
 def app_from_env():
     """uvicorn factory for worker processes: the run folder and settings come from the environment."""
+    from transformers.utils import logging as hf_logging
+
     from transferkit.serving.app import create_app
 
+    hf_logging.set_verbosity_error()  # as the CLI does in the main process: no progress bars per worker
+    hf_logging.disable_progress_bar()
     settings = ServeSettings.model_validate_json(os.environ[ENV_SETTINGS])
     return create_app(os.environ[ENV_RUN], settings)
 
