@@ -202,8 +202,16 @@ def test_workers_roll_on_sighup_without_losing_requests(served_run: Path, tmp_pa
 
         def workers() -> set[int]:
             # uvicorn's workers are the children that answer; skip multiprocessing's resource tracker
-            kids = psutil.Process(server.proc.pid).children()
-            return {k.pid for k in kids if "resource_tracker" not in " ".join(k.cmdline())}
+            alive = set()
+            for kid in psutil.Process(server.proc.pid).children():
+                try:  # a retired worker may linger as a zombie for a moment
+                    if kid.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(
+                        kid.cmdline()
+                    ):
+                        alive.add(kid.pid)
+                except psutil.Error:
+                    pass
+            return alive
 
         before = workers()
         assert len(before) == 2

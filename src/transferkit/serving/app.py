@@ -183,7 +183,7 @@ def create_app(
     @app.get("/readyz", summary="Model loaded and warm", responses={503: ERRORS[503]})
     async def readyz() -> JSONResponse:
         model = slot.current
-        task_alive = model is not None and model.batcher._task is not None and not model.batcher._task.done()
+        task_alive = model is not None and model.batcher.running
         body = {"ready": task_alive, "version": model.version if model else None}
         if model is not None:
             body["warmup_seconds"] = round(model.warmup_seconds, 4)

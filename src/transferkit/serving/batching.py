@@ -78,6 +78,11 @@ class MicroBatcher:
         """Inputs waiting for a forward pass."""
         return self._waiting
 
+    @property
+    def running(self) -> bool:
+        """Whether the batching task is alive (started, not finished or crashed)."""
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         """Starts the batching task on the running event loop."""
         self._wakeup = asyncio.Event()
