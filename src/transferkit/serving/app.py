@@ -1,0 +1,363 @@
+"""The FastAPI app: ``/v1/predict`` through the micro-batcher, health, model card, metrics, reload, page.
+
+Example:
+    >>> from transferkit.serving import ServeSettings, create_app
+    >>> app = create_app("runs/my-run", ServeSettings())  # doctest: +SKIP
+    >>> # uvicorn.run(app) or `transferkit serve runs/my-run`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from transferkit.errors import RunError, TransferkitError
+from transferkit.serving.adapters import InputError, adapter_for
+from transferkit.serving.batching import Closed, QueueFull
+from transferkit.serving.model import ModelSlot, default_loader
+from transferkit.serving.observability import Metrics, ObservabilityMiddleware, access_logger
+from transferkit.serving.settings import ServeSettings, is_loopback, load_api_keys
+from transferkit.serving.spec import ERRORS, predict_openapi
+
+log = logging.getLogger("transferkit.serving")
+STATIC = resources.files("transferkit.serving") / "static"
+
+
+def _fail(status: int, message: str, headers: dict | None = None):
+    raise HTTPException(status, message, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes (never fully buffered)."""
+    declared = request.headers.get("content-length")
+    too_big = f"request body is larger than the limit of {limit:,} bytes (--max-body-bytes)"
+    if declared and declared.isdigit() and int(declared) > limit:
+        _fail(413, too_big)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            _fail(413, too_big)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _parse_form(
+    request: Request, body: bytes, settings: ServeSettings
+) -> tuple[list[str], list[bytes]]:
+    """``multipart/form-data``: the ``inputs`` text fields and every uploaded file, in order."""
+
+    async def stream():
+        yield body
+
+    parser = MultiPartParser(
+        request.headers,
+        stream(),
+        max_files=settings.max_inputs,
+        max_fields=settings.max_inputs,
+        max_part_size=settings.max_body_bytes,
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as err:
+        _fail(422, f"multipart body: {err.message}")
+    texts, files = [], []
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            files.append(await value.read())
+        elif name == "inputs":
+            texts.append(value)
+    await form.close()
+    return texts, files
+
+
+def create_app(
+    run_dir: str | Path,
+    settings: ServeSettings | None = None,
+    loader: Callable[[str | Path], Any] = default_loader,
+    api_keys: list[str] | None = None,
+) -> FastAPI:
+    """Builds the service for one run folder (loaded and warmed when the app starts).
+
+    Args:
+        run_dir: A run folder (or exported folder) that ``loader`` can load.
+        settings: Limits, batching and auth settings (defaults: :class:`ServeSettings`).
+        loader: ``run_dir -> predictor`` (default: ``transferkit.load``).
+        api_keys: Accepted keys; default: read by :func:`load_api_keys` (env var and key file).
+
+    Raises:
+        ConfigError: for a non-loopback host without keys, or an unreadable key file.
+        RegistryError, RunError: for a run no adapter serves or that cannot be read.
+    """
+    settings = settings or ServeSettings()
+    keys = [k.encode() for k in (load_api_keys(settings) if api_keys is None else api_keys)]
+    metrics = Metrics()
+    slot = ModelSlot(settings, loader, metrics)
+    # the schema is fixed at start-up, so the task must be known before loading the model
+    task = _peek_task(run_dir, loader)
+    adapter = adapter_for(task)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await slot.start(run_dir)
+        hup = threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP")
+        if hup:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _reload_on_signal)
+        try:
+            yield
+        finally:
+            if hup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            await slot.close()  # uvicorn has already let in-flight requests finish
+
+    def _reload_on_signal() -> None:
+        log.info("SIGHUP: reloading %s", slot.current.run_dir)
+        asyncio.get_running_loop().create_task(_reload(None))
+
+    async def _reload(run: str | None):
+        try:
+            model = await slot.reload(run)
+        except Exception:
+            metrics.reloads.labels("failed").inc()
+            log.exception("reload failed; still serving %s", slot.current.version)
+            raise
+        metrics.reloads.labels("ok").inc()
+        return model
+
+    app = FastAPI(
+        title="transferkit prediction service",
+        version=_version(),
+        description=f"Serves the {task} run `{Path(run_dir).name}` with dynamic micro-batching.",
+        lifespan=lifespan,
+    )
+    app.state.slot = slot
+    app.state.metrics = metrics
+    app.state.settings = settings
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, logger=access_logger(settings.access_log))
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    def authorize(request: Request, admin: bool = False) -> None:
+        if not keys:
+            if admin and not is_loopback(settings.host):
+                _fail(403, "admin endpoints need API keys when the server is reachable from other machines")
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if scheme.lower() != "bearer" or not token.strip():
+            _fail(401, "missing API key: send the header 'Authorization: Bearer <key>'", challenge)
+        token_bytes = token.strip().encode()
+        # compare with every key (constant time each) so timing tells nothing about which matched
+        if not any([hmac.compare_digest(token_bytes, k) for k in keys]):
+            _fail(401, "invalid API key", challenge)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException):
+        request.state.error = err.detail
+        return JSONResponse({"detail": err.detail}, status_code=err.status_code, headers=err.headers)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/healthz", summary="Alive", responses={200: {"description": "the process answers"}})
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Model loaded and warm", responses={503: ERRORS[503]})
+    async def readyz() -> JSONResponse:
+        model = slot.current
+        task_alive = model is not None and model.batcher.running
+        body = {"ready": task_alive, "version": model.version if model else None}
+        if model is not None:
+            body["warmup_seconds"] = round(model.warmup_seconds, 4)
+        return JSONResponse(body, status_code=200 if task_alive else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/model", summary="The served model", responses={401: ERRORS[401]})
+    async def model_card(request: Request) -> dict:
+        authorize(request)
+        return slot.current.describe()
+
+    @app.get(
+        "/v1/model/confusion_matrix.png",
+        summary="The run's test confusion matrix",
+        response_class=FileResponse,
+        responses={401: ERRORS[401], 404: ERRORS[404]},
+    )
+    async def confusion_png(request: Request):
+        authorize(request)
+        path = slot.current.run_dir / "confusion_matrix.png"
+        if not path.is_file():
+            _fail(404, "this run has no confusion_matrix.png")
+        return FileResponse(path, media_type="image/png")
+
+    @app.post("/v1/predict", summary="Predict", **predict_openapi(adapter, settings))
+    async def predict(request: Request) -> JSONResponse:
+        authorize(request)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in ("application/json", "multipart/form-data") and not ctype.endswith("+json"):
+            _fail(
+                415, f"Content-Type must be application/json or multipart/form-data, got {ctype or 'none'!r}"
+            )
+        body = await _read_body(request, settings.max_body_bytes)
+        model = slot.current
+        try:
+            if ctype == "multipart/form-data":
+                texts, files = await _parse_form(request, body, settings)
+                decode, raw = model.adapter.decode_form, (texts, files, settings)
+            else:
+                decode, raw = model.adapter.decode, (_json_inputs(body), settings)
+            inputs = await asyncio.to_thread(decode, *raw) if model.adapter.decode_in_thread else decode(*raw)
+        except InputError as err:
+            _fail(422, str(err))
+        request.state.inputs = len(inputs)
+        model = slot.current  # may have been swapped while decoding; same task, so same adapter
+        request.state.model_version = model.version
+        try:
+            future = model.batcher.submit(inputs)
+        except QueueFull as err:
+            metrics.rejected.labels("queue_full").inc()
+            _fail(503, str(err), {"Retry-After": str(err.retry_after)})
+        except Closed:
+            _fail(503, "the server is shutting down; retry shortly", {"Retry-After": "1"})
+        try:
+            outputs = await asyncio.wait_for(asyncio.shield(future), settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            future.cancel()  # still queued: the batcher skips it
+            metrics.rejected.labels("timeout").inc()
+            _fail(504, f"no prediction within {settings.request_timeout_s:g} s (--request-timeout-s)")
+        except (TransferkitError, InputError) as err:
+            _fail(422, str(err))
+        except Exception:
+            log.exception("prediction failed")
+            _fail(500, "prediction failed; the server log has the details")
+        return JSONResponse({"predictions": model.adapter.encode(outputs), "model_version": model.version})
+
+    @app.post(
+        "/admin/reload",
+        summary="Load a new model version without dropping requests",
+        responses={401: ERRORS[401], 404: ERRORS[404], 409: ERRORS[409], 422: ERRORS[422]},
+        openapi_extra={
+            "requestBody": {"required": False, "content": {"application/json": {"schema": RELOAD}}}
+        },
+    )
+    async def reload(request: Request) -> JSONResponse:
+        authorize(request, admin=True)
+        run = _reload_target(await _read_body(request, 64 * 1024))
+        if settings.workers > 1:
+            if run is not None:
+                _fail(409, "with --workers > 1 only the served run folder can be reloaded (omit 'run')")
+            os.kill(os.getppid(), signal.SIGHUP)  # uvicorn replaces each worker once its successor is ready
+            return JSONResponse({"status": "restarting workers"}, status_code=202)
+        try:
+            model = await _reload(run)
+        except RunError as err:  # no such run folder (404), or one of another task (409)
+            _fail(409 if "cannot replace" in str(err) else 404, str(err))
+        except TransferkitError as err:
+            _fail(422, str(err))
+        except Exception as err:  # anything a loader raises on a bad folder; the old model keeps serving
+            _fail(422, f"{run}: cannot be loaded ({type(err).__name__}: {err})")
+        return JSONResponse({"status": "reloaded", "version": model.version, "run": str(model.run_dir)})
+
+    if keys:
+        _declare_bearer(app)
+    return app
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """Marks ``/v1/*`` and ``/admin/*`` as needing ``Authorization: Bearer`` in ``/openapi.json``."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = build()
+            spec.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}
+            }
+            for path, ops in spec["paths"].items():
+                if path.startswith(("/v1/", "/admin/")):
+                    for op in ops.values():
+                        op["security"] = [{"bearer": []}]
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+RELOAD = {
+    "type": "object",
+    "properties": {
+        "run": {"type": "string", "description": "run folder to serve (default: the current one)"}
+    },
+    "additionalProperties": False,
+}
+
+
+def _json_inputs(body: bytes) -> Any:
+    """The ``inputs`` of a JSON body (raises :class:`InputError`)."""
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f'body is not valid JSON ({err}); send {{"inputs": [...]}}') from None
+    if not isinstance(payload, dict) or "inputs" not in payload:
+        raise InputError('body must be a JSON object with an "inputs" field: {"inputs": ["a text", ...]}')
+    extra = sorted(set(payload) - {"inputs"})
+    if extra:
+        raise InputError(f'unknown field(s) {", ".join(map(repr, extra))}; the body is {{"inputs": [...]}}')
+    return payload["inputs"]
+
+
+def _reload_target(body: bytes) -> str | None:
+    if not body.strip():
+        return None
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        _fail(422, 'reload body must be empty or JSON {"run": "path/to/run"}')
+    if not isinstance(payload, dict) or set(payload) - {"run"} or not isinstance(payload.get("run", ""), str):
+        _fail(422, 'reload body must be empty or JSON {"run": "path/to/run"}')
+    return payload.get("run")
+
+
+def _peek_task(run_dir: str | Path, loader) -> str:
+    """The task of a run from its ``labels.json`` (what ``transferkit.load`` dispatches on)."""
+    if getattr(loader, "task", None):
+        return loader.task  # a custom loader may say which task it loads
+    labels = Path(run_dir) / "labels.json"
+    if not labels.is_file():
+        from transferkit.artifacts import read_run
+
+        read_run(run_dir)  # raises the RunError that says what is missing
+    try:
+        return json.loads(labels.read_text(encoding="utf-8")).get("task", "text-classification")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        raise RunError(f"{labels}: unreadable; is this a run folder written by transferkit?") from None
+
+
+def _version() -> str:
+    from transferkit import __version__
+
+    return __version__
+
+
+__all__ = ["create_app"]

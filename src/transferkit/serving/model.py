@@ -1,0 +1,179 @@
+"""The served model: load and warm a run, describe it, and swap in a new version without dropping requests."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from transferkit.errors import RunError
+from transferkit.serving.adapters import TaskAdapter, adapter_for
+from transferkit.serving.batching import MicroBatcher
+from transferkit.serving.settings import ServeSettings
+
+log = logging.getLogger("transferkit.serving")
+
+
+def default_loader(run_dir: str | Path):
+    """``transferkit.load``: dispatches on the run's task (and on exported folders)."""
+    import transferkit
+
+    return transferkit.load(run_dir)
+
+
+@dataclass
+class LoadedModel:
+    """One loaded, warmed model version and the batcher that feeds it."""
+
+    predictor: Any
+    adapter: TaskAdapter
+    batcher: MicroBatcher
+    run_dir: Path
+    generation: int
+    loaded_at: str
+    warmup_seconds: float
+    info: dict = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        """``<run folder name>#<load number>``: changes on every reload."""
+        return f"{self.run_dir.name}#{self.generation}"
+
+    def describe(self) -> dict:
+        """The body of ``GET /v1/model``."""
+        from transferkit import __version__
+
+        p = self.predictor
+        return {
+            "task": p.task,
+            "labels": list(getattr(p, "labels", []) or []),
+            "backbone": self.info.get("backbone"),
+            "strategy": self.info.get("strategy"),
+            "problem": getattr(p, "problem", None),
+            "metrics": getattr(p, "metrics", {}) or {},
+            "version": self.version,
+            "run": self.run_dir.name,
+            "loaded_at": self.loaded_at,
+            "transferkit_version": __version__,
+        }
+
+
+def run_info(run_dir: Path, predictor: Any) -> dict:
+    """Backbone and strategy of a run: from the predictor if it says, else from ``RUN/config.yaml``."""
+    info = {
+        "backbone": getattr(predictor, "backbone", None),
+        "strategy": getattr(predictor, "strategy", None),
+    }
+    cfg_file = run_dir / "config.yaml"
+    if cfg_file.is_file():
+        try:
+            cfg = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            cfg = {}
+        info["backbone"] = info["backbone"] or (cfg.get("backbone") or {}).get("name")
+        info["strategy"] = info["strategy"] or (cfg.get("strategy") or {}).get("name")
+    return info
+
+
+def load_model(
+    run_dir: str | Path,
+    settings: ServeSettings,
+    generation: int,
+    loader: Callable[[str | Path], Any] = default_loader,
+    metrics=None,
+) -> LoadedModel:
+    """Loads a run, runs one warm-up prediction and builds its (not yet started) batcher. Blocking.
+
+    Raises:
+        RunError: for a missing or unfinished run folder (from the loader).
+        RegistryError: for a task no adapter serves.
+    """
+    run_dir = Path(run_dir)
+    predictor = loader(run_dir)
+    adapter = adapter_for(predictor.task)
+    start = time.perf_counter()
+    out = predictor.predict(adapter.warmup_inputs())
+    if len(out) != len(adapter.warmup_inputs()):
+        raise RunError(f"{run_dir}: the predictor returned {len(out)} outputs for one warm-up input")
+    warm = time.perf_counter() - start
+    batcher = MicroBatcher(
+        predictor.predict,
+        settings.max_batch_size,
+        settings.max_wait_ms,
+        settings.max_queue,
+        on_batch=metrics.observe_batch if metrics else None,
+        on_queue=metrics.queue_depth.set if metrics else None,
+    )
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return LoadedModel(
+        predictor, adapter, batcher, run_dir, generation, now, warm, run_info(run_dir, predictor)
+    )
+
+
+class ModelSlot:
+    """Holds the current model; :meth:`reload` loads the next one beside it and swaps only once it is warm.
+
+    A request takes ``slot.current`` and submits to its batcher in one step with no ``await`` between, so
+    every request lands on a batcher that is still open; the old batcher finishes its queue after the swap.
+    """
+
+    def __init__(
+        self, settings: ServeSettings, loader: Callable[[str | Path], Any] = default_loader, metrics=None
+    ):
+        self.settings = settings
+        self.loader = loader
+        self.metrics = metrics
+        self.current: LoadedModel | None = None
+        self._generation = 0
+        self._lock = asyncio.Lock()
+
+    async def start(self, run_dir: str | Path) -> LoadedModel:
+        """Loads the first model (in a thread) and starts its batcher."""
+        async with self._lock:
+            self._generation += 1
+            model = await asyncio.to_thread(
+                load_model, run_dir, self.settings, self._generation, self.loader, self.metrics
+            )
+            model.batcher.start()
+            self.current = model
+            log.info("serving %s (%s), warm-up %.2f s", model.run_dir, model.version, model.warmup_seconds)
+            return model
+
+    async def reload(self, run_dir: str | Path | None = None) -> LoadedModel:
+        """Loads ``run_dir`` (default: the current run folder again), swaps it in, drains the old one.
+
+        Raises:
+            RunError: if the new run is of another task than the one being served (restart instead).
+        """
+        async with self._lock:
+            old = self.current
+            target = Path(run_dir) if run_dir is not None else old.run_dir
+            model = await asyncio.to_thread(
+                load_model, target, self.settings, self._generation + 1, self.loader, self.metrics
+            )
+            if model.predictor.task != old.predictor.task:
+                raise RunError(
+                    f"{target}: a {model.predictor.task} model cannot replace the {old.predictor.task} model "
+                    "being served (its request schema differs); start a new server for it"
+                )
+            self._generation += 1
+            model.batcher.start()
+            self.current = model  # new requests go to the new model from here on
+            log.info("reloaded %s (%s), warm-up %.2f s", model.run_dir, model.version, model.warmup_seconds)
+            await old.batcher.close()  # requests already queued on the old model still finish
+            return model
+
+    async def close(self) -> None:
+        """Finishes every queued request (graceful shutdown)."""
+        if self.current is not None:
+            await self.current.batcher.close()
+
+
+__all__ = ["LoadedModel", "ModelSlot", "default_loader", "load_model", "run_info"]

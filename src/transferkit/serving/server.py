@@ -1,0 +1,84 @@
+"""Running the app under uvicorn: one process, or ``--workers N`` processes sharing the socket.
+
+* SIGTERM / SIGINT: uvicorn stops accepting, lets in-flight requests finish (up to the request timeout),
+  then the app drains its batch queue.
+* SIGHUP: with one worker the app reloads the run in place (the new model is swapped in once warm); with
+  several, uvicorn replaces each worker only after its successor has loaded and warmed the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+from transferkit.serving.settings import ServeSettings, load_api_keys
+
+# how a worker process (started by uvicorn, possibly by spawn) learns what to serve; never holds keys
+ENV_RUN = "TRANSFERKIT_SERVE_RUN"
+ENV_SETTINGS = "TRANSFERKIT_SERVE_SETTINGS"
+
+log = logging.getLogger("transferkit.serving")
+
+
+def app_from_env():
+    """uvicorn factory for worker processes: the run folder and settings come from the environment."""
+    from transformers.utils import logging as hf_logging
+
+    from transferkit.serving.app import create_app
+
+    hf_logging.set_verbosity_error()  # as the CLI does in the main process: no progress bars per worker
+    hf_logging.disable_progress_bar()
+    settings = ServeSettings.model_validate_json(os.environ[ENV_SETTINGS])
+    return create_app(os.environ[ENV_RUN], settings)
+
+
+def serve(run_dir: str | Path, settings: ServeSettings | None = None) -> None:
+    """Serves ``run_dir`` until SIGTERM/SIGINT (blocking).
+
+    Args:
+        run_dir: A run folder written by ``transferkit fit`` (or an exported folder ``transferkit.load`` reads).
+        settings: Host, port, workers, batching and limits.
+
+    Raises:
+        ConfigError: for a non-loopback host without API keys (unless ``no_auth_i_know``).
+        RunError, RegistryError: for a folder that cannot be served.
+    """
+    import uvicorn
+
+    settings = settings or ServeSettings()
+    load_api_keys(settings)  # fail before binding anything
+    common = dict(
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,  # our own JSON-lines access log replaces uvicorn's
+        # in-flight requests get as long as their own timeout to finish on shutdown
+        timeout_graceful_shutdown=math.ceil(settings.request_timeout_s) + 5,
+        server_header=False,
+    )
+    if settings.workers == 1:
+        from transferkit.serving.app import create_app
+
+        app = create_app(run_dir, settings)
+        log.info("transferkit serve: http://%s:%d", settings.host, settings.port)
+        uvicorn.Server(uvicorn.Config(app, **common)).run()
+        return
+    os.environ[ENV_RUN] = str(Path(run_dir).resolve())
+    os.environ[ENV_SETTINGS] = json.dumps(settings.model_dump(mode="json"))
+    log.info(
+        "transferkit serve: http://%s:%d with %d workers", settings.host, settings.port, settings.workers
+    )
+    uvicorn.run(
+        "transferkit.serving.server:app_from_env",
+        factory=True,
+        workers=settings.workers,
+        # a replacement worker must load and warm the model before the old one retires (SIGHUP)
+        timeout_worker_healthcheck=300,
+        **common,
+    )
+
+
+__all__ = ["app_from_env", "serve"]

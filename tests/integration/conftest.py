@@ -1,0 +1,42 @@
+"""Fixtures of the integration tests: the tiny run and a live ``transferkit serve`` process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from serve_helpers import serve_cli
+
+
+@pytest.fixture(scope="session")
+def served_run(tiny_run) -> Path:
+    """The session's tiny text-classification run (tiny-bert fine-tuned on the toy CSV)."""
+    return Path(tiny_run.run_dir)
+
+
+LIVE_KEYS = ("key-from-file-123", "env-key-456")
+
+
+@pytest.fixture(scope="session")
+def live_server(served_run: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``transferkit serve`` on the tiny run (one process for the session: starting one costs seconds of
+    imports), with one API key from a key file and one from ``$TRANSFERKIT_API_KEYS``."""
+    folder = tmp_path_factory.mktemp("serve")
+    keyfile = folder / "keys"
+    keyfile.write_text(f"# test keys\n{LIVE_KEYS[0]}\n")
+    flags = [
+        "--max-wait-ms",
+        "20",
+        "--max-inputs",
+        "16",
+        "--max-text-chars",
+        "2000",
+        "--max-body-bytes",
+        "400000",
+        "--api-key-file",
+        str(keyfile),
+    ]
+    env = {"TRANSFERKIT_API_KEYS": LIVE_KEYS[1]}
+    server = serve_cli(served_run, folder / "server.log", *flags, env=env, key=LIVE_KEYS[0])
+    yield server
+    server.stop()
