@@ -69,7 +69,9 @@ def read_export(folder: str | Path) -> dict:
     """
     folder = Path(folder)
     if not is_exported(folder):
-        raise RunError(f"{folder}: not an exported folder (no {EXPORT_MARKER}); run `transferkit export` first")
+        raise RunError(
+            f"{folder}: not an exported folder (no {EXPORT_MARKER}); run `transferkit export` first"
+        )
     info = json.loads((folder / EXPORT_MARKER).read_text())
     if not (folder / info.get("model_file", ONNX_FILE)).is_file():
         raise RunError(f"{folder}: {info.get('model_file', ONNX_FILE)} is missing; export the run again")

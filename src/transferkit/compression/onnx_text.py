@@ -141,7 +141,9 @@ class OnnxTextClassifier(Predictor):
         self.precision = self.export.get("precision", "fp32")
         self.inputs = list(self.export["inputs"])
         self.num_labels = int(self.export.get("num_labels", max(len(self.labels), 1)))
-        self.tokenizer = AutoTokenizer.from_pretrained(self.run_dir / self.export.get("tokenizer", TOKENIZER_DIR))
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            self.run_dir / self.export.get("tokenizer", TOKENIZER_DIR)
+        )
         self.collator = Collator(self.tokenizer)
         self.session = session(self.run_dir / self.export.get("model_file", ONNX_FILE), threads)
 
