@@ -85,12 +85,14 @@ def read_run(run_dir: str | Path) -> tuple[Path, dict, dict]:
     """Checks a run folder and returns ``(path, labels.json, metrics.json)``.
 
     Raises:
-        RunError: if the folder does not exist or holds no finished model.
+        RunError: if the folder does not exist or holds no finished model (a PyTorch ``model/`` or an
+            ONNX export's ``export.json``).
     """
     path = Path(run_dir)
     if not path.is_dir():
         raise RunError(f"{path}: no such run folder; give the folder `transferkit fit` wrote (e.g. runs/...)")
-    if not (path / "model" / "config.json").is_file() or not (path / "labels.json").is_file():
+    exported = (path / "export.json").is_file()  # an ONNX folder (transferkit export) keeps labels/metrics
+    if not ((path / "model" / "config.json").is_file() or exported) or not (path / "labels.json").is_file():
         raise RunError(f"{path}: not a finished run (no model/ or labels.json); was training interrupted?")
     labels = json.loads((path / "labels.json").read_text())
     metrics_file = path / "metrics.json"

@@ -156,7 +156,7 @@ class Predictor:
 
 
 def load(run_dir: str | Path, batch_size: int = 64) -> Predictor:
-    """Loads a finished run for prediction.
+    """Loads a finished run (or a folder written by ``transferkit export`` / ``compress``) for prediction.
 
     Example:
         >>> model = transferkit.load("runs/rotten_tomatoes-full-20261123-101500")  # doctest: +SKIP
@@ -164,8 +164,11 @@ def load(run_dir: str | Path, batch_size: int = 64) -> Predictor:
         [{'label': 'fresh', 'score': 0.97, 'scores': {'fresh': 0.97, 'rotten': 0.03}}]
     """
     from transferkit.artifacts import read_run
+    from transferkit.compression.export import is_exported, load_exported
     from transferkit.tasks import task_module
 
+    if is_exported(run_dir):  # `transferkit export` / `compress --int8` folder: onnxruntime predictor
+        return load_exported(run_dir, batch_size)
     _, info, _ = read_run(run_dir)
     return task_module(info.get("task", "text-classification")).load(run_dir, batch_size)
 

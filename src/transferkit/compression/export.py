@@ -1,0 +1,197 @@
+"""ONNX export of a run folder, and loading an exported folder back as a predictor.
+
+An exported folder is self-describing and servable::
+
+    EXPORT/export.json     marker: format, task, precision (fp32 / int8), model inputs/outputs, opset,
+                           preprocessing (max_length, pooling, problem), the source run, the verified
+                           max |onnx - torch| difference
+    EXPORT/model.onnx      the graph (dynamic batch and sequence axes)
+    EXPORT/tokenizer/      the run's tokenizer (Hugging Face format)
+    EXPORT/labels.json     copied from the run (labels in head order, task, problem, max_length, pooling)
+    EXPORT/metrics.json    copied from the run (what the PyTorch model measured)
+    EXPORT/config.yaml     copied from the run (the data it was trained on, for ``compress``)
+    EXPORT/README.md       how to load it
+
+``transferkit.load(EXPORT)`` sees ``export.json`` and returns the task's onnxruntime predictor, which has
+the same interface as the PyTorch one (``predict``, ``predict_proba``, ``evaluate``, ``predict_file``).
+
+Tasks plug in through :data:`EXPORTERS`: task name -> module defining
+``export_onnx(run_dir, folder, opset) -> dict`` (writes ``model.onnx`` and whatever preprocessing files the
+task needs into ``folder``; returns the ``export.json`` fields it adds) and
+``load_onnx(folder, batch_size) -> predictor``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+from transferkit.errors import RunError
+from transferkit.utils.io import atomic_write_json, atomic_write_text
+
+EXPORT_MARKER = "export.json"
+ONNX_FILE = "model.onnx"
+COPIED = ("labels.json", "metrics.json", "config.yaml")
+
+# task name -> module with export_onnx / load_onnx (one line per task; keep sorted by name)
+EXPORTERS: dict[str, str] = {
+    "text-classification": "transferkit.compression.onnx_text",
+}
+
+
+def exporter(task: str) -> ModuleType:
+    """The export module of ``task``.
+
+    Raises:
+        RunError: for a task that has no ONNX export yet.
+    """
+    if task not in EXPORTERS:
+        raise RunError(
+            f"task {task!r} has no ONNX export yet (exportable: {', '.join(sorted(EXPORTERS))}); serve the run folder itself"
+        )
+    return importlib.import_module(EXPORTERS[task])
+
+
+def is_exported(folder: str | Path) -> bool:
+    """True for a folder written by :func:`export_run` (it holds ``export.json``)."""
+    return (Path(folder) / EXPORT_MARKER).is_file()
+
+
+def read_export(folder: str | Path) -> dict:
+    """The ``export.json`` of an exported folder.
+
+    Raises:
+        RunError: if the folder is not an export or its model file is missing.
+    """
+    folder = Path(folder)
+    if not is_exported(folder):
+        raise RunError(
+            f"{folder}: not an exported folder (no {EXPORT_MARKER}); run `transferkit export` first"
+        )
+    info = json.loads((folder / EXPORT_MARKER).read_text())
+    if not (folder / info.get("model_file", ONNX_FILE)).is_file():
+        raise RunError(f"{folder}: {info.get('model_file', ONNX_FILE)} is missing; export the run again")
+    return info
+
+
+def free_folder(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3`` ... : the first that does not exist."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def claim_output(output: str | Path | None, default: Path) -> Path:
+    """The output folder to create: ``output`` if given (refused if it exists), else a free default name."""
+    if output is None:
+        return free_folder(default)
+    output = Path(output)
+    if output.exists():
+        raise RunError(f"{output}: already exists; choose a new --output (folders are never overwritten)")
+    return output
+
+
+def publish(tmp: Path, output: Path) -> Path:
+    """Renames a finished temporary folder to ``output`` (atomic on one file system; never overwrites)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists():
+        raise RunError(f"{output}: already exists; choose a new --output (folders are never overwritten)")
+    try:
+        tmp.rename(output)
+    except OSError:  # another file system: copy next to the target, then rename there
+        staging = output.with_name(f".{output.name}.partial")
+        shutil.copytree(tmp, staging)
+        staging.rename(output)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return output
+
+
+def staging_dir(output: Path) -> Path:
+    """A temporary folder beside ``output`` (same file system, so :func:`publish` is one rename)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+
+
+def export_into(run_dir: Path, folder: Path, info: dict, opset: int = 17) -> dict:
+    """Writes the ONNX export of ``run_dir`` into the existing, empty ``folder`` (no marker checks)."""
+    module = exporter(info.get("task", "text-classification"))
+    for name in COPIED:
+        if (run_dir / name).is_file():
+            shutil.copy(run_dir / name, folder / name)
+    fields = module.export_onnx(run_dir, folder, opset)
+    meta = {
+        "format": "onnx",
+        "task": info.get("task", "text-classification"),
+        "problem": info.get("problem", "single_label"),
+        "labels": info.get("labels", []),
+        "precision": "fp32",
+        "model_file": ONNX_FILE,
+        "opset": opset,
+        "source_run": str(run_dir),
+        **fields,
+    }
+    atomic_write_json(folder / EXPORT_MARKER, meta)
+    return meta
+
+
+def write_readme(folder: Path, meta: dict, final: Path) -> None:
+    text = f"""# {final.name}
+
+ONNX export ({meta["precision"]}) of the transferkit run `{meta["source_run"]}`; task {meta["task"]}.
+
+```python
+import transferkit
+model = transferkit.load("{final}")   # onnxruntime, no PyTorch forward pass
+model.predict(["a new example"])
+```
+
+`transferkit predict {final} --text "a new example"` and `transferkit serve {final}` work the same way.
+Inputs of `{meta["model_file"]}`: {", ".join(meta.get("inputs", []))}; output: {", ".join(meta.get("outputs", []))}.
+"""
+    atomic_write_text(folder / "README.md", text)
+
+
+def export_run(run_dir: str | Path, output: str | Path | None = None, opset: int = 17) -> Path:
+    """Exports a finished run to an ONNX folder that ``transferkit.load`` and ``transferkit serve`` accept.
+
+    Args:
+        run_dir: A folder written by ``transferkit fit``.
+        output: The folder to create (refused if it exists); default ``<run>-onnx`` (``-2``, ``-3`` ... if taken).
+        opset: ONNX opset of the graph.
+
+    Returns:
+        The new folder. It is written to a temporary folder beside it and renamed when complete.
+
+    Raises:
+        RunError: for a missing or unfinished run, an existing ``output``, or a task without ONNX export.
+
+    Example:
+        >>> folder = export_run("runs/rotten_tomatoes-full-20261123-101500")  # doctest: +SKIP
+        >>> transferkit.load(folder).predict(["an instant classic"])  # doctest: +SKIP
+    """
+    from transferkit.artifacts import read_run
+
+    run_dir, info, _ = read_run(run_dir)
+    if is_exported(run_dir):
+        raise RunError(f"{run_dir}: already an ONNX export; give the run folder that `transferkit fit` wrote")
+    exporter(info.get("task", "text-classification"))  # clear error before any work
+    final = claim_output(output, run_dir.with_name(f"{run_dir.name}-onnx"))
+    tmp = staging_dir(final)
+    try:
+        meta = export_into(run_dir, tmp, info, opset)
+        write_readme(tmp, meta, final)
+        return publish(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_exported(folder: str | Path, batch_size: int = 64):
+    """The onnxruntime predictor of an exported folder (what ``transferkit.load`` returns for one)."""
+    info = read_export(folder)
+    return exporter(info["task"]).load_onnx(folder, batch_size)
