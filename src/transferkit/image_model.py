@@ -14,11 +14,22 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForImageClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from transferkit.backbones import BackboneSpec
-from transferkit.backbones.efficientnet import FAMILY, EfficientNetLiteBackbone, EfficientNetLiteConfig, load_weights
+from transferkit.backbones.efficientnet import (
+    FAMILY,
+    EfficientNetLiteBackbone,
+    EfficientNetLiteConfig,
+    load_weights,
+)
 from transferkit.backbones.vision import HFVisionBackbone, is_vision_config
 from transferkit.config import RunConfig
 from transferkit.errors import ConfigError

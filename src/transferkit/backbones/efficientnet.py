@@ -59,6 +59,13 @@ class EfficientNetLiteBackbone(nn.Module):
         self.net._fc = nn.Identity()  # transferkit's head replaces the ImageNet classifier
         self.net._dropout = nn.Identity()  # the head has its own dropout
         self.num_features = self.net._bn1.num_features  # 1280
+        for block in self.net._blocks:  # 1x1 stride-1 convolutions need no "same" padding: plain Conv2d,
+            for name in ("_expand_conv", "_project_conv"):  # which PEFT can wrap (it rebuilds the layer type)
+                conv = getattr(block, name, None)
+                if conv is not None and conv.kernel_size == (1, 1) and conv.stride == (1, 1):
+                    plain = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=conv.bias is not None)
+                    plain.load_state_dict(conv.state_dict(), strict=False)
+                    setattr(block, name, plain)
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.net._swish(self.net._bn0(self.net._conv_stem(x)))
