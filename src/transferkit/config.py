@@ -83,9 +83,11 @@ class BackboneConfig(Section):
 
 
 class TaskConfig(Section):
-    type: Literal["text-classification", "token-classification", "image-classification", "generation"] = Field(
-        "text-classification",
-        description="The task: text-classification, token-classification (NER), image-classification or generation.",
+    type: Literal["text-classification", "token-classification", "image-classification", "generation"] = (
+        Field(
+            "text-classification",
+            description="The task: text-classification, token-classification (NER), image-classification or generation.",
+        )
     )
     problem: Literal["single_label", "multi_label", "regression"] = Field(
         "single_label",
@@ -241,7 +243,9 @@ class RunConfig(Section):
     tokens: TokenTaskConfig = Field(
         default_factory=TokenTaskConfig, description="Token classification (NER) settings."
     )
-    image: ImageTaskConfig = Field(default_factory=ImageTaskConfig, description="Image classification settings.")
+    image: ImageTaskConfig = Field(
+        default_factory=ImageTaskConfig, description="Image classification settings."
+    )
     generation: GenerationTaskConfig = Field(
         default_factory=GenerationTaskConfig, description="Text generation (causal LM) settings."
     )

@@ -98,7 +98,9 @@ def is_image_backbone(spec: BackboneSpec) -> bool:
     return spec.config.model_type == FAMILY or is_vision_config(spec.config)
 
 
-def build_image_model(spec: BackboneSpec, cfg: RunConfig, labels: list[str]) -> TransferkitForImageClassification:
+def build_image_model(
+    spec: BackboneSpec, cfg: RunConfig, labels: list[str]
+) -> TransferkitForImageClassification:
     """Backbone (with its pretrained weights when the spec has them) + a freshly initialised head.
 
     Raises:
@@ -141,7 +143,11 @@ def export_transformers(model: TransferkitForImageClassification, folder: Path, 
         True if written, False when this model has no stock equivalent.
     """
     backbone = model.backbone
-    if not isinstance(backbone, HFVisionBackbone) or model.config.head_kind != "linear" or backbone.interpolate:
+    if (
+        not isinstance(backbone, HFVisionBackbone)
+        or model.config.head_kind != "linear"
+        or backbone.interpolate
+    ):
         return False
     config = backbone.model.config.__class__.from_dict(backbone.model.config.to_dict())
     config.num_labels = model.config.num_labels

@@ -53,7 +53,9 @@ class ImagePredictor:
         if pre.get("kind") == "hf":
             from transformers import AutoImageProcessor
 
-            self.preprocess = Preprocessor(processor=AutoImageProcessor.from_pretrained(self.run_dir / "model"))
+            self.preprocess = Preprocessor(
+                processor=AutoImageProcessor.from_pretrained(self.run_dir / "model")
+            )
         else:
             self.preprocess = Preprocessor(tuple(pre["size"]), pre["mean"], pre["std"])
         self.collator = ImageCollator()
@@ -111,7 +113,9 @@ class ImagePredictor:
 
         output = Path(output)
         if output.exists():
-            raise DataError(f"{output}: already exists; choose another --output (files are never overwritten)")
+            raise DataError(
+                f"{output}: already exists; choose another --output (files are never overwritten)"
+            )
         refs = read_image_csv(Path(path), path_column, None)["text"].tolist()
         preds = self.predict(refs)
         out = read_table(path).copy()

@@ -51,7 +51,10 @@ class EfficientNetLiteBackbone(nn.Module):
 
     def __init__(self, config: EfficientNetLiteConfig, image_size: int | None = None):
         super().__init__()
-        overrides = {"image_size": image_size or config.image_size, "drop_connect_rate": config.drop_connect_rate}
+        overrides = {
+            "image_size": image_size or config.image_size,
+            "drop_connect_rate": config.drop_connect_rate,
+        }
         for key in ("width_coefficient", "depth_coefficient"):
             if getattr(config, key) is not None:
                 overrides[key] = getattr(config, key)

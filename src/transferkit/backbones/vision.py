@@ -89,7 +89,8 @@ class HFVisionBackbone(nn.Module):
                 top += [
                     s
                     for s in child.children()
-                    if s is not blocks and not any(id(p) in in_blocks for p in s.parameters())
+                    if s is not blocks
+                    and not any(id(p) in in_blocks for p in s.parameters())
                     and next(s.parameters(), None) is not None
                 ]
                 continue
@@ -155,9 +156,13 @@ def tiny_resnet(cfg: BackboneConfig) -> BackboneSpec:
 
 def tiny_convnext(cfg: BackboneConfig) -> BackboneSpec:
     """A random 2-stage ConvNeXt (8 and 16 channels): for tests, no download."""
-    return _tiny("tiny-convnext", ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=32), cfg)
+    return _tiny(
+        "tiny-convnext", ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=32), cfg
+    )
 
 
 register_backbone("tiny-vit", tiny_vit, "random 2-block 32-wide ViT for 32x32 images, for tests (no weights)")
 register_backbone("tiny-resnet", tiny_resnet, "random 2-stage ResNet (8/16 channels), for tests (no weights)")
-register_backbone("tiny-convnext", tiny_convnext, "random 2-stage ConvNeXt (8/16 channels), for tests (no weights)")
+register_backbone(
+    "tiny-convnext", tiny_convnext, "random 2-stage ConvNeXt (8/16 channels), for tests (no weights)"
+)

@@ -52,7 +52,9 @@ def _add_fit(sub) -> None:
         "--config", help="run YAML (data, backbone, task, head, strategy, training, evaluation, output)"
     )
     p.add_argument("--dataset", help="catalog data set (see `transferkit datasets`)")
-    p.add_argument("--train", help="training file: CSV, TSV, JSONL or Parquet (images: a folder, CSV or .npz)")
+    p.add_argument(
+        "--train", help="training file: CSV, TSV, JSONL or Parquet (images: a folder, CSV or .npz)"
+    )
     p.add_argument("--validation", help="validation file (default: split from --train)")
     p.add_argument("--test", help="test file (default: split from --train)")
     p.add_argument("--text-column", help="input text column (default: text)")
@@ -89,7 +91,9 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", action="append", help="a text to classify (repeatable)")
     src.add_argument("--image", action="append", help="an image file to classify (repeatable; image runs)")
-    src.add_argument("--input", help="file of texts, or of image paths for image runs (CSV, TSV, JSONL, Parquet)")
+    src.add_argument(
+        "--input", help="file of texts, or of image paths for image runs (CSV, TSV, JSONL, Parquet)"
+    )
     p.add_argument("--output", help="where --input predictions go (a new file; default: print JSON lines)")
     p.add_argument("--text-column", default="text")
     p.add_argument("--path-column", default="path", help="image runs: column of image paths in --input")

@@ -35,7 +35,9 @@ def load_image_splits(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None = N
     if data.dataset and not frames:
         task = DATASETS.entry(data.dataset).extra.get("task")
         if task != "image-classification":
-            raise ConfigError(f"data.dataset: {data.dataset!r} is a {task} data set, not images (try digits or mnist5k)")
+            raise ConfigError(
+                f"data.dataset: {data.dataset!r} is a {task} data set, not images (try digits or mnist5k)"
+            )
         return load_splits(data, "single_label")
     parts: dict[str, pd.DataFrame] = {}
     for split in SPLITS:
@@ -43,14 +45,22 @@ def load_image_splits(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None = N
             raw = frames[split]
             for column in (im.path_column, data.label_column):
                 if column not in raw.columns:
-                    raise DataError(f"frames[{split!r}]: no column {column!r}; set image.path_column / data.label_column")
-            frame = pd.DataFrame({"text": raw[im.path_column].astype(str), "label": raw[data.label_column].to_numpy()})
+                    raise DataError(
+                        f"frames[{split!r}]: no column {column!r}; set image.path_column / data.label_column"
+                    )
+            frame = pd.DataFrame(
+                {"text": raw[im.path_column].astype(str), "label": raw[data.label_column].to_numpy()}
+            )
             parts[split] = check_images(frame, im.on_bad_image, f"DataFrame {split!r}")
         elif getattr(data, split) and not frames:
             path = getattr(data, split)
-            parts[split] = check_images(read_images(path, im.path_column, data.label_column), im.on_bad_image, path)
+            parts[split] = check_images(
+                read_images(path, im.path_column, data.label_column), im.on_bad_image, path
+            )
     if "train" not in parts:
-        raise DataError("no training images: set data.train (an image folder, a CSV of path,label or an .npz file)")
+        raise DataError(
+            "no training images: set data.train (an image folder, a CSV of path,label or an .npz file)"
+        )
     plain = data.model_copy(update={"dataset": None, "train": None, "validation": None, "test": None, "text_column": "text", "label_column": "label"})  # fmt: skip
     splits = load_splits(plain, "single_label", parts)
     splits.source = str(data.train) if data.train and not frames else "DataFrames"
@@ -69,7 +79,9 @@ def preprocessor_for(spec: BackboneSpec, image_size: int | None = None) -> Prepr
         try:
             processor = AutoImageProcessor.from_pretrained(spec.tokenizer)
         except OSError as err:
-            raise ConfigError(f"backbone {spec.name!r}: no image processor ({str(err).splitlines()[0]})") from None
+            raise ConfigError(
+                f"backbone {spec.name!r}: no image processor ({str(err).splitlines()[0]})"
+            ) from None
         return Preprocessor.from_processor(processor, image_size)
     native = getattr(config, "image_size", None)
     size = image_size or (native if isinstance(native, int) else 32)

@@ -171,7 +171,9 @@ def read_npz(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"text": [f"{resolved}#{i}" for i in range(n)], "label": y.tolist()})
 
 
-def read_images(path: str | Path, path_column: str = "path", label_column: str | None = "label") -> pd.DataFrame:
+def read_images(
+    path: str | Path, path_column: str = "path", label_column: str | None = "label"
+) -> pd.DataFrame:
     """Reads an image folder, a CSV/TSV/JSONL/Parquet list of paths or an ``.npz`` file.
 
     Returns:

@@ -31,7 +31,9 @@ from transferkit.training.inference import forward_in_order, ordered_loader
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 from transferkit.training.losses import balanced_class_weights
 
-DESCRIPTION = "Label whole images (image folder with one sub-folder per class, CSV of path,label, or .npz x/y)."
+DESCRIPTION = (
+    "Label whole images (image folder with one sub-folder per class, CSV of path,label, or .npz x/y)."
+)
 SPLITS = ("train", "validation", "test")
 log = logging.getLogger("transferkit")
 
@@ -66,7 +68,9 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     augment = Augment(im.flip, im.random_resized_crop, im.crop_scale, im.color_jitter)
     # clean (un-augmented) inputs for evaluation, features and probes; the train set may augment
     clean = {n: ImageDataset(images[n], targets[n], preprocess) for n in SPLITS}
-    data = dict(clean, train=ImageDataset(images["train"], targets["train"], preprocess, augment, cfg.training.seed))
+    data = dict(
+        clean, train=ImageDataset(images["train"], targets["train"], preprocess, augment, cfg.training.seed)
+    )
     collator = ImageCollator()
 
     plan = STRATEGIES.get(cfg.strategy.name).apply(model, strategy_settings(cfg.strategy), cfg.training)
@@ -74,7 +78,9 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         log.info("augmentation is on: feature caching is off (augmented images change every epoch)")
         plan.cache = None
     if plan.cache == "hidden" and (accelerator.num_processes > 1 or not getattr(model.backbone, "supports_hidden_cache", False)):  # fmt: skip
-        log.info("the frozen bottom is re-run every step (partial caching needs one process and a known family)")
+        log.info(
+            "the frozen bottom is re-run every step (partial caching needs one process and a known family)"
+        )
         plan.cache = None
     trainable, total = count_parameters(model)
     log.info("strategy %s: %s of %s parameters train", cfg.strategy.name, f"{trainable:,}", f"{total:,}")
@@ -82,7 +88,15 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     features = None
     if plan.cache == "features" or plan.probe_init or plan.closed_form or cfg.evaluation.pretrained_baseline:
         features = {
-            n: extract_features(model, ds, collator, cfg.training.eval_batch_size, plan.cache_location, run_dir / "cache" / f"{n}.npy", accelerator)  # fmt: skip
+            n: extract_features(
+                model,
+                ds,
+                collator,
+                cfg.training.eval_batch_size,
+                plan.cache_location,
+                run_dir / "cache" / f"{n}.npy",
+                accelerator,
+            )  # fmt: skip
             for n, ds in clean.items()
         }
     metric = cfg.training.metric_for_best or primary_metric("single_label")[0]
@@ -92,7 +106,8 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         probe = fit_probe(features["train"], targets["train"], features["validation"], targets["validation"], "single_label", len(labels), cfg.training.seed)  # fmt: skip
     if cfg.evaluation.pretrained_baseline and probe is not None:
         metrics["pretrained_baseline"] = {
-            s: score(probe.logits(features[s]), targets[s], "single_label", labels) for s in ("validation", "test")
+            s: score(probe.logits(features[s]), targets[s], "single_label", labels)
+            for s in ("validation", "test")
         } | {"method": f"linear probe on frozen pretrained features (L2 C={probe.c})"}
     if plan.probe_init or plan.closed_form:
         layer = model.head.output_layer
@@ -100,7 +115,9 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
             layer.weight.copy_(torch.as_tensor(probe.weight))
             layer.bias.copy_(torch.as_tensor(probe.bias))
 
-    module, forward, sets, eval_sets = _training_view(model, plan, data, clean, features, targets, collator, cfg)
+    module, forward, sets, eval_sets = _training_view(
+        model, plan, data, clean, features, targets, collator, cfg
+    )
 
     def evaluate(logits):
         return score(logits, targets["validation"], "single_label", labels)
@@ -134,7 +151,9 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         },
     )  # fmt: skip
     if main:
-        _write_outputs(run_dir, cfg, model, plan, preprocess, metrics, result.history, splits, spec, trainable, total)
+        _write_outputs(
+            run_dir, cfg, model, plan, preprocess, metrics, result.history, splits, spec, trainable, total
+        )
     accelerator.wait_for_everyone()
     return RunResult(run_dir, metrics)
 
@@ -174,7 +193,12 @@ def _write_outputs(run_dir, cfg, model, plan, preprocess, metrics, history, spli
 
     artifacts.save_json(
         run_dir / "labels.json",
-        {"labels": splits.labels, "task": cfg.task.type, "problem": "single_label", "preprocess": preprocess.to_dict()},
+        {
+            "labels": splits.labels,
+            "task": cfg.task.type,
+            "problem": "single_label",
+            "preprocess": preprocess.to_dict(),
+        },
     )
     if plan.save_extra is not None:
         plan.save_extra(model, run_dir)
