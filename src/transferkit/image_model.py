@@ -126,7 +126,12 @@ def build_image_model(
         if spec.config.model_type == FAMILY:
             load_weights(model.backbone, spec.weights)
         else:
-            pretrained = AutoModel.from_pretrained(spec.weights, config=spec.config)
+            try:  # without the pooler *ForImageClassification never uses (no "missing weights" report)
+                pretrained = AutoModel.from_pretrained(
+                    spec.weights, config=spec.config, add_pooling_layer=False
+                )
+            except TypeError:
+                pretrained = AutoModel.from_pretrained(spec.weights, config=spec.config)
             missing, _ = model.backbone.model.load_state_dict(pretrained.state_dict(), strict=False)
             if missing:
                 raise ConfigError(f"backbone {spec.name!r}: weights missing for {missing[:3]} after loading")

@@ -10,6 +10,7 @@ stock ``transformers`` copy.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -205,9 +206,11 @@ def _write_outputs(run_dir, cfg, model, plan, preprocess, metrics, history, spli
     if cfg.output.save_model:
         final = plan.export_model(model) if plan.export_model else model
         _save_model(final, preprocess.processor, run_dir / "model")
-        stock = run_dir / "transformers"
-        if export_transformers(final, run_dir / "transformers.partial", preprocess.processor):
-            (run_dir / "transformers.partial").rename(stock)
+        stock, partial = run_dir / "transformers", run_dir / "transformers.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        if export_transformers(final, partial, preprocess.processor):
+            shutil.rmtree(stock, ignore_errors=True)  # a resumed run that was killed while saving
+            partial.rename(stock)
     cm = metrics["test"].get("confusion_matrix")
     if cm:
         artifacts.save_json(run_dir / "confusion_matrix.json", cm)
@@ -221,8 +224,6 @@ def _write_outputs(run_dir, cfg, model, plan, preprocess, metrics, history, spli
 
 def _save_model(model, processor, final: Path) -> None:
     """``save_pretrained`` into ``model.partial/``, renamed to ``model/`` once complete."""
-    import shutil
-
     tmp = final.with_name(final.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

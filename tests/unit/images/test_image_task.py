@@ -177,3 +177,35 @@ def test_unknown_labels_and_missing_images_are_one_line_errors(tiny_image_run, i
         model.evaluate(image_folder)
     with pytest.raises(TransferkitError, match="image file not found"):
         model.predict(["missing.png"])
+
+
+def test_hugging_face_folder_backbone_uses_its_own_image_processor(npz_splits, tmp_path: Path) -> None:
+    from transformers import (
+        AutoModelForImageClassification,
+        ViTConfig,
+        ViTImageProcessorPil,
+        ViTModel,
+        pipeline,
+    )
+
+    folder = tmp_path / "my-vit"
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=24, patch_size=8)  # fmt: skip
+    ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
+    ViTImageProcessorPil(size={"height": 24, "width": 24}, image_mean=[0.2] * 3, image_std=[0.3] * 3).save_pretrained(folder)  # fmt: skip
+    run = fit(npz_splits, tmp_path / "run", str(folder), "linear-probe")
+    info = json.loads((run.run_dir / "labels.json").read_text())
+    assert info["preprocess"] == {"kind": "hf"}
+    model = transferkit.load(run.run_dir)
+    assert (
+        list(model.preprocess.processor.image_mean) == [0.2] * 3
+    )  # the folder's processor, saved with the run
+    x = np.load(npz_splits["test"])["x"][:4]
+    ours = model.predict(x)
+    clf = pipeline("image-classification", model=str(run.run_dir / "transformers"))
+    stock = [clf(Image.fromarray(img).convert("RGB"), top_k=None) for img in x]
+    for mine, theirs in zip(ours, stock, strict=True):
+        best = max(theirs, key=lambda d: d["score"])
+        assert best["label"] == mine["label"] and best["score"] == pytest.approx(mine["score"], abs=1e-4)
+    assert (
+        AutoModelForImageClassification.from_pretrained(run.run_dir / "transformers").config.num_labels == 2
+    )
