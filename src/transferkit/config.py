@@ -27,7 +27,10 @@ class DataConfig(Section):
         None,
         description="Catalog data set name (see `transferkit datasets`); replaces train/validation/test files.",
     )
-    train: str | None = Field(None, description="Training file (CSV, TSV, JSONL or Parquet).")
+    train: str | None = Field(
+        None,
+        description="Training file (CSV, TSV, JSONL or Parquet); image tasks: also an image folder or an .npz file.",
+    )
     validation: str | None = Field(
         None, description="Validation file; if absent, split from train (stratified, seeded)."
     )
@@ -127,11 +130,6 @@ class ImageTaskConfig(Section):
         lt=1,
         description="Augmentation: random brightness, contrast and saturation factors in [1-x, 1+x]; 0 disables.",
     )
-
-    @property
-    def augments(self) -> bool:
-        """True when any augmentation is on (training inputs are then random: no feature caching)."""
-        return self.flip or self.random_resized_crop or self.color_jitter > 0
 
 
 class GenerationTaskConfig(Section):
