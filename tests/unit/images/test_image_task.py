@@ -209,3 +209,11 @@ def test_hugging_face_folder_backbone_uses_its_own_image_processor(npz_splits, t
     assert (
         AutoModelForImageClassification.from_pretrained(run.run_dir / "transformers").config.num_labels == 2
     )
+
+
+def test_image_data_in_a_text_run_names_the_missing_task_flag(
+    image_folder: Path, npz_file: Path, capsys
+) -> None:
+    for source in (["--dataset", "digits"], ["--train", str(image_folder)], ["--train", str(npz_file)]):
+        assert main(["fit", *source, "--backbone", "tiny-bert"]) == 2
+        assert "add --task image-classification" in capsys.readouterr().err
