@@ -143,7 +143,7 @@ def load_weights(backbone: EfficientNetLiteBackbone, path: str) -> None:
 
 
 def efficientnet_lite0(cfg: BackboneConfig) -> BackboneSpec:
-    """EfficientNet-Lite0: 4.0M-parameter trunk, ImageNet top-1 75%, 224x224, ReLU6, no squeeze-excite."""
+    """EfficientNet-Lite0: 3.4M-parameter trunk (4.7M with its ImageNet classifier), 224x224, ReLU6, no squeeze-excite."""
     config = EfficientNetLiteConfig("efficientnet-lite0", drop_connect_rate=0.2)
     return BackboneSpec("efficientnet-lite0", config, lite0_weights(), "", "image")
 
@@ -157,7 +157,7 @@ def tiny_efficientnet(cfg: BackboneConfig) -> BackboneSpec:
 register_backbone(
     "efficientnet-lite0",
     efficientnet_lite0,
-    "EfficientNet-Lite0 image encoder (ImageNet, 4.0M params, 224x224, 16 blocks), shipped offline",
+    "EfficientNet-Lite0 image encoder (ImageNet, 3.4M-param trunk, 224x224, 16 blocks), shipped offline",
 )
 register_backbone(
     "tiny-efficientnet",
