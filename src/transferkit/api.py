@@ -321,7 +321,9 @@ def _write_outputs(
     if plan.save_extra is not None:
         plan.save_extra(model, run_dir)
     if cfg.output.save_model:
-        artifacts.save_model(plan.export_model(model) if plan.export_model else model, tokenizer, run_dir)
+        # in place: the run is over, and a copy of the model would double the peak memory (LoRA on a big trunk)
+        plain = plan.export_model(model, in_place=True) if plan.export_model else model
+        artifacts.save_model(plain, tokenizer, run_dir)
     cm = metrics["test"].get("confusion_matrix")
     if cm:
         artifacts.save_json(run_dir / "confusion_matrix.json", cm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,22 @@ from transferkit.data.text import Collator, TokenizedDataset
 from transferkit.errors import DataError
 from transferkit.evaluation.scoring import probabilities, score
 from transferkit.training.inference import forward_in_order
+
+
+def apply_unmerged_adapter(model, run_dir: Path) -> bool:
+    """Puts a run's adapter back into ``model.backbone`` when it was saved unmerged (``--no-merge``).
+
+    Returns:
+        True if an adapter was applied (and merged in memory, for speed).
+    """
+    info_file = run_dir / "adapter" / "transferkit.json"
+    if not info_file.is_file() or json.loads(info_file.read_text()).get("merged", True):
+        return False
+    from peft import PeftModel
+
+    # injects the adapter into model.backbone in place; merging then leaves a plain backbone
+    PeftModel.from_pretrained(model.backbone, str(run_dir / "adapter")).merge_and_unload()
+    return True
 
 
 class Predictor:
@@ -34,6 +51,7 @@ class Predictor:
         self.max_length: int = info.get("max_length", 256)
         self.batch_size = batch_size
         self.model = AutoModelForSequenceClassification.from_pretrained(self.run_dir / "model")
+        apply_unmerged_adapter(self.model, self.run_dir)
         self.model.eval()
         self.tokenizer = AutoTokenizer.from_pretrained(self.run_dir / "model")
         self.collator = Collator(self.tokenizer)

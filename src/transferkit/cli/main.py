@@ -32,6 +32,7 @@ FLAG_PATHS = {
     "batch_size": "training.batch_size",
     "learning_rate": "training.learning_rate",
     "seed": "training.seed",
+    "merge": "strategy.merge",
     "output": "output.dir",
 }
 
@@ -68,6 +69,13 @@ def _add_fit(sub) -> None:
     p.add_argument("--batch-size", type=int, help="training batch size (default: 32)")
     p.add_argument("--learning-rate", type=float, help="peak learning rate of the trunk (default: 5e-5)")
     p.add_argument("--seed", type=int, help="seed (default: 42)")
+    p.add_argument(
+        "--merge",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="adapter strategies (lora, adalora, ia3): write the adapter merged into RUN/model (default) or, "
+        "with --no-merge, keep the pretrained trunk there and the adapter in RUN/adapter only",
+    )
     p.add_argument("--output", help="run folder to create (default: runs/<data>-<strategy>-<time>)")
     p.add_argument(
         "--resume",

@@ -69,8 +69,9 @@ class StrategyPlan:
         on_train_begin: Called once with the number of optimizer steps the loop will run.
         state_dict / load_state_dict: The strategy's own training state (e.g. AdaLoRA's importance scores),
             saved in every checkpoint and restored on resume.
-        export_model: Turns the trained model into a plain ``TransferkitForSequenceClassification`` for
-            saving (e.g. merges LoRA weights); None saves the model as it is.
+        export_model: ``export_model(model, in_place=False)`` turns the trained model into a plain
+            ``TransferkitForSequenceClassification`` for saving (e.g. merges LoRA weights), a copy unless
+            ``in_place``; None saves the model as it is.
         save_extra: Writes strategy-specific files into the run folder (e.g. the PEFT adapter).
     """
 
@@ -88,7 +89,7 @@ class StrategyPlan:
     on_train_begin: Callable[[int], None] | None = None
     state_dict: Callable[[], dict] | None = None
     load_state_dict: Callable[[dict], None] | None = None
-    export_model: Callable[[nn.Module], nn.Module] | None = None
+    export_model: Callable[..., nn.Module] | None = None
     save_extra: Callable[[nn.Module, Path], None] | None = None
 
 

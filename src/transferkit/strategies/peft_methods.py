@@ -5,7 +5,10 @@ and ``config``. The ``PeftModel`` wrapper lives in the plan, not in the model; i
 allocation, saving the adapter in PEFT's format and merging it for export. A finished run holds::
 
     RUN/model/     the adapter merged into the backbone: a plain TransferkitForSequenceClassification
-    RUN/adapter/   adapter_config.json + adapter_model.safetensors (PEFT's format), head.safetensors
+                   (``strategy.merge=false`` / ``--no-merge``: the untouched pretrained trunk and the trained
+                   head; ``transferkit.load`` then applies the adapter, plain transformers does not)
+    RUN/adapter/   adapter_config.json + adapter_model.safetensors (PEFT's format), head.safetensors,
+                   transferkit.json (``{"merged": true|false}``)
 
 To put the adapter back on the base backbone: ``PeftModel.from_pretrained(base_backbone, "RUN/adapter")`` and
 ``head.load_state_dict(safetensors.torch.load_file("RUN/adapter/head.safetensors"))``.
@@ -29,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -56,6 +60,7 @@ if TYPE_CHECKING:  # peft and transformers load on first use: seconds that every
 
 log = logging.getLogger("transferkit")
 
+ADAPTER_INFO = "transferkit.json"  # in RUN/adapter: {"merged": bool}, read by transferkit.load
 ADAPTER = "default"  # PEFT's adapter name; the saved adapter folder holds only this one
 # AdaLoRA's schedule length when neither strategy.total_steps nor training.max_steps is set
 FALLBACK_TOTAL_STEPS = 1000
@@ -72,6 +77,11 @@ class _AdapterSettings(StrategySettings):
         description="Layers to adapt: 'auto' (by backbone family) or module-name suffixes, e.g. [query, value].",
     )
     lr_multiplier: float = Field(10.0, gt=0, description="Adapters train at training.learning_rate x this.")
+    merge: bool = Field(
+        True,
+        description="Write the adapter merged into RUN/model (a plain model, no peft needed; CLI --merge). "
+        "false (--no-merge): RUN/model keeps the pretrained trunk and transferkit.load applies RUN/adapter.",
+    )
 
 
 class LoraSettings(_AdapterSettings):
@@ -255,6 +265,7 @@ class AdaptedBackbone:
     peft_model: PeftModel
     backbone: nn.Module
     schedule: AdaLoraSchedule | None = None
+    merge: bool = True
 
     def _check(self, model: nn.Module) -> None:
         if model.backbone is not self.backbone:
@@ -264,12 +275,28 @@ class AdaptedBackbone:
         if self.schedule is not None:
             self.schedule.prepare_save()
 
-    def export_model(self, model: nn.Module) -> nn.Module:
-        """A copy of ``model`` with the adapter merged into the backbone weights; ``model`` is left as it is."""
+    def export_model(self, model: nn.Module, in_place: bool = False) -> nn.Module:
+        """``model`` with the adapter merged into the backbone weights (``merge=False``: removed, leaving the
+        pretrained trunk), as a plain model.
+
+        Args:
+            model: The adapted model given to ``apply``.
+            in_place: Unload the adapter from ``model`` itself (no copy: the end of a run, where a copy would
+                double the peak memory). Otherwise ``model`` is left as it is and a copy is returned.
+        """
         from peft.tuners.tuners_utils import BaseTunerLayer
 
         self._check(model)
-        merged = copy.deepcopy(self.peft_model).merge_and_unload(safe_merge=True)  # a plain backbone
+        if in_place:
+            if self.merge:
+                plain = self.peft_model.merge_and_unload(safe_merge=True)
+            else:
+                plain = self.peft_model.unload()
+            if plain is not model.backbone:  # PEFT unloads the wrapped module in place and returns it
+                raise RuntimeError("PEFT returned a new backbone instead of unloading in place")
+            return model
+        base = copy.deepcopy(self.peft_model)
+        merged = base.merge_and_unload(safe_merge=True) if self.merge else base.unload()  # a plain backbone
         # Copy the rest of the model around it: deepcopy's memo maps the adapted backbone to the merged one.
         out = copy.deepcopy(model, {id(model.backbone): merged})
         if any(isinstance(m, BaseTunerLayer) for m in out.modules()):
@@ -284,6 +311,7 @@ class AdaptedBackbone:
         self.peft_model.save_pretrained(str(tmp))
         head = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
         save_file(head, str(tmp / "head.safetensors"), metadata={"format": "pt"})
+        (tmp / ADAPTER_INFO).write_text(json.dumps({"merged": self.merge}) + "\n")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -317,8 +345,9 @@ def _plan(
     notes: list[str],
     schedule=None,
     follow_run_length: bool = False,
+    merge: bool = True,
 ) -> StrategyPlan:
-    adapted = AdaptedBackbone(peft_model, model.backbone, schedule)
+    adapted = AdaptedBackbone(peft_model, model.backbone, schedule, merge)
     return StrategyPlan(
         param_groups=groups,
         notes=notes,
@@ -353,7 +382,7 @@ def apply_lora(model: nn.Module, settings: LoraSettings, training: TrainingConfi
     peft_model, groups = _adapt(model, config, training, settings.lr_multiplier)
     lr = training.learning_rate * settings.lr_multiplier
     note = _note(f"LoRA r={settings.r} alpha={settings.alpha:g}", targets, lr)
-    return _plan(model, peft_model, groups, [note])
+    return _plan(model, peft_model, groups, [note], merge=settings.merge)
 
 
 def adalora_total_steps(settings: AdaLoraSettings, training: TrainingConfig) -> tuple[int, str]:
@@ -393,7 +422,7 @@ def apply_adalora(model: nn.Module, settings: AdaLoraSettings, training: Trainin
         f"AdaLoRA schedule over {total} steps ({source}): warm-up {config.tinit}, final {config.tfinal}",
     ]
     follow = settings.total_steps is None and training.max_steps is None
-    return _plan(model, peft_model, groups, notes, schedule, follow_run_length=follow)
+    return _plan(model, peft_model, groups, notes, schedule, follow_run_length=follow, merge=settings.merge)
 
 
 def apply_ia3(model: nn.Module, settings: IA3Settings, training: TrainingConfig) -> StrategyPlan:
@@ -409,7 +438,7 @@ def apply_ia3(model: nn.Module, settings: IA3Settings, training: TrainingConfig)
     peft_model, groups = _adapt(model, config, training, settings.lr_multiplier, decay=False)
     lr = training.learning_rate * settings.lr_multiplier
     note = _note(f"IA3 ({len(targets.feedforward)} feed-forward)", targets, lr)
-    return _plan(model, peft_model, groups, [note])
+    return _plan(model, peft_model, groups, [note], merge=settings.merge)
 
 
 register_strategy("lora", LoraSettings, apply_lora, "low-rank adapters in the frozen trunk, merged on export")

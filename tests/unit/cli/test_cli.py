@@ -188,3 +188,44 @@ def test_console_script_error_is_one_line(console_script) -> None:
     assert console_script.returncode == 2, stderr
     line = _one_line_error(stderr)
     assert "missing.csv" in line
+
+
+def test_lora_merge_and_no_merge_predict_alike(toy_csv_session: Path, tmp_path: Path) -> None:
+    """--merge writes the adapter into RUN/model (plain transformers sees it); --no-merge keeps the pretrained
+    trunk there, and transferkit.load puts the adapter back: both predict the same."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import transferkit
+
+    lora = ["--strategy", "lora", "--seed", "3"]
+    runs = {}
+    for flag in ("--merge", "--no-merge"):
+        runs[flag] = tmp_path / flag.strip("-")
+        argv = ["fit", "--train", str(toy_csv_session), "--output", str(runs[flag]), flag, *lora, *QUICK]
+        assert main([*argv, "strategy.lr_multiplier=200"]) == 0
+    merged_info = json.loads((runs["--merge"] / "adapter" / "transferkit.json").read_text())
+    unmerged_info = json.loads((runs["--no-merge"] / "adapter" / "transferkit.json").read_text())
+    assert merged_info == {"merged": True} and unmerged_info == {"merged": False}
+
+    texts = ["a great film", "boring and long", "fine"]
+    merged = transferkit.load(runs["--merge"]).predict_proba(texts)
+    unmerged = transferkit.load(runs["--no-merge"]).predict_proba(texts)
+    assert merged == pytest.approx(unmerged, abs=1e-5)
+
+    tok = AutoTokenizer.from_pretrained(runs["--merge"] / "model")
+    batch = tok(texts, padding=True, return_tensors="pt")
+
+    def plain(run: Path) -> torch.Tensor:
+        model = AutoModelForSequenceClassification.from_pretrained(run / "model").eval()
+        with torch.no_grad():
+            return model(**batch).logits.softmax(-1)
+
+    assert plain(runs["--merge"]).numpy() == pytest.approx(merged, abs=1e-5)
+    # the unmerged folder holds the pretrained trunk: without the adapter the predictions differ
+    assert not torch.allclose(plain(runs["--no-merge"]), torch.as_tensor(merged), atol=1e-4)
+
+
+def test_merge_flag_needs_an_adapter_strategy(toy_csv: Path, capsys) -> None:
+    line = _fails(["fit", "--train", str(toy_csv), "--strategy", "full", "--no-merge", *QUICK], capsys)
+    assert "strategy.merge" in line

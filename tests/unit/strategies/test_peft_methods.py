@@ -297,3 +297,29 @@ def test_listed_target_modules(tmp_path: Path) -> None:
     }  # not attention.output.dense
     with pytest.raises(ConfigError, match="feedforward_modules must be among"):
         _setup("ia3", "strategy.target_modules=[key]", "strategy.feedforward_modules=[output.dense]")
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_in_place_export_unloads_without_a_copy(merge: bool) -> None:
+    """The end of a run exports in place (no second model in memory): merged, or the pretrained trunk back."""
+    model, plan, _, tok = _setup("lora", f"strategy.merge={str(merge).lower()}")
+    # frozen while adapted; PEFT names an adapted layer's own weight "<layer>.base_layer.weight"
+    pretrained = {
+        n.replace(".base_layer", ""): p.detach().clone()
+        for n, p in model.backbone.named_parameters()
+        if not p.requires_grad
+    }
+    _train(model, plan, tok, steps=10)
+    batch = tok(TEXTS, padding=True, return_tensors="pt")
+    before = _logits(model, batch)
+    out = plan.export_model(model, in_place=True)
+    assert out is model
+    assert not any(isinstance(m, BaseTunerLayer) for m in model.modules())
+    assert model.state_dict().keys() == TransferkitForSequenceClassification(model.config).state_dict().keys()
+    if merge:
+        torch.testing.assert_close(_logits(model, batch), before, atol=1e-4, rtol=0)
+    else:  # the trunk is the pretrained one again, bit for bit
+        restored = dict(model.backbone.named_parameters())
+        assert restored.keys() == pretrained.keys()
+        for n, p in restored.items():
+            assert torch.equal(p, pretrained[n]), n
