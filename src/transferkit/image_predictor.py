@@ -12,6 +12,7 @@ from transferkit.artifacts import read_run
 from transferkit.data.image_transforms import ImageCollator, ImageDataset, Preprocessor
 from transferkit.errors import DataError
 from transferkit.evaluation.scoring import probabilities, score
+from transferkit.predictor import apply_unmerged_adapter
 from transferkit.training.inference import forward_in_order
 
 
@@ -48,6 +49,7 @@ class ImagePredictor:
         self.problem = "single_label"
         self.batch_size = batch_size
         self.model = TransferkitForImageClassification.from_pretrained(self.run_dir / "model")
+        apply_unmerged_adapter(self.model, self.run_dir)  # runs saved with --no-merge
         self.model.eval()
         pre = info.get("preprocess", {})
         if pre.get("kind") == "hf":

@@ -9,6 +9,7 @@ stock ``transformers`` copy.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -204,11 +205,13 @@ def _write_outputs(run_dir, cfg, model, plan, preprocess, metrics, history, spli
     if plan.save_extra is not None:
         plan.save_extra(model, run_dir)
     if cfg.output.save_model:
-        final = plan.export_model(model) if plan.export_model else model
+        # in place: the run is over, and a copy of the model would double the peak memory
+        final = plan.export_model(model, in_place=True) if plan.export_model else model
         _save_model(final, preprocess.processor, run_dir / "model")
         stock, partial = run_dir / "transformers", run_dir / "transformers.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        if export_transformers(final, partial, preprocess.processor):
+        # an unmerged adapter (--no-merge) leaves the pretrained trunk in RUN/model: no stock copy of that
+        if not _unmerged_adapter(run_dir) and export_transformers(final, partial, preprocess.processor):
             shutil.rmtree(stock, ignore_errors=True)  # a resumed run that was killed while saving
             partial.rename(stock)
     cm = metrics["test"].get("confusion_matrix")
@@ -220,6 +223,11 @@ def _write_outputs(run_dir, cfg, model, plan, preprocess, metrics, history, spli
     sizes = {n: len(getattr(splits, n)) for n in SPLITS}
     write_image_card(run_dir, cfg, metrics, spec.name, splits.labels, splits.source, sizes, trainable, total)
     artifacts.save_json(run_dir / "metrics.json", metrics)
+
+
+def _unmerged_adapter(run_dir: Path) -> bool:
+    info = run_dir / "adapter" / "transferkit.json"
+    return info.is_file() and not json.loads(info.read_text()).get("merged", True)
 
 
 def _save_model(model, processor, final: Path) -> None:

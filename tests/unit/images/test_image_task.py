@@ -217,3 +217,16 @@ def test_image_data_in_a_text_run_names_the_missing_task_flag(
     for source in (["--dataset", "digits"], ["--train", str(image_folder)], ["--train", str(npz_file)]):
         assert main(["fit", *source, "--backbone", "tiny-bert"]) == 2
         assert "add --task image-classification" in capsys.readouterr().err
+
+
+def test_unmerged_lora_adapter_is_applied_on_load(npz_splits, tmp_path: Path) -> None:
+    merged = fit(
+        npz_splits, tmp_path / "merged", "tiny-resnet", "lora", "evaluation.pretrained_baseline=false"
+    )
+    kept = fit(npz_splits, tmp_path / "kept", "tiny-resnet", "lora", "evaluation.pretrained_baseline=false", "strategy.merge=false")  # fmt: skip
+    assert not (kept.run_dir / "transformers").exists()  # RUN/model holds the pretrained trunk: no stock copy
+    assert (merged.run_dir / "transformers").is_dir()
+    x = np.load(npz_splits["test"])["x"]
+    a, b = transferkit.load(merged.run_dir).predict_proba(x), transferkit.load(kept.run_dir).predict_proba(x)
+    assert np.allclose(a, b, atol=1e-5)
+    assert kept.metrics["test"] == merged.metrics["test"]
