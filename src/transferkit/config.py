@@ -27,7 +27,10 @@ class DataConfig(Section):
         None,
         description="Catalog data set name (see `transferkit datasets`); replaces train/validation/test files.",
     )
-    train: str | None = Field(None, description="Training file (CSV, TSV, JSONL or Parquet).")
+    train: str | None = Field(
+        None,
+        description="Training file (CSV, TSV, JSONL or Parquet); image tasks: also an image folder or an .npz file.",
+    )
     validation: str | None = Field(
         None, description="Validation file; if absent, split from train (stratified, seeded)."
     )
@@ -101,6 +104,32 @@ class TokenTaskConfig(Section):
 
 class ImageTaskConfig(Section):
     """Settings of image classification; read only when task.type is image-classification."""
+
+    image_size: int | None = Field(
+        None,
+        gt=7,
+        description="Resize images to this square size instead of the backbone's own (e.g. 96 for 28-pixel digits; faster).",
+    )
+    path_column: str = Field(
+        "path", description="Column of a CSV data file holding image paths (relative to the CSV)."
+    )
+    on_bad_image: Literal["skip", "fail"] = Field(
+        "fail",
+        description="An unreadable or truncated image: 'fail' stops with its path; 'skip' drops it with a warning count.",
+    )
+    flip: bool = Field(False, description="Augmentation: random horizontal flips while training.")
+    random_resized_crop: bool = Field(
+        False, description="Augmentation: train on a random crop (area crop_scale..1, aspect 3/4..4/3)."
+    )
+    crop_scale: float = Field(
+        0.5, gt=0, le=1, description="Smallest area fraction a random resized crop keeps."
+    )
+    color_jitter: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Augmentation: random brightness, contrast and saturation factors in [1-x, 1+x]; 0 disables.",
+    )
 
 
 class GenerationTaskConfig(Section):

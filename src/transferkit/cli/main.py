@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from transferkit.errors import TransferkitError
 
@@ -53,7 +54,9 @@ def _add_fit(sub) -> None:
         "--config", help="run YAML (data, backbone, task, head, strategy, training, evaluation, output)"
     )
     p.add_argument("--dataset", help="catalog data set (see `transferkit datasets`)")
-    p.add_argument("--train", help="training file: CSV, TSV, JSONL or Parquet")
+    p.add_argument(
+        "--train", help="training file: CSV, TSV, JSONL or Parquet (images: a folder, CSV or .npz)"
+    )
     p.add_argument("--validation", help="validation file (default: split from --train)")
     p.add_argument("--test", help="test file (default: split from --train)")
     p.add_argument("--text-column", help="input text column (default: text)")
@@ -135,14 +138,19 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="labelled file (CSV, TSV, JSONL, Parquet)")
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
+    p.add_argument("--path-column", default="path", help="image runs: column of image paths in a CSV")
     p.add_argument("--output", help="also write the metrics as JSON to this new file")
     p = sub.add_parser("predict", help="predict texts or a file with a run")
     p.add_argument("run", help="run folder")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", action="append", help="a text to classify (repeatable)")
-    src.add_argument("--input", help="file of texts (CSV, TSV, JSONL, Parquet)")
+    src.add_argument("--image", action="append", help="an image file to classify (repeatable; image runs)")
+    src.add_argument(
+        "--input", help="file of texts, or of image paths for image runs (CSV, TSV, JSONL, Parquet)"
+    )
     p.add_argument("--output", help="where --input predictions go (a new file; default: print JSON lines)")
     p.add_argument("--text-column", default="text")
+    p.add_argument("--path-column", default="path", help="image runs: column of image paths in --input")
     _add_serve(sub)
     _add_compression(sub)
     sub.add_parser("tasks", help="list tasks (--task NAME)")
@@ -232,7 +240,11 @@ def cmd_evaluate(args) -> int:
 
     if args.output and os.path.exists(args.output):
         raise TransferkitError(f"{args.output}: already exists; choose another --output")
-    metrics = load(args.run).evaluate(args.data, args.text_column, args.label_column)
+    model = load(args.run)
+    if model.task == "image-classification":
+        metrics = model.evaluate(args.data, args.path_column, args.label_column)
+    else:
+        metrics = model.evaluate(args.data, args.text_column, args.label_column)
     keys = [
         k
         for k in (
@@ -259,6 +271,10 @@ def cmd_predict(args) -> int:
     from transferkit.predictor import load
 
     model = load(args.run)
+    if model.task == "image-classification":
+        return _predict_images(model, args)
+    if args.image:
+        raise TransferkitError(f"{args.run}: a {model.task} run; --image is for image-classification runs")
     if args.text:
         for text, pred in zip(args.text, model.predict(args.text), strict=True):
             print(json.dumps({"text": text, **pred}, ensure_ascii=False))
@@ -310,6 +326,23 @@ def cmd_compress(args) -> int:
     )  # fmt: skip
     print(result.table)
     print(f"compressed folder: {result.folder} (report: {result.folder / 'report.json'})")
+    return 0
+
+
+def _predict_images(model, args) -> int:
+    if args.text:
+        raise TransferkitError(f"{args.run}: an image-classification run; give --image PATH or --input FILE")
+    if args.output:
+        print(f"wrote {model.predict_file(args.input, args.output, args.path_column)}")
+        return 0
+    if args.image:
+        paths = args.image
+    else:
+        from transferkit.data.images import read_image_csv
+
+        paths = read_image_csv(Path(args.input), args.path_column, None)["text"].tolist()
+    for path, pred in zip(paths, model.predict(paths), strict=True):
+        print(json.dumps({"image": path, **pred}, ensure_ascii=False))
     return 0
 
 

@@ -13,6 +13,9 @@ from transferkit.data.catalog import (
 from transferkit.data.readers import read_table
 from transferkit.data.splits import DatasetSplits, load_splits, read_labelled
 
+# Image entries of the catalog (their module ends with its registration calls).
+from transferkit.data import image_catalog as _image_catalog  # noqa: F401, E402  isort: skip
+
 __all__ = [
     "DATASETS",
     "DatasetSplits",

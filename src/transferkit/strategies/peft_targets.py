@@ -2,7 +2,7 @@
 
 ``target_modules: auto`` looks the family up in :data:`FAMILIES`; an unknown family gets every linear layer of
 the transformer blocks (every layer group above the embeddings), so new text, image or causal-LM backbones
-need no entry here.
+need no entry here; a backbone may also name its own targets (``adapter_targets``, e.g. convolutional nets).
 """
 
 from __future__ import annotations
@@ -86,7 +86,14 @@ def _block_linears(backbone: nn.Module) -> list[tuple[str, str]]:
 
 
 def auto_targets(backbone: nn.Module, method: str) -> Targets:
-    """The layers ``target_modules: auto`` adapts for ``method`` ("lora", "adalora" or "ia3")."""
+    """The layers ``target_modules: auto`` adapts for ``method`` ("lora", "adalora" or "ia3").
+
+    A backbone may name its own through ``adapter_targets(method) -> list[str] | None`` (contract hook; e.g.
+    the convolutions of a convolutional network, which has no linear layer in its blocks).
+    """
+    own = backbone.adapter_targets(method) if hasattr(backbone, "adapter_targets") else None
+    if own:
+        return Targets(list(own), [], "auto (the backbone's own adapter targets)")
     linears = _block_linears(backbone)
     if not linears:
         raise ConfigError(

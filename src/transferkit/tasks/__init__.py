@@ -22,6 +22,7 @@ from transferkit.errors import RegistryError
 
 # task name -> module implementing it (one line per task; keep sorted by name)
 TASK_MODULES: dict[str, str] = {
+    "image-classification": "transferkit.tasks.image_classification",
     "text-classification": "transferkit.tasks.text_classification",
 }
 

@@ -10,7 +10,24 @@ DESCRIPTION = "Label whole texts: single-label, multi-label or regression (CSV/T
 def fit(cfg, frames, resume: bool = False):
     from transferkit.api import fit_text_classification
 
+    _check_not_images(cfg)
     return fit_text_classification(cfg, frames, resume)
+
+
+def _check_not_images(cfg) -> None:
+    """Image data given to a text run (the task defaults to text): say which flag is missing."""
+    from transferkit.data import DATASETS
+    from transferkit.errors import ConfigError
+
+    data = cfg.data
+    task = DATASETS.entry(data.dataset).extra.get("task") if data.dataset in DATASETS else None
+    if task not in (None, cfg.task.type):
+        raise ConfigError(f"data.dataset: {data.dataset!r} is a {task} data set; add --task {task}")
+    train = Path(str(data.train)) if data.train else None
+    if train is not None and (train.is_dir() or train.suffix.lower() == ".npz"):
+        raise ConfigError(
+            f"data.train: {train} is an image folder or .npz file; add --task image-classification"
+        )
 
 
 def load(run_dir: str | Path, batch_size: int = 64):

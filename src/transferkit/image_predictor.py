@@ -1,0 +1,134 @@
+"""Loading a finished image classification run and predicting with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from transferkit.artifacts import read_run
+from transferkit.data.image_transforms import ImageCollator, ImageDataset, Preprocessor
+from transferkit.errors import DataError
+from transferkit.evaluation.scoring import probabilities, score
+from transferkit.predictor import apply_unmerged_adapter
+from transferkit.training.inference import forward_in_order
+
+
+def as_image_list(inputs) -> list:
+    """One image (path, PIL image, (H, W) / (H, W, 3|4) array) or many (a list, or an (N, H, W[, C]) array)."""
+    if isinstance(inputs, str | Path | Image.Image):
+        return [inputs]
+    if isinstance(inputs, np.ndarray):
+        if inputs.ndim == 2 or (inputs.ndim == 3 and inputs.shape[-1] in (3, 4)):
+            return [inputs]
+        return list(inputs)  # (N, H, W) or (N, H, W, C)
+    return list(inputs)
+
+
+class ImagePredictor:
+    """A loaded image run: ``predict`` images into labels with probabilities.
+
+    Args:
+        run_dir: A folder written by ``transferkit fit --task image-classification``.
+        batch_size: Images per forward pass.
+
+    Example:
+        >>> model = transferkit.load("runs/mnist5k-linear-probe-20261123-120000")  # doctest: +SKIP
+        >>> model.predict(["digit.png"])  # doctest: +SKIP
+        [{'label': '7', 'score': 0.98, 'scores': {'0': 0.001, ...}}]
+    """
+
+    def __init__(self, run_dir: str | Path, batch_size: int = 64):
+        from transferkit.image_model import TransferkitForImageClassification
+
+        self.run_dir, info, self.metrics = read_run(run_dir)
+        self.labels: list[str] = info["labels"]
+        self.task: str = info.get("task", "image-classification")
+        self.problem = "single_label"
+        self.batch_size = batch_size
+        self.model = TransferkitForImageClassification.from_pretrained(self.run_dir / "model")
+        apply_unmerged_adapter(self.model, self.run_dir)  # runs saved with --no-merge
+        self.model.eval()
+        pre = info.get("preprocess", {})
+        if pre.get("kind") == "hf":
+            from transformers import AutoImageProcessor
+
+            self.preprocess = Preprocessor(
+                processor=AutoImageProcessor.from_pretrained(self.run_dir / "model")
+            )
+        else:
+            self.preprocess = Preprocessor(tuple(pre["size"]), pre["mean"], pre["std"])
+        self.collator = ImageCollator()
+
+    def logits(self, images) -> torch.Tensor:
+        """(N, C) raw model outputs, in input order."""
+        images = as_image_list(images)
+        if not images:
+            return torch.empty(0, self.model.config.num_labels)
+        ds = ImageDataset(images, None, self.preprocess)
+        return forward_in_order(lambda b: self.model(**b).logits, ds, self.collator, self.batch_size)
+
+    def predict_proba(self, images) -> np.ndarray:
+        """(N, C) class probabilities."""
+        return probabilities(self.logits(images), self.problem).numpy()
+
+    def predict(self, images) -> list[dict]:
+        """Predicts each image (paths, PIL images or numpy arrays; see :func:`as_image_list`).
+
+        Returns:
+            One ``{"label", "score", "scores": {label: p}}`` per image, in input order.
+        """
+        out = []
+        for row in self.predict_proba(images):
+            best = int(np.argmax(row))
+            scores = {name: float(p) for name, p in zip(self.labels, row, strict=True)}
+            out.append({"label": self.labels[best], "score": float(row[best]), "scores": scores})
+        return out
+
+    def evaluate(self, path: str | Path, path_column: str = "path", label_column: str = "label", on_bad_image: str = "fail") -> dict:  # fmt: skip
+        """Metrics on labelled images: an image folder, a CSV of path,label or an ``.npz`` file.
+
+        Raises:
+            DataError: for a bad source or column, an unreadable image, or labels this model never saw.
+        """
+        from transferkit.data.images import check_images, read_images
+
+        frame = check_images(read_images(path, path_column, label_column), on_bad_image, str(path))
+        names = [str(v) for v in frame["label"]]
+        unseen = sorted(set(names) - set(self.labels))
+        if unseen:
+            raise DataError(
+                f"{path}: labels {', '.join(map(repr, unseen[:5]))} were never seen by this model (it knows {', '.join(self.labels)})"
+            )
+        index = {n: i for i, n in enumerate(self.labels)}
+        targets = np.array([index[n] for n in names], dtype=np.int64)
+        return score(self.logits(frame["text"].tolist()), targets, self.problem, self.labels)
+
+    def predict_file(self, path: str | Path, output: str | Path, path_column: str = "path") -> Path:
+        """Reads a CSV/TSV/JSONL/Parquet list of image paths (relative to it); writes the same rows plus
+        ``predicted_label``, ``score`` and ``p_<label>`` columns to a new file (never overwriting one)."""
+        from transferkit.data.images import read_image_csv
+        from transferkit.data.readers import read_table
+        from transferkit.utils.io import atomic_save_via
+
+        output = Path(output)
+        if output.exists():
+            raise DataError(
+                f"{output}: already exists; choose another --output (files are never overwritten)"
+            )
+        refs = read_image_csv(Path(path), path_column, None)["text"].tolist()
+        preds = self.predict(refs)
+        out = read_table(path).copy()
+        out["predicted_label"] = [p["label"] for p in preds]
+        out["score"] = [p["score"] for p in preds]
+        for name in self.labels:
+            out[f"p_{name}"] = [p["scores"][name] for p in preds]
+        suffix = output.suffix.lower()
+        if suffix in (".jsonl", ".ndjson"):
+            return atomic_save_via(output, lambda p: out.to_json(p, orient="records", lines=True))
+        if suffix in (".parquet", ".pq"):
+            return atomic_save_via(output, lambda p: out.to_parquet(p, index=False))
+        sep = "\t" if suffix in (".tsv", ".tab") else ","
+        return atomic_save_via(output, lambda p: out.to_csv(p, index=False, sep=sep))

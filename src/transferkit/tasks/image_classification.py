@@ -1,0 +1,248 @@
+"""Image classification: image folders, CSV lists of paths, ``.npz`` arrays or catalog images -> a label.
+
+The run is the text task's run with images: the same strategies (through the backbone contract), training
+loop, checkpoints, metrics and run folder. What differs: images are decoded and preprocessed per backbone
+(:mod:`transferkit.data.image_transforms`), augmentation turns feature caching off (random inputs cannot be
+cached), and the saved model is ``TransferkitForImageClassification`` plus, for Hugging Face backbones, a
+stock ``transformers`` copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from transferkit import artifacts
+from transferkit.backbones import resolve_backbone
+from transferkit.backbones.contract import hidden_after, run_from
+from transferkit.config import RunConfig
+from transferkit.data.image_transforms import Augment, ImageCollator, ImageDataset, TensorDataset
+from transferkit.errors import ConfigError
+from transferkit.evaluation import primary_metric, save_confusion_matrix, save_training_curves
+from transferkit.evaluation.scoring import score
+from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
+from transferkit.strategies.cache import extract_features
+from transferkit.strategies.probe import fit_probe
+from transferkit.training.inference import forward_in_order, ordered_loader
+from transferkit.training.loop import TrainResult, make_accelerator, train_loop
+from transferkit.training.losses import balanced_class_weights
+
+DESCRIPTION = (
+    "Label whole images (image folder with one sub-folder per class, CSV of path,label, or .npz x/y)."
+)
+SPLITS = ("train", "validation", "test")
+log = logging.getLogger("transferkit")
+
+
+def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = False):
+    """Trains, evaluates and writes the run folder of an image classification run (see ``transferkit.fit``)."""
+    from transferkit.api import RunResult, encode_targets
+    from transferkit.data.image_splits import load_image_splits, preprocessor_for
+    from transferkit.image_model import build_image_model
+
+    t_start = time.perf_counter()
+    if cfg.training.num_threads:
+        torch.set_num_threads(cfg.training.num_threads)
+    if cfg.task.problem != "single_label":
+        raise ConfigError("task.problem: image-classification supports single_label only")
+    splits = load_image_splits(cfg, frames)
+    spec = resolve_backbone(cfg.backbone)
+    accelerator = make_accelerator(cfg.training)
+    main = accelerator.is_main_process
+    run_dir = Path(cfg.output.dir) if cfg.output.dir else artifacts.default_run_dir(cfg)
+    labels = splits.labels
+    model = build_image_model(spec, cfg, labels)  # checks the backbone before the run folder exists
+    if main and not resume:
+        artifacts.create_run_dir(run_dir)
+        artifacts.save_config(cfg, run_dir)
+    accelerator.wait_for_everyone()
+
+    preprocess = preprocessor_for(spec, cfg.image.image_size)
+    targets = {n: encode_targets(getattr(splits, n), "single_label", labels) for n in SPLITS}
+    images = {n: getattr(splits, n)["text"].tolist() for n in SPLITS}
+    im = cfg.image
+    augment = Augment(im.flip, im.random_resized_crop, im.crop_scale, im.color_jitter)
+    # clean (un-augmented) inputs for evaluation, features and probes; the train set may augment
+    clean = {n: ImageDataset(images[n], targets[n], preprocess) for n in SPLITS}
+    data = dict(
+        clean, train=ImageDataset(images["train"], targets["train"], preprocess, augment, cfg.training.seed)
+    )
+    collator = ImageCollator()
+
+    plan = STRATEGIES.get(cfg.strategy.name).apply(model, strategy_settings(cfg.strategy), cfg.training)
+    if augment.active and plan.cache is not None:
+        log.info("augmentation is on: feature caching is off (augmented images change every epoch)")
+        plan.cache = None
+    if plan.cache == "hidden" and (accelerator.num_processes > 1 or not getattr(model.backbone, "supports_hidden_cache", False)):  # fmt: skip
+        log.info(
+            "the frozen bottom is re-run every step (partial caching needs one process and a known family)"
+        )
+        plan.cache = None
+    trainable, total = count_parameters(model)
+    log.info("strategy %s: %s of %s parameters train", cfg.strategy.name, f"{trainable:,}", f"{total:,}")
+
+    features = None
+    if plan.cache == "features" or plan.probe_init or plan.closed_form or cfg.evaluation.pretrained_baseline:
+        features = {
+            n: extract_features(
+                model,
+                ds,
+                collator,
+                cfg.training.eval_batch_size,
+                plan.cache_location,
+                run_dir / "cache" / f"{n}.npy",
+                accelerator,
+            )  # fmt: skip
+            for n, ds in clean.items()
+        }
+    metric = cfg.training.metric_for_best or primary_metric("single_label")[0]
+    metrics: dict = {}
+    probe = None
+    if features is not None and (cfg.evaluation.pretrained_baseline or plan.probe_init or plan.closed_form):
+        probe = fit_probe(features["train"], targets["train"], features["validation"], targets["validation"], "single_label", len(labels), cfg.training.seed)  # fmt: skip
+    if cfg.evaluation.pretrained_baseline and probe is not None:
+        metrics["pretrained_baseline"] = {
+            s: score(probe.logits(features[s]), targets[s], "single_label", labels)
+            for s in ("validation", "test")
+        } | {"method": f"linear probe on frozen pretrained features (L2 C={probe.c})"}
+    if plan.probe_init or plan.closed_form:
+        layer = model.head.output_layer
+        with torch.no_grad():
+            layer.weight.copy_(torch.as_tensor(probe.weight))
+            layer.bias.copy_(torch.as_tensor(probe.bias))
+
+    module, forward, sets, eval_sets = _training_view(
+        model, plan, data, clean, features, targets, collator, cfg
+    )
+
+    def evaluate(logits):
+        return score(logits, targets["validation"], "single_label", labels)
+
+    if plan.closed_form:
+        result = TrainResult(best_metric=probe.validation_score)
+    else:
+        per_class = balanced_class_weights(targets["train"], len(labels))
+        result = train_loop(
+            module, forward, plan, sets["train"], eval_sets["validation"], collator, evaluate, cfg.training, "single_label", metric,
+            class_weights=per_class if cfg.training.class_weights == "auto" else None,
+            sample_weights=per_class.numpy()[targets["train"]].tolist() if cfg.training.sampling == "balanced" else None,
+            log_dir=run_dir / "logs", checkpoint_dir=run_dir / "checkpoints", resume=resume,
+            tensorboard=cfg.output.tensorboard, accelerator=accelerator,
+        )  # fmt: skip
+        module = accelerator.unwrap_model(module)
+    trainable = count_parameters(model)[0] if plan.stages else trainable
+    module.eval()
+    for split in ("validation", "test"):
+        logits = forward_in_order(lambda b: forward(module, b), eval_sets[split], collator, cfg.training.eval_batch_size, accelerator)  # fmt: skip
+        metrics[split] = score(logits, targets[split], "single_label", labels)
+    metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
+    metrics.update(
+        trainable_parameters=trainable, total_parameters=total, strategy=cfg.strategy.name, backbone=spec.name,
+        task=cfg.task.type, problem="single_label",
+        best_validation_metric={"name": metric, "value": result.best_metric, "step": result.best_step},
+        training={
+            "steps": result.steps, "stopped_early": result.stopped_early, "resumed_from_step": result.resumed_from,
+            "train_seconds": round(result.train_seconds, 3), "train_samples_per_second": round(result.samples_per_second, 2),
+            "wall_seconds": round(time.perf_counter() - t_start, 3),
+        },
+    )  # fmt: skip
+    if main:
+        _write_outputs(
+            run_dir, cfg, model, plan, preprocess, metrics, result.history, splits, spec, trainable, total
+        )
+    accelerator.wait_for_everyone()
+    return RunResult(run_dir, metrics)
+
+
+def _extract_hidden(model, dataset, collator, batch_size: int, group: int) -> list[torch.Tensor]:
+    """Per-image output of layer group ``group`` of the frozen bottom ((T, D) tokens or (C, h, w) maps)."""
+    out: list[torch.Tensor | None] = [None] * len(dataset)
+    model.eval()
+    with torch.inference_mode():
+        for batch in ordered_loader(dataset, collator, batch_size):
+            idx = batch.pop("idx")
+            hidden = hidden_after(model.backbone, batch, group)
+            for row, i in enumerate(idx.tolist()):
+                out[i] = hidden[row].clone()
+    return out
+
+
+def _training_view(model, plan, data, clean, features, targets, collator, cfg):
+    """(module, forward(module, batch) -> logits, training sets, clean evaluation sets)."""
+    if plan.cache == "features":
+        sets = {n: TensorDataset("features", features[n], targets[n]) for n in SPLITS}
+        return model.head, lambda m, b: m(b["features"]), sets, sets
+    if plan.cache == "hidden":
+        bs = cfg.training.eval_batch_size
+        sets = {n: TensorDataset("hidden", _extract_hidden(model, clean[n], collator, bs, plan.cut - 1), targets[n]) for n in SPLITS}  # fmt: skip
+
+        def forward(m, batch):
+            return m.head(run_from(m.backbone, batch["hidden"], None, plan.cut))  # (B, D) -> (B, C)
+
+        return model, forward, sets, sets
+    return model, lambda m, b: m(pixel_values=b["pixel_values"]).logits, data, clean
+
+
+def _write_outputs(run_dir, cfg, model, plan, preprocess, metrics, history, splits, spec, trainable, total):
+    from transferkit.image_model import export_transformers
+    from transferkit.tasks.image_card import write_image_card
+
+    artifacts.save_json(
+        run_dir / "labels.json",
+        {
+            "labels": splits.labels,
+            "task": cfg.task.type,
+            "problem": "single_label",
+            "preprocess": preprocess.to_dict(),
+        },
+    )
+    if plan.save_extra is not None:
+        plan.save_extra(model, run_dir)
+    if cfg.output.save_model:
+        # in place: the run is over, and a copy of the model would double the peak memory
+        final = plan.export_model(model, in_place=True) if plan.export_model else model
+        _save_model(final, preprocess.processor, run_dir / "model")
+        stock, partial = run_dir / "transformers", run_dir / "transformers.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        # an unmerged adapter (--no-merge) leaves the pretrained trunk in RUN/model: no stock copy of that
+        if not _unmerged_adapter(run_dir) and export_transformers(final, partial, preprocess.processor):
+            shutil.rmtree(stock, ignore_errors=True)  # a resumed run that was killed while saving
+            partial.rename(stock)
+    cm = metrics["test"].get("confusion_matrix")
+    if cm:
+        artifacts.save_json(run_dir / "confusion_matrix.json", cm)
+        save_confusion_matrix(cm, run_dir / "confusion_matrix.png", title=f"{run_dir.name}: test")
+    if history:
+        save_training_curves(history, run_dir / "training_curves.png")
+    sizes = {n: len(getattr(splits, n)) for n in SPLITS}
+    write_image_card(run_dir, cfg, metrics, spec.name, splits.labels, splits.source, sizes, trainable, total)
+    artifacts.save_json(run_dir / "metrics.json", metrics)
+
+
+def _unmerged_adapter(run_dir: Path) -> bool:
+    info = run_dir / "adapter" / "transferkit.json"
+    return info.is_file() and not json.loads(info.read_text()).get("merged", True)
+
+
+def _save_model(model, processor, final: Path) -> None:
+    """``save_pretrained`` into ``model.partial/``, renamed to ``model/`` once complete."""
+    tmp = final.with_name(final.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    if processor is not None:
+        processor.save_pretrained(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def load(run_dir: str | Path, batch_size: int = 64):
+    from transferkit.image_predictor import ImagePredictor
+
+    return ImagePredictor(run_dir, batch_size)
