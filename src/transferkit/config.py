@@ -83,9 +83,11 @@ class BackboneConfig(Section):
 
 
 class TaskConfig(Section):
-    type: Literal["text-classification", "token-classification", "image-classification", "generation"] = Field(
-        "text-classification",
-        description="The task: text-classification, token-classification (NER), image-classification or generation.",
+    type: Literal["text-classification", "token-classification", "image-classification", "generation"] = (
+        Field(
+            "text-classification",
+            description="The task: text-classification, token-classification (NER), image-classification or generation.",
+        )
     )
     problem: Literal["single_label", "multi_label", "regression"] = Field(
         "single_label",
@@ -95,6 +97,37 @@ class TaskConfig(Section):
 
 class TokenTaskConfig(Section):
     """Settings of token classification (NER); read only when task.type is token-classification."""
+
+    tokens_column: str = Field(
+        "tokens", description="JSONL/Parquet/DataFrame column holding each sentence's list of words."
+    )
+    tags_column: str = Field(
+        "tags", description="JSONL/Parquet/DataFrame column holding each sentence's list of tags."
+    )
+    tag_column: int = Field(
+        -1,
+        description="CoNLL files: 0-based column of the tag on each line (-1: the last); the word is column 0.",
+    )
+    file_format: Literal["auto", "conll", "jsonl"] = Field(
+        "auto",
+        description="How to read data files: auto (.jsonl/.json/.parquet as tables, anything else as CoNLL), conll or jsonl.",
+    )
+    scheme: Literal["iob1", "iob2", "bioes"] = Field(
+        "iob2", description="Tagging scheme of the data: iob1, iob2 (BIO) or bioes."
+    )
+    target_scheme: Literal["iob1", "iob2", "bioes"] = Field(
+        "iob2",
+        description="Scheme the model learns and predicts (data is converted); metrics use it (strict mode).",
+    )
+    stride: int = Field(
+        32,
+        ge=0,
+        description="Sentences longer than backbone.max_length are cut into windows overlapping by this many sub-tokens, and merged back per word.",
+    )
+    label_all_subtokens: bool = Field(
+        False,
+        description="Train on every sub-token of a word (continuations get the word's I- tag); False: only the first sub-token.",
+    )
 
 
 class ImageTaskConfig(Section):
@@ -210,7 +243,9 @@ class RunConfig(Section):
     tokens: TokenTaskConfig = Field(
         default_factory=TokenTaskConfig, description="Token classification (NER) settings."
     )
-    image: ImageTaskConfig = Field(default_factory=ImageTaskConfig, description="Image classification settings.")
+    image: ImageTaskConfig = Field(
+        default_factory=ImageTaskConfig, description="Image classification settings."
+    )
     generation: GenerationTaskConfig = Field(
         default_factory=GenerationTaskConfig, description="Text generation (causal LM) settings."
     )

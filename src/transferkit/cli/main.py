@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 from transferkit.errors import TransferkitError
 
+TOKEN_KEYS = ["f1", "precision", "recall", "f1_macro", "accuracy"]  # table columns of token runs
+
 # quick-path flags -> config paths (the config path is authoritative; flags are shortcuts)
 FLAG_PATHS = {
     "dataset": "data.dataset",
@@ -79,8 +81,8 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("evaluate", help="metrics of a run on a labelled file")
     p.add_argument("run", help="run folder")
     p.add_argument("--data", required=True, help="labelled file (CSV, TSV, JSONL, Parquet)")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
+    p.add_argument("--text-column", help="text column (default: text; token runs: the tokens column)")
+    p.add_argument("--label-column", help="label column (default: label; token runs: the tags column)")
     p.add_argument("--output", help="also write the metrics as JSON to this new file")
     p = sub.add_parser("predict", help="predict texts or a file with a run")
     p.add_argument("run", help="run folder")
@@ -160,6 +162,8 @@ def cmd_fit(args) -> int:
         if cfg.task.problem != "regression"
         else ["mae", "rmse", "r2"]
     )
+    if cfg.task.type == "token-classification":
+        keys = TOKEN_KEYS
     _print(format_metrics_table(table, keys=keys))
     tr = m["training"]
     print(
@@ -176,8 +180,12 @@ def cmd_evaluate(args) -> int:
 
     if args.output and os.path.exists(args.output):
         raise TransferkitError(f"{args.output}: already exists; choose another --output")
-    metrics = load(args.run).evaluate(args.data, args.text_column, args.label_column)
-    keys = [
+    model = load(args.run)
+    if model.task == "token-classification":  # --text-column / --label-column name the tokens / tags columns
+        metrics = model.evaluate(args.data, args.text_column, args.label_column)
+    else:
+        metrics = model.evaluate(args.data, args.text_column or "text", args.label_column or "label")
+    keys = TOKEN_KEYS + ["num_sentences"] if model.task == "token-classification" else [
         k
         for k in (
             "accuracy",
@@ -203,9 +211,15 @@ def cmd_predict(args) -> int:
     from transferkit.predictor import load
 
     model = load(args.run)
+    tokens = model.task == "token-classification"
     if args.text:
         for text, pred in zip(args.text, model.predict(args.text), strict=True):
-            print(json.dumps({"text": text, **pred}, ensure_ascii=False))
+            print(json.dumps({"text": text, **({"entities": pred} if tokens else pred)}, ensure_ascii=False))
+        return 0
+    if tokens:  # entity spans of raw texts, token lists or a CoNLL file, written as JSON lines
+        if not args.output:
+            raise TransferkitError("token classification: give --output FILE.jsonl for --input predictions")
+        print(f"wrote {model.predict_file(args.input, args.output, args.text_column)}")
         return 0
     if args.output:
         out = model.predict_file(args.input, args.output, args.text_column)
