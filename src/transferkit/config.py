@@ -122,7 +122,7 @@ class TokenTaskConfig(Section):
     stride: int = Field(
         32,
         ge=0,
-        description="Sentences longer than backbone.max_length are cut into windows overlapping by this many sub-tokens, and merged back per word.",
+        description="Sentences longer than backbone.max_length are cut into windows overlapping by this many sub-tokens (at most half a window), and merged back per word.",
     )
     label_all_subtokens: bool = Field(
         False,

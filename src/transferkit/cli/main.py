@@ -185,20 +185,24 @@ def cmd_evaluate(args) -> int:
         metrics = model.evaluate(args.data, args.text_column, args.label_column)
     else:
         metrics = model.evaluate(args.data, args.text_column or "text", args.label_column or "label")
-    keys = TOKEN_KEYS + ["num_sentences"] if model.task == "token-classification" else [
-        k
-        for k in (
-            "accuracy",
-            "f1_macro",
-            "precision_macro",
-            "recall_macro",
-            "mae",
-            "rmse",
-            "r2",
-            "num_examples",
-        )
-        if k in metrics
-    ]
+    keys = (
+        TOKEN_KEYS + ["num_sentences"]
+        if model.task == "token-classification"
+        else [
+            k
+            for k in (
+                "accuracy",
+                "f1_macro",
+                "precision_macro",
+                "recall_macro",
+                "mae",
+                "rmse",
+                "r2",
+                "num_examples",
+            )
+            if k in metrics
+        ]
+    )
     _print(format_metrics_table({args.data: metrics}, keys=keys))
     if args.output:
         if os.path.exists(args.output):

@@ -9,6 +9,7 @@ first sub-token lies farthest from a window edge (the most context on both sides
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from torch.utils.data import Dataset
 from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
 
 from transferkit.errors import ConfigError
+
+log = logging.getLogger("transferkit.data")
 
 IGNORE = -100
 
@@ -38,7 +41,7 @@ class TokenWindows(Dataset):
         sentences: Lists of words.
         tag_ids: Per sentence, one label id per word; None for prediction.
         max_length: Longest window in sub-tokens, special tokens included.
-        stride: Sub-tokens shared by consecutive windows of one long sentence.
+        stride: Sub-tokens shared by consecutive windows of one long sentence (at most half a window).
         label_all_subtokens: Put a label on every sub-token (continuations of a word get ``continuation``).
         continuation: Maps a word's label id to the id its later sub-tokens get (B-X -> I-X); identity if None.
 
@@ -62,11 +65,14 @@ class TokenWindows(Dataset):
             raise ConfigError(
                 "token classification needs a fast tokenizer (word_ids); this backbone has none"
             )
-        specials = tokenizer.num_special_tokens_to_add(pair=False)
-        if stride >= max_length - specials:
-            raise ConfigError(
-                f"tokens.stride ({stride}) must be below backbone.max_length minus special tokens ({max_length - specials})"
+        room = max_length - tokenizer.num_special_tokens_to_add(pair=False)  # sub-tokens of words per window
+        if room < 2:
+            raise ConfigError(f"backbone.max_length ({max_length}) leaves no room for words in a window")
+        if stride > room // 2:  # overlap beyond half a window only repeats work; small max_length needs less
+            log.info(
+                "tokens.stride %d lowered to %d (half of a %d-sub-token window)", stride, room // 2, room
             )
+            stride = room // 2
         self.sentences = [list(s) for s in sentences]
         enc = tokenizer(
             self.sentences,
