@@ -205,3 +205,33 @@ def test_strategies_train_and_keep_frozen_weights(strategy, files, tmp_path) -> 
     )
     if strategy == "lora":
         assert (result.run_dir / "adapter" / "adapter_config.json").is_file()
+
+
+def test_resume_from_a_mid_run_checkpoint_ends_like_the_uninterrupted_run(files, tmp_path) -> None:
+    import shutil
+
+    small = {
+        n: write_jsonl(tmp_path / f"{n}.jsonl", make_sentences(k, i, 100))
+        for i, (n, k) in enumerate([("train", 24), ("validation", 6), ("test", 6)])
+    }
+    args = dict(
+        train=str(small["train"]), validation=str(small["validation"]), test=str(small["test"]),
+        backbone="tiny-bert", strategy="full", epochs=2,
+        overrides=["task.type=token-classification", "evaluation.pretrained_baseline=false", *QUICK,
+                   "training.checkpoint_every_steps=2", "training.keep_checkpoints=20"],
+    )  # fmt: skip
+    whole = transferkit.fit(**args, output=str(tmp_path / "a"))
+    cut = tmp_path / "b"
+    transferkit.fit(**args, output=str(cut))
+    steps = sorted((cut / "checkpoints").iterdir())
+    assert len(steps) > 2
+    for later in steps[2:]:  # as if killed after the second checkpoint
+        shutil.rmtree(later)
+    for done in ("metrics.json", "labels.json", "model", "README.md"):
+        path = cut / done
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    resumed = transferkit.fit(resume=cut)
+    assert resumed.metrics["training"]["resumed_from_step"] == int(steps[1].name.split("-")[1])
+    assert resumed.metrics["test"]["f1"] == pytest.approx(whole.metrics["test"]["f1"])
+    assert resumed.metrics["test"]["loss"] == pytest.approx(whole.metrics["test"]["loss"], rel=1e-5)
+    assert resumed.metrics["test"]["per_type"] == whole.metrics["test"]["per_type"]
