@@ -220,10 +220,12 @@ def cmd_predict(args) -> int:
         for text, pred in zip(args.text, model.predict(args.text), strict=True):
             print(json.dumps({"text": text, **({"entities": pred} if tokens else pred)}, ensure_ascii=False))
         return 0
-    if tokens:  # entity spans of raw texts, token lists or a CoNLL file, written as JSON lines
-        if not args.output:
-            raise TransferkitError("token classification: give --output FILE.jsonl for --input predictions")
-        print(f"wrote {model.predict_file(args.input, args.output, args.text_column)}")
+    if tokens:  # entity spans of raw texts, token lists or a CoNLL file, as JSON lines
+        if args.output:
+            print(f"wrote {model.predict_file(args.input, args.output, args.text_column)}")
+        else:
+            for row in model.predict_rows(args.input, args.text_column):
+                print(json.dumps(row, ensure_ascii=False, default=str))
         return 0
     if args.output:
         out = model.predict_file(args.input, args.output, args.text_column)

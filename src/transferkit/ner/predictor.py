@@ -189,33 +189,25 @@ class TokenPredictor:
             )
         return entity_metrics(gold, self.tag(frame["tokens"].tolist()), self.scheme)
 
-    def predict_file(
-        self,
-        path: str | Path,
-        output: str | Path,
-        text_column: str = "text",
-        tokens_column: str | None = None,
-    ) -> Path:
-        """Predicts a file of raw texts (CSV/TSV/JSONL/Parquet with ``text_column``), of token lists (JSONL
-        with ``tokens_column``) or a CoNLL file; writes JSONL (a new file): each input row with ``entities``
-        (and ``predicted_tags`` for token input)."""
+    def predict_rows(
+        self, path: str | Path, text_column: str = "text", tokens_column: str | None = None
+    ) -> list[dict]:
+        """Predicts a file of raw texts (CSV/TSV/JSONL/Parquet with ``text_column``), of token lists (JSONL /
+        Parquet with ``tokens_column``) or a CoNLL file (tags, if any, are ignored).
+
+        Returns:
+            Each input row (JSON-ready) with ``entities`` added, and ``predicted_tags`` for token input.
+        """
         from transferkit.data.conll import is_table
         from transferkit.data.readers import read_table
-        from transferkit.utils.io import atomic_write_text
 
-        output = Path(output)
-        if output.exists():
-            raise DataError(
-                f"{output}: already exists; choose another --output (files are never overwritten)"
-            )
         tokens_column = tokens_column or self.settings.get("tokens_column", "tokens")
         if is_table(path) or Path(path).suffix.lower() in (".csv", ".tsv", ".tab"):
             frame = read_table(path)
+            rows = frame.to_dict("records")
             if tokens_column in frame.columns:
-                rows = frame.to_dict("records")
-                inputs = [list(r[tokens_column]) for r in rows]
+                inputs = [[str(t) for t in r[tokens_column]] for r in rows]
             elif text_column in frame.columns:
-                rows = frame.to_dict("records")
                 inputs = [str(r[text_column]) for r in rows]
             else:
                 raise DataError(
@@ -228,14 +220,34 @@ class TokenPredictor:
         spans = self.predict(inputs)
         token_inputs = [i for i, x in enumerate(inputs) if not isinstance(x, str)]
         tags = dict(zip(token_inputs, self.tag([inputs[i] for i in token_inputs]), strict=True))
-        lines = []
+        out = []
         for i, (row, found) in enumerate(zip(rows, spans, strict=True)):
             record = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()}
             record["entities"] = found
             if i in tags:
                 record["predicted_tags"] = tags[i]
-            lines.append(json.dumps(record, ensure_ascii=False, default=str))
-        atomic_write_text(output, "\n".join(lines) + "\n")
+            out.append(record)
+        return out
+
+    def predict_file(
+        self,
+        path: str | Path,
+        output: str | Path,
+        text_column: str = "text",
+        tokens_column: str | None = None,
+    ) -> Path:
+        """:meth:`predict_rows` written as JSONL to ``output`` (a new file; never overwritten)."""
+        from transferkit.utils.io import atomic_write_text
+
+        output = Path(output)
+        if output.exists():
+            raise DataError(
+                f"{output}: already exists; choose another --output (files are never overwritten)"
+            )
+        rows = self.predict_rows(path, text_column, tokens_column)
+        atomic_write_text(
+            output, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+        )
         return output
 
 

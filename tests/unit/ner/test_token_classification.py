@@ -16,7 +16,7 @@ from transferkit.errors import DataError
 
 PER = ["Angela Merkel", "John Smith", "Marie Curie", "Ada Lovelace"]
 LOC = ["Paris", "Berlin", "New York", "Tokyo"]
-FILL = "the a visited met in on with yesterday today and saw".split()
+FILL = ["the", "a", "visited", "met", "in", "on", "with", "yesterday", "today", "and", "saw"]
 
 
 def make_sentences(n: int, seed: int, long_every: int = 10) -> list[dict]:
@@ -152,6 +152,10 @@ def test_cli_predict_and_evaluate(run, files, tmp_path, capsys) -> None:
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 16 and len(rows[0]["predicted_tags"]) == len(rows[0]["tokens"])
     assert main(["predict", str(run.run_dir), "--input", str(files["test"]), "--output", str(out)]) == 2
+    capsys.readouterr()
+    assert main(["predict", str(run.run_dir), "--input", str(files["validation"])]) == 0  # CoNLL, printed
+    printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(printed) == 12 and all(len(r["predicted_tags"]) == len(r["tokens"]) for r in printed)
     metrics_file = tmp_path / "m.json"
     assert (
         main(
@@ -235,3 +239,16 @@ def test_resume_from_a_mid_run_checkpoint_ends_like_the_uninterrupted_run(files,
     assert resumed.metrics["test"]["f1"] == pytest.approx(whole.metrics["test"]["f1"])
     assert resumed.metrics["test"]["loss"] == pytest.approx(whole.metrics["test"]["loss"], rel=1e-5)
     assert resumed.metrics["test"]["per_type"] == whole.metrics["test"]["per_type"]
+
+
+def test_head_on_cached_token_features_equals_the_uncached_run(tmp_path) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", make_sentences(24, 5))
+    losses = []
+    for cache in ("auto", "off"):
+        run = transferkit.fit(
+            train=str(train), backbone="tiny-bert", strategy="head", epochs=2, output=str(tmp_path / cache),
+            overrides=["task.type=token-classification", "evaluation.pretrained_baseline=false", *QUICK,
+                       f"strategy.cache={cache}", "data.validation_size=0.25", "data.test_size=0.25"],
+        )  # fmt: skip
+        losses.append(run.metrics["test"]["loss"])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
