@@ -27,7 +27,9 @@ class DataConfig(Section):
         None,
         description="Catalog data set name (see `transferkit datasets`); replaces train/validation/test files.",
     )
-    train: str | None = Field(None, description="Training file (CSV, TSV, JSONL or Parquet).")
+    train: str | None = Field(
+        None, description="Training file (CSV, TSV, JSONL or Parquet; token classification: CoNLL or JSONL)."
+    )
     validation: str | None = Field(
         None, description="Validation file; if absent, split from train (stratified, seeded)."
     )
