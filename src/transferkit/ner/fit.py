@@ -120,6 +120,10 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
     t_start = time.perf_counter()
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
+    if cfg.training.class_weights != "none" or cfg.training.sampling != "random":
+        log.warning(
+            "training.class_weights / training.sampling act on whole examples: token classification ignores them"
+        )
     splits: TokenSplits = load_token_splits(cfg, frames)
     spec = resolve_backbone(cfg.backbone)
     accelerator = make_accelerator(cfg.training)

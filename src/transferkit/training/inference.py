@@ -77,6 +77,8 @@ def forward_in_order(
         idx = batch.pop("idx")
         out = fn(batch)
         if accelerator is not None:
+            if out.ndim >= 3:  # per-token outputs (B, T, C): each process's batch has its own T
+                out = accelerator.pad_across_processes(out, dim=1)
             out, idx = accelerator.gather_for_metrics((out, idx))
         outs.append(out.detach().float().cpu())
         ids.append(idx.cpu())
