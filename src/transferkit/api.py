@@ -79,7 +79,7 @@ def fit(
         frames: pandas DataFrames for "train" / "validation" / "test" instead of files.
         resume: A run folder interrupted during training: continue from its newest checkpoint with its
             saved configuration (the result equals an uninterrupted run's).
-        **quick: Shortcuts: dataset, train, validation, test, backbone, strategy, epochs, seed, output.
+        **quick: Shortcuts: dataset, train, validation, test, backbone, strategy, epochs, seed, output, task.
 
     Returns:
         The run folder and its metrics.
@@ -100,7 +100,7 @@ def fit(
         shortcuts = {
             "dataset": "data.dataset", "train": "data.train", "validation": "data.validation", "test": "data.test",
             "backbone": "backbone.name", "strategy": "strategy.name", "epochs": "training.epochs",
-            "seed": "training.seed", "output": "output.dir",
+            "seed": "training.seed", "output": "output.dir", "task": "task.type",
         }  # fmt: skip
         extra = [f"{shortcuts[k]}={v}" for k, v in quick.items() if v is not None]
         if frames and "train" in frames and not any(o.startswith("data.") for o in extra):
@@ -318,7 +318,19 @@ def _training_view(model, plan, data, features, targets, collator, cfg):
 
 
 def _write_outputs(
-    run_dir, cfg, model, plan, tokenizer, metrics, history, splits, spec, labels, trainable, total, exported=False
+    run_dir,
+    cfg,
+    model,
+    plan,
+    tokenizer,
+    metrics,
+    history,
+    splits,
+    spec,
+    labels,
+    trainable,
+    total,
+    exported=False,
 ) -> None:
     artifacts.save_json(
         run_dir / "labels.json",

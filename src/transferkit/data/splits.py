@@ -176,6 +176,9 @@ def _read_sources(
     source = ""
     if cfg.dataset and "train" not in frames:
         entry = DATASETS.entry(cfg.dataset)
+        task = entry.extra.get("task", "text-classification")
+        if task != "text-classification":
+            raise DataError(f"data set {cfg.dataset!r} is for {task}; set --task {task}")
         if entry.extra.get("problem", "single_label") != problem:
             raise DataError(
                 f"data set {cfg.dataset!r} is {entry.extra.get('problem')}; set task.problem={entry.extra.get('problem')}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 
 
 class TransferkitConfig(PretrainedConfig):
@@ -129,3 +129,44 @@ class TransferkitForSequenceClassification(PreTrainedModel):
             else:
                 loss = nn.functional.cross_entropy(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class TransferkitForTokenClassification(PreTrainedModel):
+    """Backbone -> per-token head: (B, T) token ids -> (B, T, C) tag logits (NER).
+
+    Saved runs with a linear head are exported as the backbone family's own ``*ForTokenClassification``;
+    this class is what an MLP head is saved as (``AutoModelForTokenClassification`` with remote code).
+    """
+
+    config_class = TransferkitConfig
+    base_model_prefix = "backbone"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def __init__(self, config: TransferkitConfig):
+        super().__init__(config)
+        self.backbone = build_backbone(config.backbone)
+        width = self.backbone.config.hidden_size
+        self.head = Head(
+            width, config.num_labels, config.head_kind, config.head_hidden_size, config.head_dropout
+        )
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear) and any(module is m for m in self.head.modules()):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    def features(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs) -> torch.Tensor:
+        """(B, T) token ids -> (B, T, D) token features of the last layer."""
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        kwargs.pop("return_dict", None)
+        logits = self.head(self.features(input_ids, attention_mask, token_type_ids, **kwargs))  # (B, T, C)
+        loss = None
+        if labels is not None:  # -100 marks sub-tokens and padding the loss ignores
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return TokenClassifierOutput(loss=loss, logits=logits)

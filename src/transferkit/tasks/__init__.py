@@ -7,7 +7,8 @@ A task module defines:
 * ``fit(cfg, frames, resume) -> RunResult``: train, evaluate and write the run folder. The run folder's
   ``labels.json`` records ``"task"``; everything downstream (load, predict, evaluate, serve, export) reads it.
 * ``load(run_dir, batch_size) -> predictor``: a predictor with ``task``, ``labels``, ``metrics``,
-  ``run_dir`` and ``predict(inputs) -> list[dict]`` (JSON-ready, one dict per input, in input order),
+  ``run_dir`` and ``predict(inputs) -> list`` (JSON-ready, one item per input, in input order: a dict for
+  text classification, a list of entity spans for token classification),
   ``evaluate(path, **columns) -> dict`` and ``predict_file(path, output, **columns) -> Path``.
 
 Modules are imported lazily, so ``import transferkit`` never pulls in one task's heavy dependencies.
@@ -24,6 +25,7 @@ from transferkit.errors import RegistryError
 TASK_MODULES: dict[str, str] = {
     "image-classification": "transferkit.tasks.image_classification",
     "text-classification": "transferkit.tasks.text_classification",
+    "token-classification": "transferkit.tasks.token_classification",
 }
 
 

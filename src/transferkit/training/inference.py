@@ -57,6 +57,8 @@ def forward_in_order(
 ) -> torch.Tensor:
     """Runs ``fn(batch) -> (B, ...)`` over ``dataset`` and returns ``(N, ...)`` in dataset order.
 
+    Per-token outputs ``(B, T_b, ...)`` whose length differs between batches are zero-padded to the longest.
+
     Args:
         fn: Maps a collated batch (without ``idx``) to per-example outputs.
         dataset: Examples to run.
@@ -75,6 +77,8 @@ def forward_in_order(
         idx = batch.pop("idx")
         out = fn(batch)
         if accelerator is not None:
+            if out.ndim >= 3:  # per-token outputs (B, T, C): each process's batch has its own T
+                out = accelerator.pad_across_processes(out, dim=1)
             out, idx = accelerator.gather_for_metrics((out, idx))
         outs.append(out.detach().float().cpu())
         ids.append(idx.cpu())
@@ -82,6 +86,11 @@ def forward_in_order(
             progress(len(idx))
     if not outs:
         return torch.empty(0)
+    if (
+        len({o.shape[1:] for o in outs}) > 1
+    ):  # per-token outputs (B, T_b, C): pad every batch to the longest T
+        longest = max(o.shape[1] for o in outs)
+        outs = [torch.nn.functional.pad(o, (0, 0) * (o.ndim - 2) + (0, longest - o.shape[1])) for o in outs]
     out = torch.cat(outs)
     order = torch.cat(ids)
     result = torch.empty_like(out)

