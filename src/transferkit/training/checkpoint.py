@@ -65,8 +65,11 @@ def save_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
-    for old in list_checkpoints(folder)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    kept = {p.name for p in list_checkpoints(folder)[-keep:]}
+    # every other step-N folder goes, including one left half-deleted by a kill during an earlier prune
+    for old in folder.iterdir():
+        if old.is_dir() and _STEP.match(old.name) and old.name not in kept:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
