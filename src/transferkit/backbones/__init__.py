@@ -10,6 +10,7 @@ from transferkit.backbones.contract import layer_groups, num_features
 
 # Registered builders (each module ends with its registration call).
 from transferkit.backbones import hf_text as _hf_text  # noqa: F401, E402  isort: skip
+from transferkit.backbones import causal_lm as _causal_lm  # noqa: F401, E402  isort: skip
 
 __all__ = [
     "BACKBONES",

@@ -22,6 +22,7 @@ from transferkit.errors import RegistryError
 
 # task name -> module implementing it (one line per task; keep sorted by name)
 TASK_MODULES: dict[str, str] = {
+    "generation": "transferkit.tasks.generation",
     "text-classification": "transferkit.tasks.text_classification",
 }
 

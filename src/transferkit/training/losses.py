@@ -26,12 +26,16 @@ def compute_loss(
     """Mean loss of a batch.
 
     Args:
-        logits: (B, C) raw scores; (B, 1) for regression.
-        labels: (B,) class ids, (B, C) multi-hot, or (B,) floats.
-        problem: "single_label", "multi_label" or "regression".
+        logits: (B, C) raw scores; (B, 1) for regression; (B, T, V) for causal_lm.
+        labels: (B,) class ids, (B, C) multi-hot, (B,) floats, or (B, T) next-token ids (-100: no loss).
+        problem: "single_label", "multi_label", "regression" or "causal_lm" (mean over labelled tokens).
         class_weights: (C,) per-class weights (single_label: weighted CE; multi_label: positive weights).
         focal_gamma: When set, the focal loss ``(1 - p_t) ** gamma * CE`` (Lin et al., 2017).
     """
+    if problem == "causal_lm":  # (B, T, V) logits: position t predicts token t + 1; -100 labels are skipped
+        return F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
+        )
     if problem == "regression":
         return F.mse_loss(logits.squeeze(-1), labels.float())
     if problem == "multi_label":
