@@ -1,4 +1,4 @@
-"""``transferkit`` commands: fit, evaluate, predict, backbones, strategies, datasets, config explain.
+"""``transferkit`` commands: fit, evaluate, predict, generate, backbones, strategies, datasets, config explain.
 
 Every user mistake ends in one line on stderr and exit status 2; ``--debug`` shows the traceback.
 """
@@ -89,6 +89,15 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--input", help="file of texts (CSV, TSV, JSONL, Parquet)")
     p.add_argument("--output", help="where --input predictions go (a new file; default: print JSON lines)")
     p.add_argument("--text-column", default="text")
+    p = sub.add_parser("generate", help="complete prompts with a generation run")
+    p.add_argument("run", help="run folder of a generation run")
+    p.add_argument("--prompt", action="append", required=True, help="a prompt to complete (repeatable)")
+    p.add_argument("--max-new-tokens", type=int, help="longest completion (default: the run's setting)")
+    p.add_argument(
+        "--temperature", type=float, default=0.0, help="0 is greedy decoding (default); above 0 samples"
+    )
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass with --temperature > 0")
+    p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     sub.add_parser("tasks", help="list tasks (--task NAME)")
     sub.add_parser("backbones", help="list registered backbones")
     sub.add_parser("strategies", help="list transfer strategies and their settings")
@@ -160,6 +169,8 @@ def cmd_fit(args) -> int:
         if cfg.task.problem != "regression"
         else ["mae", "rmse", "r2"]
     )
+    if cfg.task.type == "generation":
+        keys = ["perplexity", "exact_match", "rouge_l"]
     _print(format_metrics_table(table, keys=keys))
     tr = m["training"]
     print(
@@ -187,6 +198,9 @@ def cmd_evaluate(args) -> int:
             "mae",
             "rmse",
             "r2",
+            "perplexity",
+            "exact_match",
+            "rouge_l",
             "num_examples",
         )
         if k in metrics
@@ -222,6 +236,25 @@ def cmd_predict(args) -> int:
     texts = frame[args.text_column].astype(str).tolist()
     for text, pred in zip(texts, model.predict(texts), strict=True):
         print(json.dumps({"text": text, **pred}, ensure_ascii=False))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from transferkit.predictor import load
+
+    model = load(args.run)
+    if getattr(model, "task", None) != "generation":
+        raise TransferkitError(
+            f"{args.run}: a {model.task} run; `generate` needs a generation run (--task generation)"
+        )
+    kwargs = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p}
+    for prompt in args.prompt:
+        if args.stream:
+            for piece in model.stream(prompt, **kwargs):
+                print(piece, end="", flush=True)
+            print()
+        else:
+            print(model.generate(prompt, **kwargs))
     return 0
 
 
@@ -297,6 +330,7 @@ COMMANDS = {
     "fit": cmd_fit,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "generate": cmd_generate,
     "tasks": cmd_tasks,
     "backbones": cmd_backbones,
     "strategies": cmd_strategies,
@@ -323,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    for noisy in ("httpx", "urllib3", "accelerate", "filelock"):
+    for noisy in ("httpx", "urllib3", "accelerate", "filelock", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         _quiet_libraries()

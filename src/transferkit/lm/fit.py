@@ -47,12 +47,19 @@ def load_tokenizer(source: str):
     return tokenizer
 
 
+REFUSED = ("head", "linear-probe", "lp-ft", "gradual")  # known not to apply; others are checked by their plan
+
+
+def _refuse(name: str) -> ConfigError:
+    return ConfigError(
+        f"strategy.name: {name!r} trains a new head on pooled features or unfreezes from one; it does not "
+        "apply to generation. Use full, lora, adalora, ia3, top-k or discriminative"
+    )
+
+
 def _check_plan(name: str, plan: StrategyPlan) -> None:
     if plan.closed_form or plan.probe_init or plan.cache == "features" or plan.stages:
-        raise ConfigError(
-            f"strategy.name: {name!r} trains a new head on pooled features or unfreezes from one; it does not "
-            "apply to generation. Use full, lora, adalora, ia3, top-k or discriminative"
-        )
+        raise _refuse(name)
     if (
         plan.cache == "hidden"
     ):  # the hidden-state cache pools for a classifier; a causal LM re-runs the bottom
@@ -94,6 +101,8 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
         torch.set_num_threads(cfg.training.num_threads)
     if cfg.data.train == "<DataFrame>" and not (frames and "train" in frames):
         raise RunError("this run was trained from pandas DataFrames: pass frames={'train': ...} to resume it")
+    if cfg.strategy.name in REFUSED:
+        raise _refuse(cfg.strategy.name)
     examples, source = load_generation_splits(cfg, frames)
     spec = resolve_backbone(cfg.backbone)
     accelerator = make_accelerator(cfg.training)

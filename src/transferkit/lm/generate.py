@@ -15,11 +15,13 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from transferkit.errors import ConfigError
+
 
 def sampling_kwargs(temperature: float, top_p: float) -> dict:
     """``generate`` arguments: temperature 0 means greedy decoding."""
     if temperature < 0 or not 0 < top_p <= 1:
-        raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1]; got {temperature} and {top_p}")
     if temperature == 0:
         return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     return {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
