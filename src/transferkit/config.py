@@ -167,6 +167,40 @@ class ImageTaskConfig(Section):
 class GenerationTaskConfig(Section):
     """Settings of text generation (causal LM); read only when task.type is generation."""
 
+    prompt_column: str = Field("prompt", description="JSONL field holding the prompt (the model's input).")
+    completion_column: str = Field(
+        "completion", description="JSONL field holding the completion the model learns to write."
+    )
+    messages_column: str = Field(
+        "messages",
+        description="JSONL field holding a chat (list of {role, content}); rendered with the tokenizer's chat template, the last assistant turn is the completion.",
+    )
+    chat_template: bool = Field(
+        False,
+        description="Also render prompt/completion pairs as a user/assistant chat with the tokenizer's chat template (instruct models).",
+    )
+    prompt_template: str = Field(
+        "{text}\nAnswer:",
+        description="For catalog (classification) data sets: the prompt made from each text ({text}); the completion is the label.",
+    )
+    add_eos: bool = Field(
+        True, description="End every completion with the end-of-sequence token, so generation learns to stop."
+    )
+    packing: bool = Field(
+        False,
+        description="Pack several short examples into each row of backbone.max_length tokens (positions restart per example, so no example attends to another).",
+    )
+    train_lm_head: bool | None = Field(
+        None,
+        description="Train the output layer (tied to the input embeddings in most small LMs); None: only when the strategy trains every weight (full, discriminative).",
+    )
+    max_new_tokens: int = Field(32, gt=0, description="Longest completion generated during evaluation.")
+    eval_samples: int = Field(
+        64,
+        ge=0,
+        description="Validation/test examples whose completions are generated (greedy) for exact match and ROUGE-L; 0 skips generation.",
+    )
+
 
 class HeadConfig(Section):
     kind: Literal["linear", "mlp"] = Field(

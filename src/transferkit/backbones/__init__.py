@@ -12,6 +12,7 @@ from transferkit.backbones.contract import layer_groups, num_features
 from transferkit.backbones import hf_text as _hf_text  # noqa: F401, E402  isort: skip
 from transferkit.backbones import vision as _vision  # noqa: F401, E402  isort: skip
 from transferkit.backbones import efficientnet as _efficientnet  # noqa: F401, E402  isort: skip
+from transferkit.backbones import causal_lm as _causal_lm  # noqa: F401, E402  isort: skip
 
 __all__ = [
     "BACKBONES",

@@ -1,5 +1,5 @@
-"""``transferkit`` commands: fit, evaluate, predict, serve, export, compress, tasks, backbones, strategies,
-datasets, config explain.
+"""``transferkit`` commands: fit, evaluate, predict, generate, serve, export, compress, tasks, backbones,
+strategies, datasets, config explain.
 
 Every user mistake ends in one line on stderr and exit status 2; ``--debug`` shows the traceback.
 """
@@ -153,6 +153,15 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--output", help="where --input predictions go (a new file; default: print JSON lines)")
     p.add_argument("--text-column", default="text")
     p.add_argument("--path-column", default="path", help="image runs: column of image paths in --input")
+    p = sub.add_parser("generate", help="complete prompts with a generation run")
+    p.add_argument("run", help="run folder of a generation run")
+    p.add_argument("--prompt", action="append", required=True, help="a prompt to complete (repeatable)")
+    p.add_argument("--max-new-tokens", type=int, help="longest completion (default: the run's setting)")
+    p.add_argument(
+        "--temperature", type=float, default=0.0, help="0 is greedy decoding (default); above 0 samples"
+    )
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass with --temperature > 0")
+    p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     _add_serve(sub)
     _add_compression(sub)
     sub.add_parser("tasks", help="list tasks (--task NAME)")
@@ -228,6 +237,8 @@ def cmd_fit(args) -> int:
     )
     if cfg.task.type == "token-classification":
         keys = TOKEN_KEYS
+    elif cfg.task.type == "generation":
+        keys = ["perplexity", "exact_match", "rouge_l"]
     _print(format_metrics_table(table, keys=keys))
     tr = m["training"]
     print(
@@ -251,6 +262,8 @@ def cmd_evaluate(args) -> int:
         model.task == "token-classification"
     ):  # --text-column / --label-column name the tokens / tags columns
         metrics = model.evaluate(args.data, args.text_column, args.label_column)
+    elif model.task == "generation":  # prompt / completion columns come from the run's settings
+        metrics = model.evaluate(args.data)
     else:
         metrics = model.evaluate(args.data, args.text_column or "text", args.label_column or "label")
     keys = (
@@ -266,6 +279,9 @@ def cmd_evaluate(args) -> int:
                 "mae",
                 "rmse",
                 "r2",
+                "perplexity",
+                "exact_match",
+                "rouge_l",
                 "num_examples",
             )
             if k in metrics
@@ -288,6 +304,10 @@ def cmd_predict(args) -> int:
     if args.image:
         raise TransferkitError(f"{args.run}: a {model.task} run; --image is for image-classification runs")
     tokens = model.task == "token-classification"
+    if args.text and model.task == "generation":  # the completion must not replace the prompt under "text"
+        for text, pred in zip(args.text, model.predict(args.text), strict=True):
+            print(json.dumps({"prompt": text, "completion": pred["text"]}, ensure_ascii=False))
+        return 0
     if args.text:
         for text, pred in zip(args.text, model.predict(args.text), strict=True):
             print(json.dumps({"text": text, **({"entities": pred} if tokens else pred)}, ensure_ascii=False))
@@ -366,6 +386,25 @@ def _predict_images(model, args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from transferkit.predictor import load
+
+    model = load(args.run)
+    if getattr(model, "task", None) != "generation":
+        raise TransferkitError(
+            f"{args.run}: a {model.task} run; `generate` needs a generation run (--task generation)"
+        )
+    kwargs = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p}
+    for prompt in args.prompt:
+        if args.stream:
+            for piece in model.stream(prompt, **kwargs):
+                print(piece, end="", flush=True)
+            print()
+        else:
+            print(model.generate(prompt, **kwargs))
+    return 0
+
+
 def cmd_tasks(args) -> int:
     from transferkit.tasks import task_module, task_names
 
@@ -441,6 +480,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "export": cmd_export,
     "compress": cmd_compress,
+    "generate": cmd_generate,
     "tasks": cmd_tasks,
     "backbones": cmd_backbones,
     "strategies": cmd_strategies,
@@ -467,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    for noisy in ("httpx", "urllib3", "accelerate", "filelock"):
+    for noisy in ("httpx", "urllib3", "accelerate", "filelock", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         _quiet_libraries()

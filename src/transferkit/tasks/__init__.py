@@ -23,6 +23,7 @@ from transferkit.errors import RegistryError
 
 # task name -> module implementing it (one line per task; keep sorted by name)
 TASK_MODULES: dict[str, str] = {
+    "generation": "transferkit.tasks.generation",
     "image-classification": "transferkit.tasks.image_classification",
     "text-classification": "transferkit.tasks.text_classification",
     "token-classification": "transferkit.tasks.token_classification",

@@ -26,12 +26,18 @@ def compute_loss(
     """Mean loss of a batch.
 
     Args:
-        logits: (B, C) raw scores; (B, 1) for regression; (B, T, C) per token (token classification).
-        labels: (B,) class ids, (B, C) multi-hot, or (B,) floats; (B, T) class ids or -100 per token.
-        problem: "single_label", "multi_label" or "regression".
+        logits: (B, C) raw scores; (B, 1) for regression; (B, T, C) per token (token classification);
+            (B, T, V) for causal_lm.
+        labels: (B,) class ids, (B, C) multi-hot, or (B,) floats; (B, T) class ids or -100 per token;
+            (B, T) next-token ids for causal_lm (-100: no loss).
+        problem: "single_label", "multi_label", "regression" or "causal_lm" (mean over labelled tokens).
         class_weights: (C,) per-class weights (single_label: weighted CE; multi_label: positive weights).
         focal_gamma: When set, the focal loss ``(1 - p_t) ** gamma * CE`` (Lin et al., 2017).
     """
+    if problem == "causal_lm":  # (B, T, V) logits: position t predicts token t + 1; -100 labels are skipped
+        return F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
+        )
     if logits.ndim == 3:  # token classification: (B, T, C) and (B, T); -100 marks positions without a label
         keep = labels != -100
         logits, labels = logits[keep], labels[keep]  # (N, C), (N,)

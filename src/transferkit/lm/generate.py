@@ -1,0 +1,157 @@
+"""Generating completions (batched, greedy or sampled, or streamed) and scoring them.
+
+Scores: perplexity ``exp(sum NLL / completion tokens)`` over held-out completions; exact match (completion
+and reference equal after stripping surrounding whitespace); ROUGE-L F1 from Google's ``rouge-score``
+package (its tokenizer lower-cases and keeps ASCII letters and digits only, so it suits English text).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from transferkit.errors import ConfigError
+
+
+def sampling_kwargs(temperature: float, top_p: float) -> dict:
+    """``generate`` arguments: temperature 0 means greedy decoding."""
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ConfigError(f"temperature must be >= 0 and top_p in (0, 1]; got {temperature} and {top_p}")
+    if temperature == 0:
+        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    return {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
+
+
+@torch.inference_mode()
+def generate_ids(
+    lm: nn.Module,
+    prompts: list[list[int]],
+    pad_id: int,
+    eos_id: int | None,
+    max_new_tokens: int,
+    batch_size: int = 16,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+) -> tuple[list[list[int]], int]:
+    """New token ids for each prompt (in order, EOS and what follows removed) and how many were generated.
+
+    Prompts are left-padded per batch, so every row's new tokens start at the same column.
+    """
+    lm.eval()
+    device = next(lm.parameters()).device
+    out: list[list[int]] = [[] for _ in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths: little padding
+    generated = 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.tensor([[pad_id] * (width - len(prompts[i])) + prompts[i] for i in idx], device=device)
+        mask = torch.tensor(
+            [[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx], device=device
+        )
+        seqs = lm.generate(
+            input_ids=ids,  # (B, T)
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad_id,
+            eos_token_id=eos_id,
+            **sampling_kwargs(temperature, top_p),
+        )[:, width:]  # (B, new)
+        for row, i in zip(seqs.tolist(), idx, strict=True):
+            if eos_id is not None and eos_id in row:
+                row = row[: row.index(eos_id)]
+            while row and row[-1] == pad_id:
+                row.pop()
+            out[i] = row
+            generated += len(row)
+    return out, generated
+
+
+def stream_text(
+    lm: nn.Module, tokenizer, prompt: list[int], max_new_tokens: int, temperature: float, top_p: float
+) -> Iterator[str]:
+    """Yields the completion's text piece by piece as it is generated (transformers' TextIteratorStreamer)."""
+    from transformers import TextIteratorStreamer
+
+    lm.eval()
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    ids = torch.tensor([prompt], device=next(lm.parameters()).device)
+    kwargs = dict(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        streamer=streamer,
+        **sampling_kwargs(temperature, top_p),
+    )
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with torch.inference_mode():
+                lm.generate(**kwargs)
+        except BaseException as err:  # surfaced in the caller's thread below
+            errors.append(err)
+            streamer.end()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> float:
+    """Mean ROUGE-L F1 (``rouge-score``)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    if not predictions:
+        return float("nan")
+    return sum(
+        scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)
+    ) / len(predictions)
+
+
+def exact_match(predictions: list[str], references: list[str]) -> float:
+    """Share of completions equal to their reference after stripping surrounding whitespace."""
+    if not predictions:
+        return float("nan")
+    return sum(p.strip() == r.strip() for p, r in zip(predictions, references, strict=True)) / len(
+        predictions
+    )
+
+
+def perplexity(stats: torch.Tensor) -> dict:
+    """Perplexity and mean token loss from (N, 2) per-example ``[NLL sum, tokens]``."""
+    nll, tokens = float(stats[:, 0].sum()), float(stats[:, 1].sum())
+    loss = nll / tokens if tokens else float("nan")
+    return {"perplexity": math.exp(min(loss, 700)), "loss": loss, "tokens": int(tokens)}
+
+
+def generation_scores(
+    lm, tokenizer, prompts: list[list[int]], references: list[str], max_new_tokens: int, batch_size: int
+) -> dict:
+    """Greedy completions of ``prompts`` scored against ``references`` (exact match, ROUGE-L, tokens/s)."""
+    t0 = time.perf_counter()
+    ids, n = generate_ids(
+        lm, prompts, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, batch_size
+    )
+    seconds = time.perf_counter() - t0
+    texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
+    return {
+        "exact_match": exact_match(texts, references),
+        "rouge_l": rouge_l(texts, references),
+        "generated_examples": len(texts),
+        "generation_tokens_per_second": round(n / seconds, 2) if seconds else 0.0,
+        "samples": [
+            {"completion": t, "reference": r} for t, r in list(zip(texts, references, strict=True))[:5]
+        ],
+    }

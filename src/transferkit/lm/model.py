@@ -1,0 +1,103 @@
+"""A causal LM seen through the backbone contract: ``backbone`` (the decoder stack), ``head`` (the LM head).
+
+Strategies act on ``model.backbone`` (embeddings, blocks, final norm as layer groups) and ``model.head``
+(``head.output_layer`` is the vocabulary projection). The wrapped Hugging Face model (``model.lm``) is kept
+outside the module tree, so every weight is registered once; it shares the very same modules, so adapters
+that PEFT injects into ``backbone`` in place are used by ``model.lm.generate`` too.
+
+Most small LMs tie the output layer to the input embeddings; the state dict then holds that matrix once
+(under ``backbone.``), so checkpoints (safetensors refuses shared tensors) and best-state restores work.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from transferkit.backbones import BackboneSpec
+from transferkit.lm.data import IGNORE
+
+
+class LMHead(nn.Module):
+    """The vocabulary projection as the model's head: (B, T, D) -> (B, T, V)."""
+
+    def __init__(self, output_layer: nn.Module):
+        super().__init__()
+        self.output_layer = output_layer
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.output_layer(hidden)
+
+
+class CausalLMTransfer(nn.Module):
+    """``backbone`` + ``head`` views of a transformers causal LM; ``forward`` returns (B, T, V) logits."""
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.__dict__["lm"] = lm  # not a submodule: its weights are registered once, below
+        self.backbone = lm.get_submodule(lm.base_model_prefix)
+        self.head = LMHead(lm.get_output_embeddings())
+        self.config = lm.config
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
+        return self.lm(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).logits
+
+    @property
+    def tied(self) -> bool:
+        """True when the output layer's weight is the input embedding matrix."""
+        return self.head.output_layer.weight is self.lm.get_input_embeddings().weight
+
+    def state_dict(self, *args, **kwargs):
+        sd = super().state_dict(*args, **kwargs)
+        seen: set[int] = set()
+        for key in list(sd):  # drop aliases (a tied head): each tensor appears once
+            ptr = sd[key].untyped_storage().data_ptr() if sd[key].numel() else id(sd[key])
+            if ptr in seen:
+                del sd[key]
+            seen.add(ptr)
+        return sd
+
+
+def build_causal_lm(spec: BackboneSpec, seed: int) -> CausalLMTransfer:
+    """The pretrained causal LM of ``spec`` (random weights, seeded, when the spec has none)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    if spec.weights is None:
+        lm = AutoModelForCausalLM.from_config(spec.config)
+    else:
+        lm = AutoModelForCausalLM.from_pretrained(spec.weights, config=spec.config, dtype=torch.float32)
+    return CausalLMTransfer(lm)
+
+
+def nll_per_example(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, 2): summed negative log-likelihood of each row's labelled tokens, and how many there are.
+
+    Position t predicts token t + 1: logits (B, T, V)[:, :-1] score labels (B, T)[:, 1:].
+    """
+    target = labels[:, 1:]
+    nll = F.cross_entropy(
+        logits[:, :-1].transpose(1, 2).float(), target, ignore_index=IGNORE, reduction="none"
+    )
+    return torch.stack([nll.sum(1), (target != IGNORE).sum(1).float()], dim=1)
+
+
+def lm_forward(module: nn.Module, batch: dict) -> torch.Tensor:
+    """The training loop's forward: (B, T, V) logits while training; (B, 2) NLL sums and token counts when
+    the batch carries ``labels`` (evaluation), so no (N, T, V) logits pile up.
+
+    Packed rows (``position_ids``) run without an attention mask: transformers then reads each restart of the
+    positions as a new sequence and masks attention block-diagonally.
+    """
+    inputs = {"input_ids": batch["input_ids"]}
+    if "position_ids" in batch:
+        inputs["position_ids"] = batch["position_ids"]
+    else:
+        inputs["attention_mask"] = batch["attention_mask"]
+    logits = module(**inputs)
+    if "labels" in batch:
+        return nll_per_example(logits, batch["labels"])
+    return logits

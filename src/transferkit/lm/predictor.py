@@ -1,0 +1,162 @@
+"""A finished generation run: complete prompts, stream a completion, score a file.
+
+Example:
+    >>> model = transferkit.load("runs/my-generation-run")  # doctest: +SKIP
+    >>> model.predict(["Is this review fresh or rotten?\\nA gem.\\nAnswer:"])  # doctest: +SKIP
+    [{'text': ' fresh'}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from transferkit.artifacts import read_run
+from transferkit.config import GenerationTaskConfig
+from transferkit.errors import DataError
+from transferkit.lm.data import Example, LMCollator, LMDataset, prompt_ids, read_examples, render
+from transferkit.lm.generate import generate_ids, generation_scores, perplexity, stream_text
+
+
+class GenerationPredictor:
+    """Loads ``RUN/model`` (a plain causal LM) with the prompt rendering the run was trained with.
+
+    Args:
+        run_dir: A folder written by ``transferkit fit --task generation``.
+        batch_size: Prompts per generation batch.
+    """
+
+    task = "generation"
+
+    def __init__(self, run_dir: str | Path, batch_size: int = 16):
+        from transformers import AutoModelForCausalLM
+
+        from transferkit.lm.fit import load_tokenizer
+
+        self.run_dir, info, self.metrics = read_run(run_dir)
+        self.labels: list[str] = []
+        saved = info.get("generation", {})
+        self.settings = GenerationTaskConfig(**saved)
+        self.max_length: int = info.get("max_length", 256)
+        self.batch_size = batch_size
+        self.model = AutoModelForCausalLM.from_pretrained(self.run_dir / "model")
+        self.model.eval()
+        self.tokenizer = load_tokenizer(str(self.run_dir / "model"))
+
+    def _ids(self, prompt: str | list[dict]) -> list[int]:
+        """Prompt ids rendered as in training; a list of chat messages goes through the chat template."""
+        if isinstance(prompt, list):
+            example = Example(None, "", messages=[*prompt, {"role": "assistant", "content": ""}])
+        else:
+            example = Example(str(prompt), "")
+        return self._ids_for(example, self.settings)
+
+    def predict(
+        self,
+        prompts: Sequence[str | list[dict]] | str,
+        max_new_tokens: int | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+    ) -> list[dict]:
+        """Completes each prompt.
+
+        Args:
+            prompts: Prompts (or one prompt); a prompt may also be a chat (list of {role, content}).
+            max_new_tokens: Longest completion; None: the run's ``generation.max_new_tokens``.
+            temperature: 0 is greedy decoding; above 0 samples.
+            top_p: Nucleus sampling mass (with temperature > 0).
+
+        Returns:
+            ``[{"text": completion}, ...]`` in input order.
+        """
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        tok = self.tokenizer
+        ids, _ = generate_ids(
+            self.model,
+            [self._ids(p) for p in prompts],
+            tok.pad_token_id,
+            tok.eos_token_id,
+            max_new_tokens or self.settings.max_new_tokens,
+            self.batch_size,
+            temperature,
+            top_p,
+        )
+        return [{"text": tok.decode(row, skip_special_tokens=True)} for row in ids]
+
+    def generate(self, prompt: str, **kwargs) -> str:
+        """The completion of one prompt (keyword arguments as :meth:`predict`)."""
+        return self.predict([prompt], **kwargs)[0]["text"]
+
+    def stream(
+        self, prompt: str, max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0
+    ) -> Iterator[str]:
+        """Yields the completion of ``prompt`` in pieces as they are generated."""
+        yield from stream_text(
+            self.model,
+            self.tokenizer,
+            self._ids(prompt),
+            max_new_tokens or self.settings.max_new_tokens,
+            temperature,
+            top_p,
+        )
+
+    def evaluate(self, path: str | Path, *_, **columns) -> dict:
+        """Perplexity, exact match and ROUGE-L (greedy) on a JSONL file of prompt/completion pairs or chats.
+
+        Args:
+            path: The JSONL file.
+            **columns: ``prompt_column`` / ``completion_column`` / ``messages_column`` overrides.
+        """
+        from transferkit.lm.model import CausalLMTransfer, lm_forward
+        from transferkit.training.inference import forward_in_order
+
+        settings = self.settings.model_copy(update={k: v for k, v in columns.items() if v is not None})
+        examples = read_examples(path, settings)
+        data = LMDataset(examples, self.tokenizer, settings, self.max_length)
+        wrapped = CausalLMTransfer(self.model)
+        stats = forward_in_order(
+            lambda b: lm_forward(wrapped, b), data, LMCollator(self.tokenizer.pad_token_id), self.batch_size
+        )
+        out = perplexity(stats)
+        prompts = [self._ids_for(e, settings) for e in examples]
+        scores = generation_scores(
+            self.model,
+            self.tokenizer,
+            prompts,
+            [e.completion for e in examples],
+            settings.max_new_tokens,
+            self.batch_size,
+        )
+        return out | scores | {"num_examples": len(examples)}
+
+    def _ids_for(self, example: Example, settings: GenerationTaskConfig) -> list[int]:
+        text, _, templated = render(example, self.tokenizer, settings)
+        return prompt_ids(text, self.tokenizer, templated)[-self.max_length :]
+
+    def predict_file(self, path: str | Path, output: str | Path, prompt_column: str = "prompt", **_) -> Path:
+        """Reads prompts from CSV/TSV/JSONL/Parquet and writes the rows plus a ``generated`` column to a new file."""
+        from transferkit.data.readers import read_table
+        from transferkit.utils.io import atomic_save_via
+
+        output = Path(output)
+        if output.exists():
+            raise DataError(
+                f"{output}: already exists; choose another --output (files are never overwritten)"
+            )
+        frame = read_table(path)
+        if prompt_column not in frame.columns:
+            raise DataError(
+                f"{path}: no column {prompt_column!r} (columns: {', '.join(map(str, frame.columns))}); set the prompt column"
+            )
+        out = frame.copy()
+        out["generated"] = [p["text"] for p in self.predict(frame[prompt_column].astype(str).tolist())]
+        suffix = output.suffix.lower()
+        if suffix in (".jsonl", ".ndjson"):
+            return atomic_save_via(
+                output, lambda p: out.to_json(p, orient="records", lines=True, force_ascii=False)
+            )
+        if suffix in (".parquet", ".pq"):
+            return atomic_save_via(output, lambda p: out.to_parquet(p, index=False))
+        sep = "\t" if suffix in (".tsv", ".tab") else ","
+        return atomic_save_via(output, lambda p: out.to_csv(p, index=False, sep=sep))
