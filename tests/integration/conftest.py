@@ -18,6 +18,12 @@ LIVE_KEYS = ("key-from-file-123", "env-key-456")
 
 
 @pytest.fixture(scope="session")
+def live_keys() -> tuple[str, str]:
+    """The live server's API keys: (from the key file, from the environment)."""
+    return LIVE_KEYS
+
+
+@pytest.fixture(scope="session")
 def live_server(served_run: Path, tmp_path_factory: pytest.TempPathFactory):
     """``transferkit serve`` on the tiny run (one process for the session: starting one costs seconds of
     imports), with one API key from a key file and one from ``$TRANSFERKIT_API_KEYS``."""

@@ -42,23 +42,21 @@ def test_endpoints_over_http(live_server: ServerProcess) -> None:
         assert page.status_code == 200 and "<title>transferkit</title>" in page.text
 
 
-def test_api_keys_from_file_and_env(live_server: ServerProcess) -> None:
-    from conftest import LIVE_KEYS
-
+def test_api_keys_from_file_and_env(live_server: ServerProcess, live_keys: tuple[str, str]) -> None:
     url = f"{live_server.url}/v1/predict"
     r = httpx.post(url, json={"inputs": ["x"]})
     assert r.status_code == 401 and "Authorization: Bearer" in r.json()["detail"]
     assert (
         httpx.post(url, json={"inputs": ["x"]}, headers={"Authorization": "Bearer nope"}).status_code == 401
     )
-    for key in LIVE_KEYS:
+    for key in live_keys:
         assert (
             httpx.post(url, json={"inputs": ["x"]}, headers={"Authorization": f"Bearer {key}"}).status_code
             == 200
         )
     time.sleep(0.2)
     log = live_server.log.read_text()
-    assert '"status": 401' in log and not any(key in log for key in LIVE_KEYS)
+    assert '"status": 401' in log and not any(key in log for key in live_keys)
 
 
 def test_refusals_over_http(live_server: ServerProcess) -> None:
