@@ -88,8 +88,8 @@ def build_backbone(backbone: dict) -> PreTrainedModel:
         return AutoModel.from_config(config)
 
 
-class TransferkitForSequenceClassification(PreTrainedModel):
-    """Backbone -> pooling -> head. Single-label, multi-label and regression, as ``config.problem_type`` says."""
+class _BackboneWithHead(PreTrainedModel):
+    """A backbone and a head on its last hidden states; subclasses say how features reach the head."""
 
     config_class = TransferkitConfig
     base_model_prefix = "backbone"
@@ -110,12 +110,20 @@ class TransferkitForSequenceClassification(PreTrainedModel):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
 
-    def features(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs) -> torch.Tensor:
-        """(B, T) token ids -> (B, D) pooled features."""
+    def _last_hidden(self, input_ids, attention_mask, token_type_ids, **kwargs) -> torch.Tensor:
+        """(B, T) token ids -> (B, T, D) last hidden states."""
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return pool(out.last_hidden_state, attention_mask, self.config.pooling)
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+
+
+class TransferkitForSequenceClassification(_BackboneWithHead):
+    """Backbone -> pooling -> head. Single-label, multi-label and regression, as ``config.problem_type`` says."""
+
+    def features(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs) -> torch.Tensor:
+        """(B, T) token ids -> (B, D) pooled features."""
+        hidden = self._last_hidden(input_ids, attention_mask, token_type_ids, **kwargs)
+        return pool(hidden, attention_mask, self.config.pooling)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         kwargs.pop("return_dict", None)
@@ -131,37 +139,16 @@ class TransferkitForSequenceClassification(PreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-class TransferkitForTokenClassification(PreTrainedModel):
+class TransferkitForTokenClassification(_BackboneWithHead):
     """Backbone -> per-token head: (B, T) token ids -> (B, T, C) tag logits (NER).
 
     Saved runs with a linear head are exported as the backbone family's own ``*ForTokenClassification``;
     this class is what an MLP head is saved as (``AutoModelForTokenClassification`` with remote code).
     """
 
-    config_class = TransferkitConfig
-    base_model_prefix = "backbone"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-
-    def __init__(self, config: TransferkitConfig):
-        super().__init__(config)
-        self.backbone = build_backbone(config.backbone)
-        width = self.backbone.config.hidden_size
-        self.head = Head(
-            width, config.num_labels, config.head_kind, config.head_hidden_size, config.head_dropout
-        )
-        self.post_init()
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear) and any(module is m for m in self.head.modules()):
-            nn.init.normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
-
     def features(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs) -> torch.Tensor:
         """(B, T) token ids -> (B, T, D) token features of the last layer."""
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        return self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        return self._last_hidden(input_ids, attention_mask, token_type_ids, **kwargs)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
         kwargs.pop("return_dict", None)
