@@ -246,8 +246,9 @@ def fit_text_classification(
     module.eval()
     for split in ("validation", "test"):
         logits = forward_in_order(
-            lambda b: forward(module, b), sets[split], collator, cfg.training.eval_batch_size, accelerator
-        )
+            lambda b: forward(module, b), sets[split], collator, cfg.training.eval_batch_size, accelerator,
+            max_tokens=cfg.training.eval_max_tokens,
+        )  # fmt: skip
         metrics[split] = score(logits, targets[split], problem, labels)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
     metrics.update(

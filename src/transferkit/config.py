@@ -228,6 +228,11 @@ class TrainingConfig(Section):
     )
     batch_size: int = Field(32, gt=0, description="Training batch size per process.")
     eval_batch_size: int = Field(128, gt=0, description="Batch size for evaluation and prediction.")
+    eval_max_tokens: int | None = Field(
+        8192,
+        gt=0,
+        description="Cap on an evaluation batch's rows x longest example (tokens), so batches of long texts hold fewer rows and memory stays bounded; null: always eval_batch_size rows. One process only.",
+    )
     learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of the trunk.")
     head_learning_rate: float | None = Field(
         None,

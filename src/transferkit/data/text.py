@@ -89,6 +89,11 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     ``group_by_length=False`` it is a plain seeded shuffle; with ``weights`` the epoch is drawn with
     replacement in proportion to them (class-balanced sampling). The order depends only on ``(seed, epoch)``, so
     a resumed run can replay it.
+
+    With ``shuffle=False`` (evaluation) examples come longest first; ``max_tokens`` then also caps each batch's
+    padded size (rows x its longest example), so batches of long examples hold fewer rows and the memory of a
+    forward pass stays bounded. Batches then vary in size and ``batch_size`` is None (as ``accelerate`` expects
+    of dynamic batches).
     """
 
     def __init__(
@@ -100,10 +105,15 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         group_by_length: bool = True,
         mega: int = 50,
         weights: Sequence[float] | None = None,
+        max_tokens: int | None = None,
     ):
+        if max_tokens is not None and shuffle:
+            raise ValueError("max_tokens caps evaluation batches only (shuffle=False)")
         self.lengths = np.asarray(lengths)
+        self.max_tokens = max_tokens
+        self.max_rows = batch_size
         self.weights = None if weights is None else np.asarray(weights, dtype=float) / np.sum(weights)
-        self.batch_size = batch_size
+        self.batch_size = None if max_tokens is not None else batch_size
         self.seed = seed
         self.shuffle = shuffle
         self.group_by_length = group_by_length
@@ -117,7 +127,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         n = len(self.lengths)
         if not self.shuffle:  # evaluation: sorted by length, order restored by the caller
             order = np.argsort(-self.lengths, kind="stable") if self.group_by_length else np.arange(n)
-            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+            if self.max_tokens is None:
+                return [order[i : i + self.max_rows].tolist() for i in range(0, n, self.max_rows)]
+            return self._token_budget_batches(order.tolist())
         rng = np.random.default_rng([self.seed, self.epoch])
         # weighted: n draws with replacement (class-balanced sampling); else a permutation
         order = (
@@ -138,11 +150,28 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         perm = rng.permutation(len(batches))
         return [batches[i] for i in perm]
 
+    def _token_budget_batches(self, order: list[int]) -> list[list[int]]:
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        longest = 0
+        for i in order:
+            length = int(self.lengths[i])
+            if cur and (len(cur) == self.max_rows or (len(cur) + 1) * max(longest, length) > self.max_tokens):
+                batches.append(cur)
+                cur, longest = [], 0
+            cur.append(i)
+            longest = max(longest, length)
+        if cur:
+            batches.append(cur)
+        return batches
+
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())
 
     def __len__(self) -> int:
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        if self.max_tokens is not None:
+            return len(self.batches())
+        return (len(self.lengths) + self.max_rows - 1) // self.max_rows
 
 
 class Collator:

@@ -125,8 +125,9 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
 
     def split_perplexity(module, split: str) -> dict:
         stats = forward_in_order(
-            lambda b: lm_forward(module, b), data[split], collator, cfg.training.eval_batch_size, accelerator
-        )
+            lambda b: lm_forward(module, b), data[split], collator, cfg.training.eval_batch_size, accelerator,
+            max_tokens=cfg.training.eval_max_tokens,
+        )  # fmt: skip
         return perplexity(stats)
 
     metrics: dict = {}

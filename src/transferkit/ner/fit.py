@@ -202,8 +202,9 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
     module.eval()
     for split in ("validation", "test"):
         logits = forward_in_order(
-            lambda b: forward(module, b), sets[split], collator, cfg.training.eval_batch_size, accelerator
-        )
+            lambda b: forward(module, b), sets[split], collator, cfg.training.eval_batch_size, accelerator,
+            max_tokens=cfg.training.eval_max_tokens,
+        )  # fmt: skip
         metrics[split] = score_windows(data[split], logits, getattr(splits, split)["tags"], labels, scheme)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
     metrics.update(

@@ -38,11 +38,26 @@ class _IndexCollator:
         return batch
 
 
-def ordered_loader(dataset: Dataset, collator: Collator, batch_size: int) -> DataLoader:
-    """Batches sorted by length (little padding), each carrying ``idx`` for re-ordering."""
+def ordered_loader(
+    dataset: Dataset, collator: Collator, batch_size: int, max_tokens: int | None = None
+) -> DataLoader:
+    """Batches sorted by length (little padding), each carrying ``idx`` for re-ordering.
+
+    ``max_tokens`` also caps a batch's rows x longest example (see
+    :class:`~transferkit.data.text.LengthGroupedBatchSampler`).
+    """
     indexed = _Indexed(dataset)
-    sampler = LengthGroupedBatchSampler(indexed.lengths, batch_size, seed=0, shuffle=False)
+    sampler = LengthGroupedBatchSampler(
+        indexed.lengths, batch_size, seed=0, shuffle=False, max_tokens=max_tokens
+    )
     return DataLoader(indexed, batch_sampler=sampler, collate_fn=_IndexCollator(collator))
+
+
+def single_process_budget(max_tokens: int | None, accelerator) -> int | None:
+    """``max_tokens`` in a single process; None when distributed (sharded evaluation keeps fixed-size batches)."""
+    if accelerator is not None and accelerator.num_processes > 1:
+        return None
+    return max_tokens
 
 
 @torch.inference_mode()
@@ -54,6 +69,7 @@ def forward_in_order(
     accelerator=None,
     loader: DataLoader | None = None,
     progress: Callable[[int], None] | None = None,
+    max_tokens: int | None = None,
 ) -> torch.Tensor:
     """Runs ``fn(batch) -> (B, ...)`` over ``dataset`` and returns ``(N, ...)`` in dataset order.
 
@@ -67,9 +83,11 @@ def forward_in_order(
         accelerator: When given, the loader is sharded across processes and outputs gathered.
         loader: A loader already made by :func:`ordered_loader` (and prepared), to reuse.
         progress: Called with the batch size after each batch.
+        max_tokens: Cap on a batch's rows x longest example (one process only: distributed runs keep
+            fixed batches of ``batch_size``).
     """
     if loader is None:
-        loader = ordered_loader(dataset, collator, batch_size)
+        loader = ordered_loader(dataset, collator, batch_size, single_process_budget(max_tokens, accelerator))
         if accelerator is not None:
             loader = accelerator.prepare_data_loader(loader)
     outs, ids = [], []

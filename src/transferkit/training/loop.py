@@ -29,7 +29,7 @@ from transferkit.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from transferkit.training.inference import forward_in_order, ordered_loader
+from transferkit.training.inference import forward_in_order, ordered_loader, single_process_budget
 from transferkit.training.logger import RunLogger
 from transferkit.training.losses import compute_loss
 from transferkit.training.optim import build_optimizer, build_scheduler
@@ -154,7 +154,14 @@ def train_loop(
 
     raw = accelerator.unwrap_model(module)
     val_loader = (
-        accelerator.prepare_data_loader(ordered_loader(val_set, collator, cfg.eval_batch_size))
+        accelerator.prepare_data_loader(
+            ordered_loader(
+                val_set,
+                collator,
+                cfg.eval_batch_size,
+                single_process_budget(cfg.eval_max_tokens, accelerator),
+            )
+        )
         if val_set is not None
         else None
     )
