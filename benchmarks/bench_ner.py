@@ -25,7 +25,6 @@ contender, the time ratio Trainer / transferkit full and the F1 difference; resu
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -184,12 +183,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--learning-rate", type=float, default=1e-4, help="trunk lr (lora adapters: x10)")
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument(
-        "--only", default=",".join(CONTENDERS), help=f"comma-separated subset of {', '.join(CONTENDERS)}"
-    )
-    ap.add_argument("--quick", action="store_true", help="smoke run: 64 train / 32 eval sentences, 1 epoch")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
+    common.add_contender_args(ap, CONTENDERS, "smoke run: 64 train / 32 eval sentences, 1 epoch")
     args = ap.parse_args(argv)
     if args.quick:
         args.max_train_samples, args.max_eval_samples, args.epochs = 64, 32, 1
@@ -198,24 +192,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    if args.worker:
-        Path(args.worker_out).write_text(json.dumps(WORKERS[args.worker](args)))
-        return 0
-    passed = [a for a in argv if a not in ("--worker", "--worker-out")]
-    runs = {}
-    for name in [n for n in args.only.split(",") if n]:
-        if name not in WORKERS:
-            raise SystemExit(f"unknown contender {name!r}; known: {', '.join(CONTENDERS)}")
-        print(f"running {name} ...", flush=True)
-        runs[name] = common.run_worker(SCRIPT, name, passed)
-    for line in report(runs):
-        print(line)
-    common.RESULTS.mkdir(parents=True, exist_ok=True)
-    out = common.RESULTS / ("ner-quick.json" if args.quick else "ner.json")
-    out.write_text(json.dumps({"args": vars(args), "machine": common.machine(), "runs": runs}, indent=2))
-    print(f"results: {out}")
-    return 0
+    return common.contenders_main(SCRIPT, argv, parse_args(argv), WORKERS, report, "ner")
 
 
 if __name__ == "__main__":

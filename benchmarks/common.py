@@ -193,6 +193,43 @@ def run_worker(script: Path, name: str, argv: list[str], profile: Path | None = 
     return result
 
 
+def add_contender_args(ap, contenders, quick_help: str) -> None:
+    """``--only``, ``--quick`` and the hidden worker flags of :func:`contenders_main`."""
+    import argparse
+
+    ap.add_argument(
+        "--only", default=",".join(contenders), help=f"comma-separated subset of {', '.join(contenders)}"
+    )
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
+
+
+def contenders_main(script: Path, argv: list[str], args, workers: dict, report, stem: str) -> int:
+    """The driver of a benchmark whose contenders each run in a fresh process.
+
+    In a worker process (``--worker NAME``) runs that contender and writes its dict; otherwise runs every
+    contender of ``args.only`` (comma-separated) through :func:`run_worker`, prints ``report(runs)`` line by
+    line and writes ``results/STEM.json`` (``STEM-quick.json`` with ``--quick``).
+    """
+    if args.worker:
+        Path(args.worker_out).write_text(json.dumps(workers[args.worker](args)))
+        return 0
+    runs = {}
+    for name in [n for n in args.only.split(",") if n]:
+        if name not in workers:
+            raise SystemExit(f"unknown contender {name!r}; known: {', '.join(workers)}")
+        print(f"running {name} ...", flush=True)
+        runs[name] = run_worker(script, name, argv)
+    for line in report(runs):
+        print(line)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / (f"{stem}-quick.json" if args.quick else f"{stem}.json")
+    out.write_text(json.dumps({"args": vars(args), "machine": machine(), "runs": runs}, indent=2))
+    print(f"results: {out}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ matmul
 
 

@@ -26,8 +26,9 @@ from transferkit.evaluation.ner import entity_metrics
 from transferkit.ner.modeling import load_token_model
 from transferkit.training.inference import forward_in_order
 
-# words (with inner hyphens, apostrophes and dots: "U.S", "don't", "Jean-Luc") or single punctuation marks
-WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")
+# dotted initials keep their final dot, as CoNLL writes them ("U.S.", "e.g."); other words keep inner
+# hyphens, apostrophes and dots ("don't", "Jean-Luc", "3.5"); every other non-space character is a word
+WORD = re.compile(r"(?:[^\W\d_]\.){2,}(?![^\W_])|\w+(?:[-'’.]\w+)*|[^\w\s]")
 
 
 def split_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:

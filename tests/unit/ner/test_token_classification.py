@@ -252,3 +252,18 @@ def test_head_on_cached_token_features_equals_the_uncached_run(tmp_path) -> None
         )  # fmt: skip
         losses.append(run.metrics["test"]["loss"])
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("The U.S. army met the U.N. in Paris.", ["The", "U.S.", "army", "met", "the", "U.N.", "in", "Paris", "."]),
+        ("Jean-Luc don't pay 3.5 euros, e.g. here", ["Jean-Luc", "don't", "pay", "3.5", "euros", ",", "e.g.", "here"]),
+    ],
+)  # fmt: skip
+def test_raw_text_is_split_into_conll_style_words_with_offsets(text, words):
+    from transferkit.ner.predictor import split_words
+
+    got, spans = split_words(text)
+    assert got == words
+    assert [text[a:b] for a, b in spans] == words
