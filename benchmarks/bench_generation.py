@@ -201,7 +201,8 @@ def worker_hf_peft(args) -> dict:
         targs = TrainingArguments(
             output_dir=tmp, per_device_train_batch_size=args.batch_size, num_train_epochs=args.epochs,
             learning_rate=args.learning_rate * args.lr_multiplier, warmup_steps=0.06, weight_decay=0.01,
-            lr_scheduler_type="linear", max_grad_norm=1.0, group_by_length=True, save_strategy="no",
+            lr_scheduler_type="linear", max_grad_norm=1.0, train_sampling_strategy="group_by_length",
+            save_strategy="no",
             eval_strategy="no", report_to=[], logging_steps=50, seed=args.seed, use_cpu=True,
             disable_tqdm=True,
         )  # fmt: skip

@@ -216,9 +216,17 @@ class LMDataset(Dataset):
         return self.items[i]
 
 
+def predict_mask(labels: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: positions whose next token is labelled (position t predicts token t + 1)."""
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :-1] = labels[:, 1:] != IGNORE
+    return mask
+
+
 class LMCollator:
-    """Right-pads a batch: ``input_ids`` (pad id), ``labels`` (-100), ``attention_mask``; packed rows also get
-    ``position_ids``, whose padding restarts at 0 (a separate segment nothing real attends to)."""
+    """Right-pads a batch: ``input_ids`` (pad id), ``labels`` (-100), ``attention_mask`` and ``predict_mask``
+    (:func:`predict_mask`); packed rows also get ``position_ids``, whose padding restarts at 0 (a separate
+    segment nothing real attends to)."""
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
@@ -237,4 +245,6 @@ class LMCollator:
             out["attention_mask"].append([1] * n + [0] * pad)
             if packed:
                 out["position_ids"].append(it["position_ids"] + list(range(pad)))
-        return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}  # each (B, T)
+        batch = {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}  # each (B, T)
+        batch["predict_mask"] = predict_mask(batch["labels"])  # the model projects only these positions
+        return batch

@@ -5,6 +5,10 @@ Strategies act on ``model.backbone`` (embeddings, blocks, final norm as layer gr
 outside the module tree, so every weight is registered once; it shares the very same modules, so adapters
 that PEFT injects into ``backbone`` in place are used by ``model.lm.generate`` too.
 
+Only the positions whose next token is scored need the vocabulary projection: ``forward(..., predict_mask=)``
+projects just those hidden states, (N, V) instead of (B, T, V). With prompts masked out of the loss that skips
+most of the output layer's work (a fifth of a 135M model's compute per token) and its largest activations.
+
 Most small LMs tie the output layer to the input embeddings; the state dict then holds that matrix once
 (under ``backbone.``), so checkpoints (safetensors refuses shared tensors) and best-state restores work.
 """
@@ -16,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from transferkit.backbones import BackboneSpec
-from transferkit.lm.data import IGNORE
+from transferkit.lm.data import IGNORE, predict_mask
 
 
 class LMHead(nn.Module):
@@ -40,10 +44,26 @@ class CausalLMTransfer(nn.Module):
         self.head = LMHead(lm.get_output_embeddings())
         self.config = lm.config
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
-        return self.lm(
+    def forward(self, input_ids, attention_mask=None, position_ids=None, predict_mask=None) -> torch.Tensor:
+        """(B, T, V) logits; with ``predict_mask`` (B, T) bool, (N, V) logits of the N masked positions in
+        row-major order."""
+        if predict_mask is None or not self.plain_head:
+            logits = self.lm(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+            ).logits
+            return logits if predict_mask is None else logits[predict_mask]
+        hidden = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        ).logits
+        ).last_hidden_state  # (B, T, D)
+        return self.head(hidden[predict_mask])  # (N, V)
+
+    @property
+    def plain_head(self) -> bool:
+        """True when the LM's logits are just ``head(last hidden state)`` (no soft-capping or scaling)."""
+        c = self.config
+        return not any(
+            getattr(c, name, None) for name in ("final_logit_softcapping", "logit_scale", "logits_scaling")
+        )
 
     @property
     def tied(self) -> bool:
@@ -76,9 +96,16 @@ def build_causal_lm(spec: BackboneSpec, seed: int) -> CausalLMTransfer:
 def nll_per_example(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B, 2): summed negative log-likelihood of each row's labelled tokens, and how many there are.
 
-    Position t predicts token t + 1: logits (B, T, V)[:, :-1] score labels (B, T)[:, 1:].
+    Position t predicts token t + 1: logits (B, T, V)[:, :-1] score labels (B, T)[:, 1:]. Logits (N, V) are
+    those of the :func:`predict_mask` positions only, in row-major order.
     """
     target = labels[:, 1:]
+    if logits.ndim == 2:
+        keep = target != IGNORE
+        rows = keep.nonzero()[:, 0]
+        nll = F.cross_entropy(logits.float(), target[keep], reduction="none")
+        sums = torch.zeros(len(labels), dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll)
+        return torch.stack([sums, keep.sum(1).to(nll.dtype)], dim=1)
     nll = F.cross_entropy(
         logits[:, :-1].transpose(1, 2).float(), target, ignore_index=IGNORE, reduction="none"
     )
@@ -86,8 +113,9 @@ def nll_per_example(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def lm_forward(module: nn.Module, batch: dict) -> torch.Tensor:
-    """The training loop's forward: (B, T, V) logits while training; (B, 2) NLL sums and token counts when
-    the batch carries ``labels`` (evaluation), so no (N, T, V) logits pile up.
+    """The training loop's forward: logits while training ((N, V) at the batch's ``predict_mask`` positions,
+    which the collator adds; else (B, T, V)); (B, 2) NLL sums and token counts when the batch carries
+    ``labels`` (evaluation), so no (N, T, V) logits pile up.
 
     Packed rows (``position_ids``) run without an attention mask: transformers then reads each restart of the
     positions as a new sequence and masks attention block-diagonally.
@@ -97,6 +125,10 @@ def lm_forward(module: nn.Module, batch: dict) -> torch.Tensor:
         inputs["position_ids"] = batch["position_ids"]
     else:
         inputs["attention_mask"] = batch["attention_mask"]
+    if "predict_mask" in batch:
+        inputs["predict_mask"] = batch["predict_mask"]
+    elif "labels" in batch:
+        inputs["predict_mask"] = predict_mask(batch["labels"])
     logits = module(**inputs)
     if "labels" in batch:
         return nll_per_example(logits, batch["labels"])

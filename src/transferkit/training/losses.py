@@ -27,13 +27,16 @@ def compute_loss(
 
     Args:
         logits: (B, C) raw scores; (B, 1) for regression; (B, T, C) per token (token classification);
-            (B, T, V) for causal_lm.
+            (B, T, V) for causal_lm, or (N, V) at the N positions that predict a labelled token.
         labels: (B,) class ids, (B, C) multi-hot, or (B,) floats; (B, T) class ids or -100 per token;
             (B, T) next-token ids for causal_lm (-100: no loss).
         problem: "single_label", "multi_label", "regression" or "causal_lm" (mean over labelled tokens).
         class_weights: (C,) per-class weights (single_label: weighted CE; multi_label: positive weights).
         focal_gamma: When set, the focal loss ``(1 - p_t) ** gamma * CE`` (Lin et al., 2017).
     """
+    if problem == "causal_lm" and logits.ndim == 2:  # (N, V): only the positions that predict a label
+        target = labels[:, 1:]
+        return F.cross_entropy(logits.float(), target[target != -100])
     if problem == "causal_lm":  # (B, T, V) logits: position t predicts token t + 1; -100 labels are skipped
         return F.cross_entropy(
             logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100

@@ -118,6 +118,11 @@ def test_packing_restarts_positions_and_fills_rows() -> None:
     assert batch["attention_mask"][1].tolist() == [1, 1, 1, 1, 0]
 
 
+def _inputs(batch: dict) -> dict:
+    """The model inputs of a collated batch, without the loss's labels and positions: (B, T, V) logits."""
+    return {k: v for k, v in batch.items() if k not in ("labels", "predict_mask")}
+
+
 def test_packed_examples_do_not_attend_to_each_other(spec, tok) -> None:
     examples = [
         Example("Question: capital?", " Paris"),
@@ -130,16 +135,54 @@ def test_packed_examples_do_not_attend_to_each_other(spec, tok) -> None:
     assert len(packed) == 1 and packed.lengths[0] == sum(single.lengths)
     collate = LMCollator(tok.pad_token_id)
     with torch.no_grad():
-        row = lm_forward(model, {k: v for k, v in collate([packed[0]]).items() if k != "labels"})  # (1, T, V)
+        row = lm_forward(model, _inputs(collate([packed[0]])))  # (1, T, V)
         start = 0
         for i in range(len(examples)):
-            alone = lm_forward(model, {k: v for k, v in collate([single[i]]).items() if k != "labels"})
+            alone = lm_forward(model, _inputs(collate([single[i]])))
             n = single.lengths[i]
             torch.testing.assert_close(row[0, start : start + n], alone[0], atol=1e-5, rtol=1e-4)
             start += n
         # the same row with one causal mask over all of it: later examples would see earlier ones
         joint = model(input_ids=collate([packed[0]])["input_ids"])
         assert not torch.allclose(joint[0, single.lengths[0] :], row[0, single.lengths[0] :], atol=1e-5)
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_projecting_only_scored_positions_gives_the_same_loss_nll_and_gradients(spec, tok, packing) -> None:
+    from transferkit.training.losses import compute_loss
+
+    examples = [
+        Example("Question: capital?", " Paris"),
+        Example("the lazy dog jumps over", " yes it does"),
+        Example("fox", " no"),
+    ]
+    batch = LMCollator(tok.pad_token_id)(list(LMDataset(examples, tok, CFG, 64, packing=packing)))
+    mask = batch["predict_mask"]
+    assert mask.sum() == (batch["labels"][:, 1:] != IGNORE).sum()
+    results = []
+    for selective in (False, True):
+        model = build_causal_lm(spec, seed=0)
+        rows: list[int] = []
+        model.head.output_layer.register_forward_hook(
+            lambda m, args, out, rows=rows: rows.append(args[0].shape[0])
+        )
+        inputs = _inputs(batch) if not selective else {k: v for k, v in batch.items() if k != "labels"}
+        logits = lm_forward(model, inputs)
+        loss = compute_loss(logits, batch["labels"], "causal_lm")
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        with torch.no_grad():
+            stats = lm_forward(model.eval(), dict(batch))  # evaluation: (B, 2) from the scored positions
+        results.append((loss.detach(), grads, stats, logits.shape, rows[0]))
+    (loss_a, grads_a, stats_a, shape_a, _), (loss_b, grads_b, stats_b, shape_b, rows_b) = results
+    assert len(shape_a) == 3 and shape_b == (int(mask.sum()), shape_a[-1])
+    assert rows_b == int(mask.sum())  # the vocabulary projection ran on the scored positions only
+    torch.testing.assert_close(loss_a, loss_b, atol=1e-5, rtol=1e-5)
+    assert grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], atol=1e-5, rtol=1e-4, msg=name)
+    full = nll_per_example(lm_forward(build_causal_lm(spec, seed=0).eval(), _inputs(batch)), batch["labels"])
+    torch.testing.assert_close(stats_b, full, atol=1e-4, rtol=1e-5)
 
 
 def test_perplexity_and_nll_match_cross_entropy() -> None:
