@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -112,10 +113,30 @@ def publish(tmp: Path, output: Path) -> Path:
     return output
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def staging_dir(output: Path) -> Path:
-    """A temporary folder beside ``output`` (same file system, so :func:`publish` is one rename)."""
+    """A temporary folder beside ``output`` (same file system, so :func:`publish` is one rename).
+
+    Its name carries the process id; staging folders for the same output left by a process that no longer
+    runs (a killed ``export`` or ``compress``) are removed first.
+    """
     output.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    for old in output.parent.glob(f".{output.name}.*.partial"):
+        pid = old.name[len(output.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(
+        tempfile.mkdtemp(prefix=f".{output.name}.{os.getpid()}.", suffix=".partial", dir=output.parent)
+    )
 
 
 def export_into(run_dir: Path, folder: Path, info: dict, opset: int = 17) -> dict:

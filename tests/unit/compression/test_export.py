@@ -114,3 +114,20 @@ def test_broken_export_is_reported(exported: Path, tmp_path: Path) -> None:
     (broken / "model.onnx").unlink()
     with pytest.raises(RunError, match="model.onnx is missing"):
         transferkit.load(broken)
+
+
+def test_staging_folders_left_by_killed_processes_are_removed(tmp_path):
+    import os
+
+    from transferkit.compression.export import staging_dir
+
+    out = tmp_path / "exported"
+    dead = tmp_path / ".exported.999999999.abc.partial"  # no such process
+    live = tmp_path / f".exported.{os.getpid()}.def.partial"  # this one still runs
+    other = tmp_path / ".other.999999999.xyz.partial"  # another output's
+    for folder in (dead, live, other):
+        folder.mkdir()
+        (folder / "model.onnx").write_text("half written")
+    fresh = staging_dir(out)
+    assert fresh.is_dir() and fresh.name.startswith(f".exported.{os.getpid()}.")
+    assert not dead.exists() and live.exists() and other.exists()
