@@ -125,6 +125,10 @@ class ImageDataset(Dataset):
         preprocess: The backbone's preprocessing.
         augment: Training augmentation; None for evaluation.
         seed: Seed of the augmentation's random draws.
+
+    An image's augmentation depends only on ``(seed, epoch, index)`` (the loop calls :meth:`set_epoch`), never
+    on what was drawn before: a run resumed mid-epoch, or a loader with worker processes, sees exactly the
+    images an uninterrupted single-process run sees.
     """
 
     def __init__(self, images: Sequence, labels: Sequence | None, preprocess: Preprocessor, augment: Augment | None = None, seed: int = 0):  # fmt: skip
@@ -132,16 +136,20 @@ class ImageDataset(Dataset):
         self.labels = None if labels is None else list(labels)
         self.preprocess = preprocess
         self.augment = augment if augment is not None and augment.active else None
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.epoch = 0
         self.lengths = [1] * len(self.images)  # every image is one "token": batches need no length grouping
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def __getitem__(self, i: int) -> dict:
         image = open_image(self.images[i])
         if self.augment is not None:
-            image = self.augment(image, self.rng)
+            image = self.augment(image, np.random.default_rng([self.seed, self.epoch, i]))
         item = {"pixel_values": self.preprocess.one(image)}
         if self.labels is not None:
             item["labels"] = self.labels[i]

@@ -279,6 +279,8 @@ def train_loop(
     done = state.step >= total_steps
     while not done:
         sampler.set_epoch(state.epoch)
+        if hasattr(train_set, "set_epoch"):  # per-epoch random inputs (image augmentation)
+            train_set.set_epoch(state.epoch)
         if hasattr(train_loader, "set_epoch"):  # accelerate's loader re-sets its sampler's epoch on each iter
             train_loader.set_epoch(state.epoch)
         batches = iter(train_loader)

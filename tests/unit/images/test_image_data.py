@@ -120,6 +120,10 @@ def test_augmentation_is_random_seeded_and_off_by_default() -> None:
     assert 0 < sum(v > 0.5 for v in left) < 8  # some flipped, some not
     again = ImageDataset([x] * 8, None, pre, Augment(flip=True), seed=3)
     assert left == [float(again[i]["pixel_values"][0, :, 0].mean()) for i in range(8)]
+    # draws depend on (seed, epoch, index) only: any access order, and a new epoch draws anew
+    assert [float(again[i]["pixel_values"][0, :, 0].mean()) for i in reversed(range(8))] == left[::-1]
+    again.set_epoch(1)
+    assert [float(again[i]["pixel_values"][0, :, 0].mean()) for i in range(8)] != left
     crop = Augment(random_resized_crop=True, crop_scale=0.3, color_jitter=0.4)
     sizes = {crop(Image.fromarray(x).convert("RGB"), np.random.default_rng(i)).size for i in range(5)}
     assert len(sizes) > 1

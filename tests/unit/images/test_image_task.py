@@ -86,6 +86,29 @@ def test_augmentation_turns_feature_caching_off(npz_splits, tmp_path: Path, capl
     assert "feature caching is off" not in caplog.text
 
 
+def test_resume_with_augmentation_ends_as_an_uninterrupted_run(npz_splits, tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file
+
+    aug = ("image.flip=true", "image.random_resized_crop=true", "image.color_jitter=0.3")
+    steps = ("training.max_steps=6", "training.checkpoint_every_steps=2", "training.keep_checkpoints=5")
+    full = fit(npz_splits, tmp_path / "a", "tiny-resnet", "full", *aug, *steps)
+    cut = tmp_path / "b"  # killed right after the step-2 checkpoint (mid-epoch: 5 batches per epoch)
+    shutil.copytree(full.run_dir, cut)
+    for p in ["metrics.json", "labels.json", "README.md", "model", "transformers", "training_curves.png"]:
+        target = cut / p
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    for ckpt in (cut / "checkpoints").iterdir():
+        if int(ckpt.name.split("-")[1]) > 2:
+            shutil.rmtree(ckpt)
+    resumed = transferkit.fit(resume=cut)
+    assert resumed.metrics["training"]["resumed_from_step"] == 2
+    a = load_file(full.run_dir / "model" / "model.safetensors")
+    b = load_file(cut / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.fixture(scope="module")
 def tiny_image_run(npz_splits, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "vit"
