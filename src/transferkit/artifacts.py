@@ -58,6 +58,20 @@ def create_run_dir(path: str | Path) -> Path:
     return path
 
 
+def open_run(cfg: RunConfig, accelerator, resume: bool) -> Path:
+    """The run folder of ``cfg`` (``output.dir`` or a fresh default name).
+
+    A new run's main process creates it (never over an existing one) and saves the resolved config; a resumed
+    run reuses it. Every process waits until it exists.
+    """
+    run_dir = Path(cfg.output.dir) if cfg.output.dir else default_run_dir(cfg)
+    if accelerator.is_main_process and not resume:
+        create_run_dir(run_dir)
+        save_config(cfg, run_dir)
+    accelerator.wait_for_everyone()
+    return run_dir
+
+
 def save_config(cfg: RunConfig, run_dir: Path) -> None:
     """Writes the resolved configuration as YAML."""
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -128,11 +127,7 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
     spec = resolve_backbone(cfg.backbone)
     accelerator = make_accelerator(cfg.training)
     main = accelerator.is_main_process
-    run_dir = Path(cfg.output.dir) if cfg.output.dir else artifacts.default_run_dir(cfg)
-    if main and not resume:
-        artifacts.create_run_dir(run_dir)
-        artifacts.save_config(cfg, run_dir)
-    accelerator.wait_for_everyone()
+    run_dir = artifacts.open_run(cfg, accelerator, resume)
 
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer)
     labels, scheme = splits.labels, splits.scheme

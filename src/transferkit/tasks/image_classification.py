@@ -55,13 +55,9 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     spec = resolve_backbone(cfg.backbone)
     accelerator = make_accelerator(cfg.training)
     main = accelerator.is_main_process
-    run_dir = Path(cfg.output.dir) if cfg.output.dir else artifacts.default_run_dir(cfg)
     labels = splits.labels
     model = build_image_model(spec, cfg, labels)  # checks the backbone before the run folder exists
-    if main and not resume:
-        artifacts.create_run_dir(run_dir)
-        artifacts.save_config(cfg, run_dir)
-    accelerator.wait_for_everyone()
+    run_dir = artifacts.open_run(cfg, accelerator, resume)
 
     preprocess = preprocessor_for(spec, cfg.image.image_size)
     targets = {n: encode_targets(getattr(splits, n), "single_label", labels) for n in SPLITS}
