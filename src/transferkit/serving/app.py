@@ -146,7 +146,10 @@ def create_app(
         version=_version(),
         description=f"Serves the {task} run `{Path(run_dir).name}` with dynamic micro-batching.",
         lifespan=lifespan,
+        docs_url=None,  # served below from local files: the default page pulls Swagger UI from a CDN
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.state.slot = slot
     app.state.metrics = metrics
     app.state.settings = settings
@@ -282,6 +285,25 @@ def create_app(
     if keys:
         _declare_bearer(app)
     return app
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """``GET /docs``: Swagger UI from the ``swagger-ui-bundle`` package's files (``/docs-assets``), so the
+    page works on machines without internet access."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - API docs",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
 
 def _declare_bearer(app: FastAPI) -> None:

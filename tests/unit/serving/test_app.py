@@ -92,6 +92,17 @@ def test_openapi_documents_predict(client: TestClient) -> None:
     assert {"/healthz", "/readyz", "/v1/model", "/metrics", "/admin/reload"} <= set(spec["paths"])
 
 
+def test_api_docs_need_no_internet(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "/docs-assets/swagger-ui-bundle.js" in page.text and "/openapi.json" in page.text
+    assert "https://" not in page.text.replace("https://fastapi.tiangolo.com", "")  # no CDN
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert client.get(f"/docs-assets/{asset}").status_code == 200
+    assert client.get("/redoc").status_code == 404  # ReDoc would need a CDN: not offered
+    assert "/docs" not in client.get("/openapi.json").json()["paths"]
+
+
 def test_page_is_served(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
