@@ -231,5 +231,11 @@ def test_workers_roll_on_sighup_without_losing_requests(served_run: Path, tmp_pa
             for t in threads:
                 t.join()
         assert results and all(code == 200 for code in results), [c for c in results if c != 200][:5]
+        # /metrics sums every worker's counts, retired ones included, whichever worker answers the scrape
+        with server.client() as c:
+            for _ in range(3):
+                text = c.get("/metrics").text
+                line = [x for x in text.splitlines() if x.startswith("transferkit_requests_total{") and 'route="/v1/predict"' in x and 'status="200"' in x]  # fmt: skip
+                assert line and float(line[0].rsplit(" ", 1)[1]) == len(results), line
     finally:
         server.stop()

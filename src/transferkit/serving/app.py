@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -32,7 +32,7 @@ from transferkit.errors import RunError, TransferkitError
 from transferkit.serving.adapters import InputError, adapter_for
 from transferkit.serving.batching import Closed, QueueFull
 from transferkit.serving.model import ModelSlot, default_loader
-from transferkit.serving.observability import Metrics, ObservabilityMiddleware, access_logger
+from transferkit.serving.observability import MULTIPROC_ENV, Metrics, ObservabilityMiddleware, access_logger
 from transferkit.serving.settings import ServeSettings, is_loopback, load_api_keys
 from transferkit.serving.spec import ERRORS, predict_openapi
 
@@ -126,6 +126,10 @@ def create_app(
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await slot.close()  # uvicorn has already let in-flight requests finish
+            if os.environ.get(MULTIPROC_ENV):  # a retiring worker's gauges leave the sum
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())
 
     def _reload_on_signal() -> None:
         log.info("SIGHUP: reloading %s", slot.current.run_dir)
@@ -194,7 +198,7 @@ def create_app(
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/model", summary="The served model", responses={401: ERRORS[401]})
     async def model_card(request: Request) -> dict:

@@ -1,19 +1,24 @@
 """Prometheus metrics and JSON-lines access logs.
 
 Each app owns its own :class:`prometheus_client.CollectorRegistry`, so several apps (tests, reloads) never
-clash. Access logs name the route, status, latency and inputs; never headers, so API keys cannot leak.
+clash. Under ``--workers N`` the server sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers start: every
+worker then writes its values there and ``GET /metrics`` answers the sum over all workers, whichever one
+serves the scrape (prometheus_client's multiprocess mode). Access logs name the route, status, latency and inputs; never headers, so API keys cannot leak.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -44,12 +49,27 @@ class Metrics:
         self.batch_seconds = Histogram(
             "transferkit_batch_seconds", "time of one forward pass", buckets=LATENCY_BUCKETS, registry=r
         )
-        self.queue_depth = Gauge("transferkit_queue_depth", "inputs waiting for the model", registry=r)
+        self.queue_depth = Gauge(
+            "transferkit_queue_depth",
+            "inputs waiting for the model",
+            registry=r,
+            multiprocess_mode="livesum",  # workers: the sum over the live ones
+        )
         self.inputs = Counter("transferkit_inputs", "inputs predicted", registry=r)
         self.rejected = Counter(
             "transferkit_rejected", "requests refused before the model", ["reason"], registry=r
         )
         self.reloads = Counter("transferkit_reloads", "model reloads by result", ["result"], registry=r)
+
+    def exposition(self) -> bytes:
+        """The text ``GET /metrics`` answers: this process's metrics, or every worker's under ``--workers``."""
+        if not os.environ.get(MULTIPROC_ENV):
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return generate_latest(merged)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -12,8 +12,11 @@ import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
+from transferkit.serving.observability import MULTIPROC_ENV
 from transferkit.serving.settings import ServeSettings, load_api_keys
 
 # how a worker process (started by uvicorn, possibly by spawn) learns what to serve; never holds keys
@@ -66,19 +69,27 @@ def serve(run_dir: str | Path, settings: ServeSettings | None = None) -> None:
         log.info("transferkit serve: http://%s:%d", settings.host, settings.port)
         uvicorn.Server(uvicorn.Config(app, **common)).run()
         return
+    # every worker writes its metrics here, so /metrics answers for all of them (see observability)
+    own_metrics_dir = not os.environ.get(MULTIPROC_ENV)
+    if own_metrics_dir:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="transferkit-metrics-")
     os.environ[ENV_RUN] = str(Path(run_dir).resolve())
     os.environ[ENV_SETTINGS] = json.dumps(settings.model_dump(mode="json"))
     log.info(
         "transferkit serve: http://%s:%d with %d workers", settings.host, settings.port, settings.workers
     )
-    uvicorn.run(
-        "transferkit.serving.server:app_from_env",
-        factory=True,
-        workers=settings.workers,
-        # a replacement worker must load and warm the model before the old one retires (SIGHUP)
-        timeout_worker_healthcheck=300,
-        **common,
-    )
+    try:
+        uvicorn.run(
+            "transferkit.serving.server:app_from_env",
+            factory=True,
+            workers=settings.workers,
+            # a replacement worker must load and warm the model before the old one retires (SIGHUP)
+            timeout_worker_healthcheck=300,
+            **common,
+        )
+    finally:
+        if own_metrics_dir:
+            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
 
 
 __all__ = ["app_from_env", "serve"]
