@@ -41,6 +41,7 @@ COPIED = ("labels.json", "metrics.json", "config.yaml")
 # task name -> module with export_onnx / load_onnx (one line per task; keep sorted by name)
 EXPORTERS: dict[str, str] = {
     "text-classification": "transferkit.compression.onnx_text",
+    "token-classification": "transferkit.compression.onnx_tokens",
 }
 
 

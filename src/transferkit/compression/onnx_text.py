@@ -41,15 +41,19 @@ class _Logits(torch.nn.Module):
         return self.model(**dict(zip(self.names, tensors, strict=True))).logits  # (B, C)
 
 
-def export_model(model: torch.nn.Module, tokenizer, path: Path, opset: int = 17) -> list[str]:
+def export_model(
+    model: torch.nn.Module, tokenizer, path: Path, opset: int = 17, per_token: bool = False
+) -> list[str]:
     """Writes ``model`` (token ids -> logits) as ONNX to ``path``; returns the input names.
 
-    ``model`` must be in eval mode: dropout would otherwise be traced into the graph.
+    ``model`` must be in eval mode: dropout would otherwise be traced into the graph. ``per_token``: the logits
+    are ``(B, T, C)`` (token classification), with a dynamic sequence axis too.
     """
     enc = tokenizer(VERIFY_TEXTS[:2], padding=True, return_tensors="pt")
     names = [k for k in MODEL_INPUTS if k in enc]
     wrapper = _Logits(model.eval(), names).eval()
-    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    axes["logits"] = {0: "batch", 1: "sequence"} if per_token else {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
         torch.onnx.export(

@@ -97,8 +97,12 @@ class TokenPredictor:
         if not sentences:
             return []
         windows = TokenWindows(self.tokenizer, sentences, None, self.max_length, self.stride)
-        logits = forward_in_order(lambda b: self.model(**b).logits, windows, self.collator, self.batch_size)
+        logits = forward_in_order(self.window_logits, windows, self.collator, self.batch_size)
         return [torch.softmax(w, dim=-1).numpy() for w in word_logits(windows, logits)]
+
+    def window_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, T, C) logits of a collated batch of windows (the one step an ONNX export replaces)."""
+        return self.model(**batch).logits
 
     def tag(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         """Per sentence, one predicted tag per word."""

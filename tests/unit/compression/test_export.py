@@ -99,11 +99,11 @@ def test_errors_are_one_clear_line(tiny_run, exported: Path, tmp_path: Path, cap
 
 
 def test_unsupported_task_is_refused(tiny_run, tmp_path: Path) -> None:
-    run = tmp_path / "ner-run"
+    run = tmp_path / "lm-run"
     shutil.copytree(tiny_run.run_dir, run, ignore=shutil.ignore_patterns("checkpoints", "logs"))
     info = json.loads((run / "labels.json").read_text())
-    (run / "labels.json").write_text(json.dumps({**info, "task": "token-classification"}))
-    with pytest.raises(RunError, match="'token-classification' has no ONNX export yet"):
+    (run / "labels.json").write_text(json.dumps({**info, "task": "generation"}))
+    with pytest.raises(RunError, match="'generation' has no ONNX export yet"):
         export_run(run, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -105,6 +105,29 @@ def test_load_reproduces_fit_metrics_exactly(run, files) -> None:
     assert again["per_type"] == run.metrics["test"]["per_type"]
 
 
+def test_onnx_export_predicts_and_scores_like_pytorch(run, files, tmp_path) -> None:
+    from transferkit.cli.main import main
+    from transferkit.compression import export_run
+
+    folder = export_run(run.run_dir, tmp_path / "onnx")
+    meta = json.loads((folder / "export.json").read_text())
+    assert meta["task"] == "token-classification" and meta["max_abs_diff"] < 1e-4
+    onnx_model, torch_model = transferkit.load(folder), transferkit.load(run.run_dir)
+    assert type(onnx_model).__name__ == "OnnxTokenClassifier" and onnx_model.labels == torch_model.labels
+    texts = ["yesterday Angela Merkel visited New York and Paris .", " ".join(["Paris"] * 40), "nothing here"]
+    a, b = onnx_model.predict(texts), torch_model.predict(texts)  # the 40-word text spans several windows
+    assert [[(e["start"], e["end"], e["type"]) for e in s] for s in a] == [
+        [(e["start"], e["end"], e["type"]) for e in s] for s in b
+    ]
+    assert all(
+        abs(x["score"] - y["score"]) < 1e-4
+        for sa, sb in zip(a, b, strict=True)
+        for x, y in zip(sa, sb, strict=True)
+    )
+    assert onnx_model.evaluate(files["test"])["f1"] == pytest.approx(run.metrics["test"]["f1"], abs=1e-9)
+    assert main(["predict", str(folder), "--text", "Angela Merkel visited Paris ."]) == 0
+
+
 def test_spans_carry_character_offsets_for_raw_and_pretokenized_input(run) -> None:
     model = transferkit.load(run.run_dir)
     text = "yesterday Angela Merkel visited New York and Paris ."

@@ -1,0 +1,92 @@
+"""Token classification (NER) to ONNX (and back): the exporter and the onnxruntime predictor of the task.
+
+The graph is the saved token model (``RUN/model``: the family's ``*ForTokenClassification`` or transferkit's
+own class): token ids in, ``(B, T, C)`` logits out, batch and sequence axes dynamic. Everything around it
+stays in Python exactly as in :class:`~transferkit.ner.predictor.TokenPredictor`: word splitting, sub-word
+windows of ``max_length`` with ``stride`` overlap, first-sub-token alignment, merging windows back and span
+decoding. Only the forward pass runs in onnxruntime.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transferkit.compression.export import ONNX_FILE, read_export
+from transferkit.compression.onnx_text import TOKENIZER_DIR, export_model, max_abs_diff, session
+from transferkit.ner.predictor import TokenPredictor
+
+
+def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
+    """Exports ``RUN/model`` to ``folder/model.onnx`` and its tokenizer to ``folder/tokenizer/``."""
+    from transformers import AutoTokenizer
+
+    from transferkit.ner.modeling import load_token_model
+
+    model = load_token_model(run_dir / "model").eval()
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
+    names = export_model(model, tokenizer, folder / ONNX_FILE, opset, per_token=True)
+    tokenizer.save_pretrained(folder / TOKENIZER_DIR)
+    info = json.loads((run_dir / "labels.json").read_text())
+    return {
+        "inputs": names,
+        "outputs": ["logits"],
+        "max_length": info.get("max_length", 256),
+        "stride": info.get("stride", 32),
+        "scheme": info.get("scheme", "iob2"),
+        "num_labels": model.config.num_labels,
+        "max_abs_diff": max_abs_diff(model, tokenizer, folder / ONNX_FILE, names),
+        "tokenizer": TOKENIZER_DIR,
+    }
+
+
+class OnnxTokenClassifier(TokenPredictor):
+    """:class:`~transferkit.ner.predictor.TokenPredictor` (``predict``, ``tag``, ``evaluate``, ...) over an
+    onnxruntime session.
+
+    Args:
+        folder: A folder written by ``transferkit export`` from a token-classification run.
+        batch_size: Windows per forward pass.
+        threads: onnxruntime intra-op threads (default: torch's thread count).
+    """
+
+    def __init__(self, folder: str | Path, batch_size: int = 64, threads: int | None = None):
+        from transformers import AutoTokenizer
+
+        from transferkit.data.tokens import TokenCollator
+
+        self.run_dir = Path(folder)
+        self.export = read_export(folder)
+        info = json.loads((self.run_dir / "labels.json").read_text())
+        metrics_file = self.run_dir / "metrics.json"
+        self.metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        self.labels = list(info["labels"])
+        self.scheme = self.export.get("scheme", info.get("scheme", "iob2"))
+        self.max_length = self.export.get("max_length", 256)
+        self.stride = self.export.get("stride", 32)
+        self.batch_size = batch_size
+        self.precision = self.export.get("precision", "fp32")
+        self.inputs = list(self.export["inputs"])
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            self.run_dir / self.export.get("tokenizer", TOKENIZER_DIR)
+        )
+        self.collator = TokenCollator(self.tokenizer)
+        self.session = session(self.run_dir / self.export.get("model_file", ONNX_FILE), threads)
+        cfg_file = self.run_dir / "config.yaml"
+        self.settings = {}
+        if cfg_file.is_file():
+            import yaml
+
+            self.settings = (yaml.safe_load(cfg_file.read_text()) or {}).get("tokens", {})
+
+    def window_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        feeds = {n: batch[n].numpy().astype(np.int64) for n in self.inputs}
+        return torch.from_numpy(self.session.run(None, feeds)[0])  # (B, T, C)
+
+
+def load_onnx(folder: str | Path, batch_size: int = 64) -> OnnxTokenClassifier:
+    """Loads an exported token-classification folder (called by ``transferkit.load``)."""
+    return OnnxTokenClassifier(folder, batch_size)
