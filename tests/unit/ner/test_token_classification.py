@@ -126,6 +126,14 @@ def test_onnx_export_predicts_and_scores_like_pytorch(run, files, tmp_path) -> N
     )
     assert onnx_model.evaluate(files["test"])["f1"] == pytest.approx(run.metrics["test"]["f1"], abs=1e-9)
     assert main(["predict", str(folder), "--text", "Angela Merkel visited Paris ."]) == 0
+    from fastapi.testclient import TestClient
+
+    from transferkit.serving import ServeSettings, create_app
+
+    with TestClient(create_app(folder, ServeSettings())) as client:
+        served = client.post("/v1/predict", json={"inputs": texts[:1]}).json()["predictions"]
+        assert [p["entities"] for p in served] == a[:1]
+        assert client.get("/v1/model").json()["task"] == "token-classification"
 
 
 def test_spans_carry_character_offsets_for_raw_and_pretokenized_input(run) -> None:
