@@ -38,7 +38,7 @@ def load_image_splits(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None = N
             raise ConfigError(
                 f"data.dataset: {data.dataset!r} is a {task} data set, not images (try digits or mnist5k)"
             )
-        return load_splits(data, "single_label")
+        return load_splits(data, "single_label", task="image-classification")
     parts: dict[str, pd.DataFrame] = {}
     for split in SPLITS:
         if frames and split in frames:

@@ -164,7 +164,7 @@ def _prepare(
 
 
 def _read_sources(
-    cfg: DataConfig, problem: str, frames: dict[str, pd.DataFrame] | None
+    cfg: DataConfig, problem: str, frames: dict[str, pd.DataFrame] | None, task: str = "text-classification"
 ) -> tuple[dict[str, _Part], str]:
     """Reads the configured sources; returns the parts found and the human-readable source."""
     frames = dict(frames or {})
@@ -176,9 +176,9 @@ def _read_sources(
     source = ""
     if cfg.dataset and "train" not in frames:
         entry = DATASETS.entry(cfg.dataset)
-        task = entry.extra.get("task", "text-classification")
-        if task != "text-classification":
-            raise DataError(f"data set {cfg.dataset!r} is for {task}; set --task {task}")
+        made_for = entry.extra.get("task", "text-classification")
+        if made_for != task:
+            raise DataError(f"data set {cfg.dataset!r} is for {made_for}; set --task {made_for}")
         if entry.extra.get("problem", "single_label") != problem:
             raise DataError(
                 f"data set {cfg.dataset!r} is {entry.extra.get('problem')}; set task.problem={entry.extra.get('problem')}"
@@ -299,7 +299,10 @@ def _warn(train: pd.DataFrame, test: pd.DataFrame, problem: str) -> None:
 
 
 def load_splits(
-    cfg: DataConfig, problem: str = "single_label", frames: dict[str, pd.DataFrame] | None = None
+    cfg: DataConfig,
+    problem: str = "single_label",
+    frames: dict[str, pd.DataFrame] | None = None,
+    task: str = "text-classification",
 ) -> DatasetSplits:
     """Reads, validates, splits and subsamples the examples of a run.
 
@@ -308,6 +311,7 @@ def load_splits(
         problem: "single_label", "multi_label" or "regression"; decides how labels are parsed.
         frames: DataFrames for "train", "validation" and/or "test" used instead of files (Python API);
             ``cfg.text_column``/``cfg.label_column`` still name their columns.
+        task: The run's task; a catalog data set made for another task is refused.
 
     Returns:
         The three splits with columns ``text`` and ``label``, the sorted labels and a source description.
@@ -323,7 +327,7 @@ def load_splits(
     """
     if problem not in PROBLEMS:
         raise ValueError(f"problem must be one of {', '.join(PROBLEMS)}, not {problem!r}")
-    parts, source = _read_sources(cfg, problem, frames)
+    parts, source = _read_sources(cfg, problem, frames, task)
     stratify = problem == "single_label"
     seed = cfg.split_seed
     train = parts["train"]

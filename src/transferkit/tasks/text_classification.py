@@ -22,7 +22,7 @@ def _check_not_images(cfg) -> None:
     data = cfg.data
     task = DATASETS.entry(data.dataset).extra.get("task") if data.dataset in DATASETS else None
     if task not in (None, cfg.task.type):
-        raise ConfigError(f"data.dataset: {data.dataset!r} is a {task} data set; add --task {task}")
+        raise ConfigError(f"data.dataset: {data.dataset!r} is made for {task}; add --task {task}")
     train = Path(str(data.train)) if data.train else None
     if train is not None and (train.is_dir() or train.suffix.lower() == ".npz"):
         raise ConfigError(

@@ -10,7 +10,7 @@ import pytest
 from transferkit.data import load_catalog_dataset
 from transferkit.data.image_catalog import parse_mnist_csv
 from transferkit.data.images import open_image
-from transferkit.errors import DataError
+from transferkit.errors import ConfigError, DataError
 
 
 def test_digits_is_split_80_10_10_stratified_with_decodable_images(monkeypatch, tmp_path) -> None:
@@ -36,3 +36,21 @@ def test_mnist_table_parses_to_28x28_images() -> None:
     assert pixels.shape == (28, 28, 3) and pixels[5, 3, 0] == 255 and pixels.sum() == 255 * 3
     with pytest.raises(DataError, match="785 columns"):
         parse_mnist_csv(gzip.compress(b"1,2,3\n4,5,6\n"))
+
+
+def test_catalog_image_data_set_trains_end_to_end_and_text_runs_refuse_it(monkeypatch, tmp_path) -> None:
+    import transferkit
+
+    monkeypatch.setenv("TRANSFERKIT_CACHE", str(tmp_path / "cache"))
+    run = transferkit.fit(
+        dataset="digits", task="image-classification", backbone="tiny-resnet", strategy="full",
+        output=str(tmp_path / "run"),
+        overrides=[
+            "image.image_size=16", "data.max_train_samples=60", "data.max_eval_samples=30",
+            "training.max_steps=2", "training.progress=false", "output.tensorboard=false",
+            "evaluation.pretrained_baseline=false",
+        ],
+    )  # fmt: skip
+    assert run.metrics["task"] == "image-classification" and run.metrics["test"]["num_examples"] == 30
+    with pytest.raises(ConfigError, match="'digits' is made for image-classification; add --task image-"):
+        transferkit.fit(dataset="digits", backbone="tiny-bert", output=str(tmp_path / "text-run"))
