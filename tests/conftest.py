@@ -98,3 +98,29 @@ def tiny_run(tiny_run_args: dict):
     import transferkit
 
     return transferkit.fit(**tiny_run_args)
+
+
+@pytest.fixture
+def interrupted_copy():
+    """``copy(run_dir, target, step)``: a copy of a finished run as a kill right after the step-``step``
+    checkpoint would leave it (later checkpoints and every final output never written); returns ``target``."""
+    import shutil
+
+    def copy(run_dir: Path, target: Path, step: int) -> Path:
+        shutil.copytree(run_dir, target)
+        for name in [
+            "metrics.json",
+            "labels.json",
+            "README.md",
+            "model",
+            "transformers",
+            "training_curves.png",
+        ]:
+            p = target / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        for ckpt in (target / "checkpoints").iterdir():
+            if int(ckpt.name.split("-")[1]) > step:
+                shutil.rmtree(ckpt)
+        return target
+
+    return copy

@@ -17,7 +17,7 @@ import torch
 
 from transferkit.compression.export import ONNX_FILE, read_export
 from transferkit.compression.onnx_text import TOKENIZER_DIR, export_model, max_abs_diff, session
-from transferkit.ner.predictor import TokenPredictor
+from transferkit.ner.predictor import TokenPredictor, token_settings
 
 
 def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
@@ -75,12 +75,7 @@ class OnnxTokenClassifier(TokenPredictor):
         )
         self.collator = TokenCollator(self.tokenizer)
         self.session = session(self.run_dir / self.export.get("model_file", ONNX_FILE), threads)
-        cfg_file = self.run_dir / "config.yaml"
-        self.settings = {}
-        if cfg_file.is_file():
-            import yaml
-
-            self.settings = (yaml.safe_load(cfg_file.read_text()) or {}).get("tokens", {})
+        self.settings = token_settings(self.run_dir)
 
     def window_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         feeds = {n: batch[n].numpy().astype(np.int64) for n in self.inputs}

@@ -63,6 +63,16 @@ def decode_spans(tags: list[str], scheme: str) -> list[tuple[int, int, str]]:
     return spans
 
 
+def token_settings(folder: Path) -> dict:
+    """The ``tokens:`` section of a run's (or exported folder's) ``config.yaml``; empty without one."""
+    cfg_file = folder / "config.yaml"
+    if not cfg_file.is_file():
+        return {}
+    import yaml
+
+    return (yaml.safe_load(cfg_file.read_text()) or {}).get("tokens", {})
+
+
 class TokenPredictor:
     """A loaded token-classification run: ``predict`` texts or token lists into entity spans.
 
@@ -84,12 +94,7 @@ class TokenPredictor:
         self.model.eval()
         self.tokenizer = AutoTokenizer.from_pretrained(self.run_dir / "model")
         self.collator = TokenCollator(self.tokenizer)
-        cfg_file = self.run_dir / "config.yaml"
-        self.settings = {}
-        if cfg_file.is_file():
-            import yaml
-
-            self.settings = (yaml.safe_load(cfg_file.read_text()) or {}).get("tokens", {})
+        self.settings = token_settings(self.run_dir)
 
     def word_probabilities(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Per sentence, ``(num_words, C)`` tag probabilities (long sentences through overlapping windows)."""

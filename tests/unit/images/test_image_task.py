@@ -86,22 +86,16 @@ def test_augmentation_turns_feature_caching_off(npz_splits, tmp_path: Path, capl
     assert "feature caching is off" not in caplog.text
 
 
-def test_resume_with_augmentation_ends_as_an_uninterrupted_run(npz_splits, tmp_path: Path) -> None:
-    import shutil
-
+def test_resume_with_augmentation_ends_as_an_uninterrupted_run(
+    npz_splits, tmp_path: Path, interrupted_copy
+) -> None:
     from safetensors.torch import load_file
 
     aug = ("image.flip=true", "image.random_resized_crop=true", "image.color_jitter=0.3")
     steps = ("training.max_steps=6", "training.checkpoint_every_steps=2", "training.keep_checkpoints=5")
     full = fit(npz_splits, tmp_path / "a", "tiny-resnet", "full", *aug, *steps)
-    cut = tmp_path / "b"  # killed right after the step-2 checkpoint (mid-epoch: 5 batches per epoch)
-    shutil.copytree(full.run_dir, cut)
-    for p in ["metrics.json", "labels.json", "README.md", "model", "transformers", "training_curves.png"]:
-        target = cut / p
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    for ckpt in (cut / "checkpoints").iterdir():
-        if int(ckpt.name.split("-")[1]) > 2:
-            shutil.rmtree(ckpt)
+    # killed right after the step-2 checkpoint (mid-epoch: 5 batches per epoch)
+    cut = interrupted_copy(full.run_dir, tmp_path / "b", step=2)
     resumed = transferkit.fit(resume=cut)
     assert resumed.metrics["training"]["resumed_from_step"] == 2
     a = load_file(full.run_dir / "model" / "model.safetensors")

@@ -4,7 +4,6 @@ the run folder, LoRA, refused strategies, resume, and the ``generate`` command."
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -146,7 +145,7 @@ def test_classifier_strategies_are_refused(tmp_path: Path, strategy: str) -> Non
         _fit(data, tmp_path / "run", f"strategy.name={strategy}", "training.max_steps=1")
 
 
-def test_resume_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_resume_ends_as_an_uninterrupted_run(tmp_path: Path, interrupted_copy) -> None:
     data = _pairs_file(tmp_path)
     args = (
         "training.max_steps=6",
@@ -156,14 +155,7 @@ def test_resume_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
     )
     full = _fit(data, tmp_path / "a", *args)
     # an interruption right after the step-2 checkpoint: later checkpoints and outputs never written
-    cut = tmp_path / "b"
-    shutil.copytree(full.run_dir, cut)
-    for p in ["metrics.json", "labels.json", "README.md", "model", "training_curves.png"]:
-        target = cut / p
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    for ckpt in (cut / "checkpoints").iterdir():
-        if int(ckpt.name.split("-")[1]) > 2:
-            shutil.rmtree(ckpt)
+    cut = interrupted_copy(full.run_dir, tmp_path / "b", step=2)
     resumed = transferkit.fit(resume=cut)
     assert resumed.metrics["training"]["resumed_from_step"] == 2
     assert resumed.metrics["test"]["perplexity"] == pytest.approx(
