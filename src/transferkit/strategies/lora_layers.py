@@ -1,4 +1,4 @@
-"""PEFT's LoRA linear layer, computed with less memory: the dropout fused into ``A`` and ``B``'s output added in
+"""PEFT's LoRA (and AdaLoRA) linear layers, computed with less memory: the dropout fused into ``A`` and ``B``'s output added in
 place.
 
 PEFT's ``lora.Linear`` computes ``result = base(x) + lora_B(lora_A(dropout(x))) * scaling``. In training,
@@ -23,6 +23,9 @@ bias); every other case runs PEFT's forward. In the plain case:
   ``1 / P(keep)``.
 - ``B``'s product is added into ``base(x)``'s output in place (``addmm_`` with ``alpha=scaling``), which
   needs no output-sized temporary.
+
+AdaLoRA's ``SVDLinear`` (``dropout(x) @ (A * E).T @ B.T * scaling / ranknum``) gets the same treatment
+(:class:`FusedSVDLinear`).
 """
 
 from __future__ import annotations
@@ -119,15 +122,52 @@ def fused_class() -> type:
     return FusedLoraLinear
 
 
+@functools.cache
+def fused_svd_class() -> type:
+    """:class:`FusedSVDLinear`: AdaLoRA's ``SVDLinear`` with the same lean forward pass."""
+    from peft.tuners.adalora.layer import SVDLinear
+
+    class FusedSVDLinear(SVDLinear):
+        """AdaLoRA's ``SVDLinear``: ``dropout(x) @ (A * E).T`` through :func:`dropout_linear`, ``B``'s product
+        added in place with ``alpha = scaling / (ranknum + 1e-5)``."""
+
+        def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+            if args or kwargs or self.disable_adapters or self.merged:
+                return super().forward(x, *args, **kwargs)
+            result = self.base_layer(x)
+            for name in self.active_adapters:
+                if name not in self.lora_A:
+                    continue
+                a, b, e, drop = (
+                    self.lora_A[name],
+                    self.lora_B[name],
+                    self.lora_E[name],
+                    self.lora_dropout[name],
+                )
+                xa = self._cast_input_dtype(x, a.dtype)
+                p = drop.p if isinstance(drop, nn.Dropout) and drop.training else 0.0
+                h = dropout_linear(xa, a * e, p)  # (..., r); gradients reach A and E through the product
+                alpha = self.scaling[name] / (float(self.ranknum[name]) + 1e-5)
+                if result.is_contiguous() and result.dtype == h.dtype:
+                    result.view(-1, result.shape[-1]).addmm_(h.reshape(-1, h.shape[-1]), b.t(), alpha=alpha)
+                else:
+                    result = result + (h @ b.t() * alpha).to(result.dtype)
+            return result
+
+    return FusedSVDLinear
+
+
 def fuse_lora_layers(module: nn.Module) -> int:
-    """Switches every PEFT ``lora.Linear`` inside ``module`` (exactly that class, not its quantised or
-    convolutional relatives) to :class:`FusedLoraLinear`, in place; returns how many it switched."""
+    """Switches every PEFT ``lora.Linear`` and AdaLoRA ``SVDLinear`` inside ``module`` (exactly those classes,
+    not their quantised or convolutional relatives) to :class:`FusedLoraLinear` / :class:`FusedSVDLinear`, in
+    place; returns how many it switched."""
+    from peft.tuners.adalora.layer import SVDLinear
     from peft.tuners.lora.layer import Linear
 
-    fused = fused_class()
+    swaps = {Linear: fused_class(), SVDLinear: fused_svd_class()}
     count = 0
     for layer in module.modules():
-        if type(layer) is Linear:
-            layer.__class__ = fused
+        if type(layer) in swaps:
+            layer.__class__ = swaps[type(layer)]
             count += 1
     return count

@@ -69,6 +69,16 @@ FALLBACK_TOTAL_STEPS = 1000
 
 # ---------------------------------------------------------------------------------------------- settings
 
+
+def _fused_field():
+    return Field(
+        True,
+        description="Lean linear adapter layers (lora_layers): dropout fused into A (a 1-byte mask kept instead of "
+        "a dropped copy of the input) and B's output added in place. Less memory, faster; same parameters, files "
+        "and math. false: PEFT's forward pass as it is.",
+    )
+
+
 Names = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
 
 
@@ -89,12 +99,7 @@ class LoraSettings(_AdapterSettings):
     r: int = Field(8, ge=1, description="Rank of each low-rank update B @ A.")
     alpha: float = Field(16.0, gt=0, description="Scale of the update: alpha / r.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the adapter's input.")
-    fused: bool = Field(
-        True,
-        description="Lean LoRA linear layers: dropout fused into A (a 1-byte mask kept instead of a dropped "
-        "copy of the input) and B's output added in place. Less memory, faster; same parameters, files and "
-        "math. false: PEFT's forward pass as it is.",
-    )
+    fused: bool = _fused_field()
     bias: Literal["none", "all", "lora_only"] = Field(
         "none",
         description="Biases that train too: none, all (the backbone's), lora_only (the adapted layers').",
@@ -106,6 +111,7 @@ class AdaLoraSettings(_AdapterSettings):
     target_r: int = Field(4, ge=1, description="Average rank left after pruning (budget: target_r x layers).")
     alpha: float = Field(16.0, gt=0, description="Scale of the update: alpha / init_r.")
     dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the adapter's input.")
+    fused: bool = _fused_field()
     tinit: float = Field(
         0.1, ge=0, description="Warm-up before pruning: a fraction of the run (<1) or steps."
     )
@@ -426,6 +432,8 @@ def apply_adalora(model: nn.Module, settings: AdaLoraSettings, training: Trainin
         orth_reg_weight=settings.orth_reg_weight,
     )
     peft_model, groups = _adapt(model, config, training, settings.lr_multiplier)
+    if settings.fused:
+        fuse_lora_layers(model.backbone)
     schedule = AdaLoraSchedule(peft_model, settings, total)
     lr = training.learning_rate * settings.lr_multiplier
     notes = [

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import AdaLoraConfig, LoraConfig, get_peft_model
 from peft.tuners.lora.layer import Linear as PeftLoraLinear
 from torch import nn
 
@@ -14,17 +14,29 @@ from transferkit.backbones import resolve_backbone
 from transferkit.config import load_config
 from transferkit.modeling import build_model
 from transferkit.strategies import STRATEGIES, strategy_settings
-from transferkit.strategies.lora_layers import dropout_linear, fuse_lora_layers, fused_class, keep_mask
+from transferkit.strategies.lora_layers import (
+    dropout_linear,
+    fuse_lora_layers,
+    fused_class,
+    fused_svd_class,
+    keep_mask,
+)
 
 
-def _adapted(dropout: float, net: nn.Module | None = None, targets=("0", "2")) -> nn.Module:
+def _adapted(
+    dropout: float, net: nn.Module | None = None, targets=("0", "2"), method: str = "lora"
+) -> nn.Module:
     torch.manual_seed(0)
     net = net or nn.Sequential(nn.Linear(12, 24), nn.GELU(), nn.Linear(24, 6))
-    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=list(targets))
+    common = {"lora_alpha": 8, "lora_dropout": dropout, "target_modules": list(targets)}
+    if method == "lora":
+        config = LoraConfig(r=4, **common)
+    else:
+        config = AdaLoraConfig(init_r=4, target_r=2, total_step=10, **common)
     model = get_peft_model(net, config)
-    with torch.no_grad():  # B starts at zero; give it weights so the adapter changes the output
+    with torch.no_grad():  # B (LoRA) and E (AdaLoRA) start at zero: give them weights so the adapter counts
         for name, p in model.named_parameters():
-            if "lora_B" in name:
+            if "lora_B" in name or "lora_E" in name:
                 p.normal_(0, 0.5)
     return model
 
@@ -73,12 +85,14 @@ def test_dropout_linear_equals_dropout_then_linear_with_the_same_mask() -> None:
     torch.testing.assert_close(w.grad, w2.grad)
 
 
+@pytest.mark.parametrize("method", ["lora", "adalora"])
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
-def test_fused_layers_give_peft_outputs_and_gradients(dropout: float) -> None:
-    stock = _adapted(dropout)
+def test_fused_layers_give_peft_outputs_and_gradients(dropout: float, method: str) -> None:
+    stock = _adapted(dropout, method=method)
     fused = copy.deepcopy(stock)
     assert fuse_lora_layers(fused) == 2
-    assert sum(type(m) is fused_class() for m in fused.modules()) == 2
+    kind = fused_class() if method == "lora" else fused_svd_class()
+    assert sum(type(m) is kind for m in fused.modules()) == 2
     assert list(fused.state_dict()) == list(stock.state_dict())  # same parameters, same keys
     x = torch.randn(8, 12)
     for model in (stock, fused):
@@ -111,8 +125,9 @@ class _Attention(nn.Module):
         return self.query(x) * self.key(x) + self.value(x)
 
 
-def test_fused_training_keeps_less_for_the_backward_and_still_drops_out() -> None:
-    stock = _adapted(0.1, _Attention(), ("query", "key", "value"))
+@pytest.mark.parametrize("method", ["lora", "adalora"])
+def test_fused_training_keeps_less_for_the_backward_and_still_drops_out(method: str) -> None:
+    stock = _adapted(0.1, _Attention(), ("query", "key", "value"), method)
     fused = copy.deepcopy(stock)
     fuse_lora_layers(fused)
     x = torch.randn(64, 12, requires_grad=True)
