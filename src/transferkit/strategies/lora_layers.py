@@ -41,28 +41,30 @@ _LEVELS = 2**16  # p is rounded to a multiple of 1 / 65536
 
 
 def keep_mask(shape: torch.Size, p: float, device=None) -> tuple[torch.Tensor, float]:
-    """A boolean mask keeping each element with probability ``1 - p`` (``p`` rounded to 1/65536), and the scale
-    ``1 / P(keep)`` that makes the dropped tensor unbiased.
+    """A ``uint8`` mask of ones (kept, probability ``1 - p``, ``p`` rounded to 1/65536) and zeros, and the scale
+    ``1 / P(keep)`` that makes the kept values unbiased.
 
     The draw is 16 random bits per element cut from 64-bit words of torch's global generator: on CPU several
-    times faster than ``torch.rand`` or ``bernoulli_``, which draw one 32-bit number per element.
+    times faster than ``torch.rand`` or ``bernoulli_``, which draw one 32-bit number per element. The mask is
+    ``uint8`` rather than ``bool`` because multiplying by it is about twice as fast on CPU as by a ``bool``
+    mask or through ``masked_fill``.
     """
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
     dropped = round(p * _LEVELS)
     keep = words.view(torch.int16)[:n].view(shape) >= dropped - _LEVELS // 2
-    return keep, _LEVELS / (_LEVELS - dropped)
+    return keep.view(torch.uint8), _LEVELS / (_LEVELS - dropped)
 
 
 class DropoutLinearFn(torch.autograd.Function):
-    """``linear(dropout(x, p), weight)`` without a bias, keeping ``x`` and a boolean mask for the backward pass."""
+    """``linear(dropout(x, p), weight)`` without a bias, keeping ``x`` and a 1-byte mask for the backward pass."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, p: float) -> torch.Tensor:
         keep, scale = keep_mask(x.shape, p, x.device)
         ctx.save_for_backward(x, weight, keep)
         ctx.scale = scale
-        return F.linear(x * keep, weight).mul_(scale)  # scaled on the (..., r) output: the small side
+        return F.linear(x * keep, weight).mul_(scale)  # scaled on the small (..., r) side
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
