@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -150,8 +151,6 @@ def worker(spec: dict) -> dict:
         f"training.epochs={spec['epochs']}", "training.progress=false", "evaluation.pretrained_baseline=false",
         *spec["overrides"],
     ]  # fmt: skip
-    import resource
-
     start_rss = rss_mib()
     with tempfile.TemporaryDirectory() as tmp, sampler, sampler.phase("fit"):
         transferkit.api.fit(None, overrides=overrides + [f"output.dir={tmp}/run"])

@@ -85,6 +85,20 @@ def dropout_linear(x: torch.Tensor, weight: torch.Tensor, p: float) -> torch.Ten
     return DropoutLinearFn.apply(x, weight, p)
 
 
+def _dropout_p(drop: nn.Module) -> float:
+    """The dropout rate PEFT's dropout module applies now (0 in eval mode or for ``nn.Identity``)."""
+    return drop.p if isinstance(drop, nn.Dropout) and drop.training else 0.0
+
+
+def _add_product(result: torch.Tensor, h: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``result + alpha * h @ b.T`` for ``h`` (..., r) and ``b`` (out, r): in place (``addmm_``, no output-sized
+    temporary) where ``result`` allows it."""
+    if result.is_contiguous() and result.dtype == h.dtype:
+        result.view(-1, result.shape[-1]).addmm_(h.reshape(-1, h.shape[-1]), b.t(), alpha=alpha)
+        return result
+    return result + (F.linear(h, b) * alpha).to(result.dtype)
+
+
 @functools.cache
 def fused_class() -> type:
     """:class:`FusedLoraLinear`, made on first use (peft loads lazily)."""
@@ -93,7 +107,7 @@ def fused_class() -> type:
     class FusedLoraLinear(Linear):
         """PEFT's ``lora.Linear`` with the lean forward pass described in :mod:`transferkit.strategies.lora_layers`."""
 
-        def _plain(self, x: torch.Tensor, args: tuple, kwargs: dict) -> bool:
+        def _plain(self, args: tuple, kwargs: dict) -> bool:
             return not (
                 args
                 or kwargs
@@ -104,21 +118,16 @@ def fused_class() -> type:
             )
 
         def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-            if not self._plain(x, args, kwargs):
+            if not self._plain(args, kwargs):
                 return super().forward(x, *args, **kwargs)
             result = self.base_layer(x)
             for name in self.active_adapters:
                 if name not in self.lora_A:
                     continue
-                a, b, drop = self.lora_A[name], self.lora_B[name], self.lora_dropout[name]
+                a, b = self.lora_A[name], self.lora_B[name]
                 xa = self._cast_input_dtype(x, a.weight.dtype)
-                p = drop.p if isinstance(drop, nn.Dropout) and drop.training else 0.0
-                h = dropout_linear(xa, a.weight, p)  # (..., r)
-                if result.is_contiguous() and result.dtype == h.dtype:
-                    flat = result.view(-1, result.shape[-1])
-                    flat.addmm_(h.reshape(-1, h.shape[-1]), b.weight.t(), alpha=self.scaling[name])
-                else:
-                    result = result + (F.linear(h, b.weight) * self.scaling[name]).to(result.dtype)
+                h = dropout_linear(xa, a.weight, _dropout_p(self.lora_dropout[name]))  # (..., r)
+                result = _add_product(result, h, b.weight, self.scaling[name])
             return result
 
     return FusedLoraLinear
@@ -140,20 +149,12 @@ def fused_svd_class() -> type:
             for name in self.active_adapters:
                 if name not in self.lora_A:
                     continue
-                a, b, e, drop = (
-                    self.lora_A[name],
-                    self.lora_B[name],
-                    self.lora_E[name],
-                    self.lora_dropout[name],
-                )
+                a, e = self.lora_A[name], self.lora_E[name]
                 xa = self._cast_input_dtype(x, a.dtype)
-                p = drop.p if isinstance(drop, nn.Dropout) and drop.training else 0.0
-                h = dropout_linear(xa, a * e, p)  # (..., r); gradients reach A and E through the product
+                # (..., r); gradients reach A and E through the product
+                h = dropout_linear(xa, a * e, _dropout_p(self.lora_dropout[name]))
                 alpha = self.scaling[name] / (float(self.ranknum[name]) + 1e-5)
-                if result.is_contiguous() and result.dtype == h.dtype:
-                    result.view(-1, result.shape[-1]).addmm_(h.reshape(-1, h.shape[-1]), b.t(), alpha=alpha)
-                else:
-                    result = result + (h @ b.t() * alpha).to(result.dtype)
+                result = _add_product(result, h, self.lora_B[name], alpha)
             return result
 
     return FusedSVDLinear

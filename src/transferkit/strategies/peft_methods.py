@@ -334,9 +334,15 @@ class AdaptedBackbone:
 
 
 def _adapt(
-    model: nn.Module, config: PeftConfig, training: TrainingConfig, lr_multiplier: float, decay: bool = True
+    model: nn.Module,
+    config: PeftConfig,
+    training: TrainingConfig,
+    lr_multiplier: float,
+    decay: bool = True,
+    fused: bool = False,
 ):
-    """Injects the adapter into ``model.backbone``; returns the PEFT wrapper and the optimizer groups."""
+    """Injects the adapter into ``model.backbone`` (``fused``: with the lean layers of :mod:`lora_layers`);
+    returns the PEFT wrapper and the optimizer groups."""
     from peft import get_peft_model
 
     model.requires_grad_(False)
@@ -344,6 +350,8 @@ def _adapt(
         peft_model = get_peft_model(model.backbone, config, adapter_name=ADAPTER)
     except ValueError as err:
         raise ConfigError(f"strategy.target_modules: {err}") from err
+    if fused:
+        fuse_lora_layers(model.backbone)
     model.head.requires_grad_(True)
     lr = training.learning_rate * lr_multiplier
     groups = decay_groups(model, model.backbone.parameters(), lr, training.weight_decay if decay else 0.0)
@@ -394,9 +402,7 @@ def apply_lora(model: nn.Module, settings: LoraSettings, training: TrainingConfi
         target_modules=targets.names,
         fan_in_fan_out=fan_in_fan_out(model.backbone, targets.names),
     )
-    peft_model, groups = _adapt(model, config, training, settings.lr_multiplier)
-    if settings.fused:
-        fuse_lora_layers(model.backbone)
+    peft_model, groups = _adapt(model, config, training, settings.lr_multiplier, fused=settings.fused)
     lr = training.learning_rate * settings.lr_multiplier
     note = _note(f"LoRA r={settings.r} alpha={settings.alpha:g}", targets, lr)
     return _plan(model, peft_model, groups, [note], merge=settings.merge)
@@ -431,9 +437,7 @@ def apply_adalora(model: nn.Module, settings: AdaLoraSettings, training: Trainin
         total_step=total,
         orth_reg_weight=settings.orth_reg_weight,
     )
-    peft_model, groups = _adapt(model, config, training, settings.lr_multiplier)
-    if settings.fused:
-        fuse_lora_layers(model.backbone)
+    peft_model, groups = _adapt(model, config, training, settings.lr_multiplier, fused=settings.fused)
     schedule = AdaLoraSchedule(peft_model, settings, total)
     lr = training.learning_rate * settings.lr_multiplier
     notes = [
