@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,14 @@ from transferkit.data import DatasetSplits, load_splits
 from transferkit.data.text import Collator, FeatureDataset, HiddenDataset, TokenizedDataset
 from transferkit.errors import RunError
 from transferkit.evaluation import primary_metric, save_confusion_matrix, save_training_curves
+from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.scoring import score
 from transferkit.export.modeling_transferkit import pool
 from transferkit.modeling import build_model
-from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
+from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
 from transferkit.strategies.cache import extract_features, extract_hidden
 from transferkit.strategies.probe import fit_probe
+from transferkit.tasks import auto
 from transferkit.training.inference import forward_in_order
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 from transferkit.training.losses import balanced_class_weights
@@ -147,13 +150,19 @@ def fit_text_classification(
     spec = resolve_backbone(cfg.backbone)
     accelerator = make_accelerator(cfg.training)
     main = accelerator.is_main_process
-    run_dir = artifacts.open_run(cfg, accelerator, resume)
 
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer)
     labels = splits.labels
     model = build_model(spec, cfg, labels)
     targets, data = _targets_and_data(cfg, splits, tokenizer)
     collator = Collator(tokenizer, torch.long if problem == "single_label" else torch.float32)
+    cfg, decision = auto.resolve(cfg, lambda: auto.measure(
+        cfg, model, lambda m, b: m(**b), data["train"], collator,
+        splits.train["label"].tolist() if problem != "regression" else None,
+        len(data["validation"]) + len(data["test"]),
+    ))  # fmt: skip
+    run_dir = artifacts.open_run(cfg, accelerator, resume)
+    decision = auto.remember(run_dir, decision, main)
 
     plan = STRATEGIES.get(cfg.strategy.name).apply(model, strategy_settings(cfg.strategy), cfg.training)
     if plan.cache == "hidden" and (
@@ -247,6 +256,14 @@ def fit_text_classification(
         )  # fmt: skip
         metrics[split] = score(logits, targets[split], problem, labels)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
+    fallback = keep_better(
+        metrics, metric, cfg.evaluation.keep_better, lambda: _baseline_model(spec, cfg, labels, probe)
+    )
+    if fallback is not None:  # the run's model is the pretrained trunk + the probe: nothing strategy-specific
+        model, plan, exported = fallback, StrategyPlan(param_groups=[]), False
+        shutil.rmtree(run_dir / "adapter", ignore_errors=True)  # the discarded model's adapter
+    if decision is not None:
+        metrics["auto"] = decision
     metrics.update(
         trainable_parameters=trainable,
         total_parameters=total,
@@ -263,6 +280,7 @@ def fit_text_classification(
             "train_samples_per_second": round(result.samples_per_second, 2),
             "train_tokens": result.train_tokens,
             "wall_seconds": round(time.perf_counter() - t_start, 3),
+            "schedule": result.schedule,
         },
     )
     if main:
@@ -283,6 +301,16 @@ def fit_text_classification(
         )
     accelerator.wait_for_everyone()
     return RunResult(run_dir, metrics)
+
+
+def _baseline_model(spec, cfg: RunConfig, labels: list[str], probe):
+    """The pretrained baseline as a run model: the untouched trunk with the probe as its linear head."""
+    linear = cfg.model_copy(update={"head": cfg.head.model_copy(update={"kind": "linear"})})
+    model = build_model(spec, linear, labels)
+    with torch.no_grad():
+        model.head.output_layer.weight.copy_(torch.as_tensor(probe.weight))
+        model.head.output_layer.bias.copy_(torch.as_tensor(probe.bias))
+    return model.eval()
 
 
 def _training_view(model, plan, data, features, targets, collator, cfg):

@@ -118,6 +118,25 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def training_summary(cfg: RunConfig, metrics: dict) -> str:
+    """One card line: how long the run trained, what it kept, and any warning (shared by every task's card)."""
+    t = metrics.get("training", {})
+    sched = t.get("schedule") or {}
+    if sched:
+        text = (
+            f"{t.get('steps', sched['total_steps'])} optimizer steps ({sched['epochs']:.3g} epochs, batch "
+            f"{sched['batch_size']}; {sched['rule']})"
+        )
+    else:
+        text = "no gradient steps (closed form)"
+    text += f", learning rate {cfg.training.learning_rate}, seed {cfg.training.seed}"
+    if metrics.get("auto"):
+        text += f"\n- **Strategy chosen by auto:** {metrics['auto']['reason']}"
+    for w in metrics.get("warnings", []):
+        text += f"\n- **Warning:** {w}"
+    return text
+
+
 def write_model_card(run_dir: Path, cfg: RunConfig, metrics: dict, info: dict) -> None:
     """Writes ``README.md``: data, strategy, metrics and how to load the model."""
     keys = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mae", "rmse", "r2"]
@@ -146,7 +165,7 @@ Fine-tuned with [transferkit](https://pypi.org/project/transferkit/) from `{info
 - **Task:** {cfg.task.type} ({cfg.task.problem}); labels: {", ".join(info["labels"]) or "numeric target"}
 - **Data:** {info["source"]}: {info["sizes"]["train"]} train / {info["sizes"]["validation"]} validation / {info["sizes"]["test"]} test examples
 - **Strategy:** `{cfg.strategy.name}`; trainable parameters {info["trainable_parameters"]:,} of {info["total_parameters"]:,}
-- **Training:** {cfg.training.epochs} epochs, batch {cfg.training.batch_size}, learning rate {cfg.training.learning_rate}, seed {cfg.training.seed}; pooling `{info["pooling"]}`
+- **Training:** {training_summary(cfg, metrics)}; pooling `{info["pooling"]}`
 
 ## Metrics
 

@@ -216,17 +216,42 @@ class StrategyConfig(BaseModel):
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     name: str = Field(
-        "full",
-        description="Transfer strategy (see `transferkit strategies`). Its own settings sit beside the name.",
+        "auto",
+        description="Transfer strategy (see `transferkit strategies`); 'auto' chooses one from the task, labels "
+        "per class, input size, backbone size, hardware and training.time_budget, and records why. Its own "
+        "settings sit beside the name.",
     )
 
 
 class TrainingConfig(Section):
-    epochs: float = Field(3, gt=0, description="Training epochs (fractions allowed).")
-    max_steps: int | None = Field(
-        None, gt=0, description="Stop after this many optimizer steps (overrides epochs)."
+    epochs: float | None = Field(
+        None,
+        gt=0,
+        description="Training epochs (fractions allowed). None: derived from the data: 3 epochs, but at least "
+        "min_steps optimizer steps and at most max_epochs epochs (heads on cached features: 5x min_steps, "
+        "10x max_epochs), 5 to 20 evaluations, early stopping after 5 without improvement, best weights restored.",
     )
-    batch_size: int = Field(32, gt=0, description="Training batch size per process.")
+    max_steps: int | None = Field(
+        None, gt=0, description="Stop after this many optimizer steps (overrides epochs and the rule)."
+    )
+    min_steps: int = Field(
+        200,
+        gt=0,
+        description="Data-derived schedule (epochs and max_steps unset): train at least this many optimizer steps.",
+    )
+    max_epochs: float = Field(
+        20, gt=0, description="Data-derived schedule: train at most this many epochs (tiny sets)."
+    )
+    time_budget: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds the whole fit may take; strategy auto picks the best strategy expected to fit in it.",
+    )
+    batch_size: int | None = Field(
+        None,
+        gt=0,
+        description="Training batch size per process. None: 32, or n // 4 (at least 8) on sets under 128 examples.",
+    )
     eval_batch_size: int = Field(128, gt=0, description="Batch size for evaluation and prediction.")
     eval_max_tokens: int | None = Field(
         8192,
@@ -255,8 +280,9 @@ class TrainingConfig(Section):
     )
     early_stopping_patience: int | None = Field(
         None,
-        gt=0,
-        description="Stop after this many evaluations without improvement; None trains all epochs.",
+        ge=0,
+        description="Stop after this many evaluations without improvement. None: 5 with the data-derived "
+        "schedule, never when epochs or max_steps are given; 0: never.",
     )
     metric_for_best: str | None = Field(
         None,
@@ -292,6 +318,12 @@ class EvaluationConfig(Section):
     pretrained_baseline: bool = Field(
         True,
         description="Also fit a linear probe on frozen pretrained features and record it, to show what fine-tuning added.",
+    )
+    keep_better: bool = Field(
+        True,
+        description="When the fine-tuned model scores below the pretrained baseline on validation, save the "
+        "baseline (pretrained trunk + linear probe; for generation the pretrained LM) as the run's model, so "
+        "predict and serve never get the worse one. Either way metrics.json records a warning.",
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transferkit.artifacts import training_summary
 from transferkit.config import RunConfig
 from transferkit.utils.io import atomic_write_text
 
@@ -40,7 +41,7 @@ Fine-tuned with [transferkit](https://pypi.org/project/transferkit/) from `{back
 
 - **Data:** {source}: {sizes["train"]} train / {sizes["validation"]} validation / {sizes["test"]} test examples
 - **Strategy:** `{cfg.strategy.name}`; trainable parameters {metrics["trainable_parameters"]:,} of {metrics["total_parameters"]:,}
-- **Training:** {cfg.training.epochs} epochs, batch {cfg.training.batch_size}, learning rate {cfg.training.learning_rate}, seed {cfg.training.seed}; loss on completion tokens only; packing {"on" if cfg.generation.packing else "off"}
+- **Training:** {training_summary(cfg, metrics)}; loss on completion tokens only; packing {"on" if cfg.generation.packing else "off"}
 
 ## Metrics
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transferkit.artifacts import training_summary
 from transferkit.config import RunConfig
 from transferkit.utils.io import atomic_write_text
 
@@ -44,7 +45,7 @@ Fine-tuned with transferkit from `{backbone}` for token classification (named en
 - **Tags:** {splits.scheme.upper()}; entity types: {", ".join(sorted({lab[2:] for lab in splits.labels if lab != "O"}))}
 - **Data:** {splits.source}: {sizes["train"]} train / {sizes["validation"]} validation / {sizes["test"]} test sentences
 - **Strategy:** `{cfg.strategy.name}`; trainable parameters {metrics["trainable_parameters"]:,} of {metrics["total_parameters"]:,}
-- **Training:** {cfg.training.epochs} epochs, batch {cfg.training.batch_size}, learning rate {cfg.training.learning_rate}, seed {cfg.training.seed}; windows of {cfg.backbone.max_length} sub-tokens, stride {cfg.tokens.stride}
+- **Training:** {training_summary(cfg, metrics)}; windows of {cfg.backbone.max_length} sub-tokens, stride {cfg.tokens.stride}
 - **Saved as:** `{saved or "(model not saved)"}`
 
 ## Entity metrics (seqeval, strict mode)

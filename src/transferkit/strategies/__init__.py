@@ -25,6 +25,7 @@ from transferkit.strategies import top_k as _top_k  # noqa: F401, E402  isort: s
 from transferkit.strategies import gradual as _gradual  # noqa: F401, E402  isort: skip
 from transferkit.strategies import discriminative as _discriminative  # noqa: F401, E402  isort: skip
 from transferkit.strategies import lp_ft as _lp_ft  # noqa: F401, E402  isort: skip
+from transferkit.strategies import auto as _auto  # noqa: F401, E402  isort: skip
 
 __all__ = [
     "STRATEGIES",

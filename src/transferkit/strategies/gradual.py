@@ -1,6 +1,9 @@
 """``gradual``: gradual unfreezing (ULMFiT). The head trains first, then one more layer group from the top
 every ``every_epochs`` epochs, each stage with a fresh optimizer and warmup. Combine with layer-wise
 learning rates through ``layer_decay``.
+
+A linear head starts from the linear probe fitted on frozen features (the head stage then begins converged,
+as ULMFiT's classifier stage intends) and the loop evaluates that start first.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ def apply(model: nn.Module, settings: GradualSettings, training: TrainingConfig)
         stages=stages,
         frozen_modules=frozen,
         notes=[f"unfreezes one of {n} groups every {settings.every_epochs} epochs"],
+        probe_init=model.config.head_kind == "linear",
     )
 
 

@@ -1,5 +1,11 @@
 """``head``: the trunk is frozen; a linear or MLP head trains on features computed once and cached.
 
+A linear head starts from the linear probe fitted to convergence on the same features (L-BFGS, L2 chosen on
+validation) and the loop evaluates that start first: gradient steps can only keep or improve it on
+validation, so ``head`` never ends below the pretrained baseline it prints. An MLP head starts at random and
+trains on the cached features for the long data-derived schedule (steps cost microseconds) with early
+stopping.
+
 The frozen trunk runs in eval mode (no dropout), so its features are a pure function of the input: running
 it once per example and caching the result gives the same head as running it every step, only faster.
 """
@@ -42,6 +48,7 @@ def apply(model: nn.Module, settings: HeadSettings, training: TrainingConfig) ->
         cache_location=settings.cache,
         frozen_trunk=True,
         frozen_modules=[model.backbone],
+        probe_init=model.config.head_kind == "linear",
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transferkit.artifacts import training_summary
 from transferkit.config import RunConfig
 from transferkit.utils.io import atomic_write_text
 
@@ -52,7 +53,7 @@ Fine-tuned with transferkit from `{backbone}`.
 - **Task:** image-classification; labels: {", ".join(labels)}
 - **Data:** {source}: {sizes["train"]} train / {sizes["validation"]} validation / {sizes["test"]} test images
 - **Strategy:** `{cfg.strategy.name}`; trainable parameters {trainable:,} of {total:,}
-- **Training:** {cfg.training.epochs} epochs, batch {cfg.training.batch_size}, learning rate {cfg.training.learning_rate}, seed {cfg.training.seed}
+- **Training:** {training_summary(cfg, metrics)}
 - **Input:** image size {cfg.image.image_size or "the backbone's own"}; augmentation: flip {cfg.image.flip}, random resized crop {cfg.image.random_resized_crop}, colour jitter {cfg.image.color_jitter}
 
 ## Metrics

@@ -8,6 +8,7 @@ continues from its newest checkpoint after a kill (``resume=True``) with the sam
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -34,9 +35,11 @@ from transferkit.training.logger import RunLogger
 from transferkit.training.losses import compute_loss
 from transferkit.training.optim import build_optimizer, build_scheduler
 from transferkit.training.progress import TrainProgress
+from transferkit.training.schedule import Schedule, batch_size_for, plan_schedule
 
 Forward = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 Evaluate = Callable[[torch.Tensor], dict]
+log = logging.getLogger("transferkit")
 
 
 def make_accelerator(cfg: TrainingConfig) -> Accelerator:
@@ -63,6 +66,7 @@ class TrainResult:
     train_seconds: float = 0.0
     train_samples: int = 0
     train_tokens: int = 0
+    schedule: dict = field(default_factory=dict)
 
     @property
     def samples_per_second(self) -> float:
@@ -129,7 +133,7 @@ def train_loop(
     set_seed(cfg.seed)
     sampler = LengthGroupedBatchSampler(
         train_set.lengths,
-        cfg.batch_size,
+        batch_size_for(cfg, len(train_set)),
         cfg.seed,
         group_by_length=cfg.group_by_length,
         weights=sample_weights,
@@ -137,7 +141,10 @@ def train_loop(
     train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collator)
     module, train_loader = accelerator.prepare(module, train_loader)  # distributed: each process gets a shard
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.gradient_accumulation_steps))
-    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    schedule: Schedule = plan_schedule(cfg, len(train_set), steps_per_epoch, cached=plan.cache == "features")
+    total_steps = schedule.total_steps
+    if accelerator.is_main_process:
+        log.info("schedule: %d optimizer steps (%s)", total_steps, schedule.rule)
     if plan.on_train_begin is not None:
         plan.on_train_begin(total_steps)
     stages = plan.stages or [Stage("train", 0.0, lambda: plan.param_groups)]
@@ -165,10 +172,10 @@ def train_loop(
         if val_set is not None
         else None
     )
-    eval_every = max(1, steps_per_epoch // cfg.evaluations_per_epoch)
+    eval_every = schedule.eval_every
 
     state = _LoopState()
-    result = TrainResult()
+    result = TrainResult(schedule=schedule.to_dict())
     best_state: dict[str, torch.Tensor] | None = None
     restored_rng = None
     checkpoint = (
@@ -271,9 +278,13 @@ def train_loop(
             best_state = {k: sd[k].detach().clone() for k in keep}
             return False
         state.bad_evals += 1
-        return cfg.early_stopping_patience is not None and state.bad_evals >= cfg.early_stopping_patience
+        return schedule.patience is not None and state.bad_evals >= schedule.patience
 
     set_modes()
+    if plan.probe_init and checkpoint is None:
+        # the head starts as the fitted probe: the start is a candidate, so training can only keep or improve
+        # it on validation (LP-FT, and heads initialised from the probe)
+        run_eval()
     start = time.perf_counter()
     eval_seconds = 0.0
     done = state.step >= total_steps
