@@ -26,12 +26,14 @@ from transferkit.backbones import resolve_backbone
 from transferkit.config import RunConfig
 from transferkit.errors import ConfigError, RunError
 from transferkit.evaluation import save_training_curves
+from transferkit.evaluation.guard import keep_better
 from transferkit.lm.data import LMCollator, LMDataset, prompt_ids, render
 from transferkit.lm.generate import generation_scores, perplexity
 from transferkit.lm.model import CausalLMTransfer, build_causal_lm, lm_forward
 from transferkit.lm.sources import load_generation_splits
 from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
 from transferkit.strategies.base import StrategyPlan
+from transferkit.tasks import auto
 from transferkit.training.inference import forward_in_order
 from transferkit.training.loop import make_accelerator, train_loop
 
@@ -107,7 +109,6 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
     spec = resolve_backbone(cfg.backbone)
     accelerator = make_accelerator(cfg.training)
     main = accelerator.is_main_process
-    run_dir = artifacts.open_run(cfg, accelerator, resume)
 
     tokenizer = load_tokenizer(spec.tokenizer)
     g, max_len = cfg.generation, cfg.backbone.max_length
@@ -118,6 +119,11 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
     collator = LMCollator(tokenizer.pad_token_id)
     model = build_causal_lm(spec, cfg.training.seed)
     model.to(accelerator.device)
+    cfg, decision = auto.resolve(cfg, lambda: auto.measure(
+        cfg, model, lm_forward, data["train"], collator, None, len(data["validation"]) + len(data["test"])
+    ))  # fmt: skip
+    run_dir = artifacts.open_run(cfg, accelerator, resume)
+    decision = auto.remember(run_dir, decision, main)
 
     def split_perplexity(module, split: str) -> dict:
         stats = forward_in_order(
@@ -147,15 +153,30 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
         tensorboard=cfg.output.tensorboard, accelerator=accelerator,
     )  # fmt: skip
     model = accelerator.unwrap_model(model)
-    model.eval()
-    for split in ("validation", "test"):
-        metrics[split] = split_perplexity(model, split)
-        if g.eval_samples:
-            prompts, refs = _eval_prompts(examples[split], tokenizer, cfg)
-            metrics[split] |= generation_scores(
-                model.lm, tokenizer, prompts, refs, g.max_new_tokens, cfg.training.eval_batch_size
-            )
-    metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
+
+    def final_scores(module) -> dict[str, dict]:
+        module.eval()
+        out = {}
+        for split in ("validation", "test"):
+            out[split] = split_perplexity(module, split)
+            if g.eval_samples:
+                prompts, refs = _eval_prompts(examples[split], tokenizer, cfg)
+                out[split] |= generation_scores(
+                    module.lm, tokenizer, prompts, refs, g.max_new_tokens, cfg.training.eval_batch_size
+                )
+        return out
+
+    scores = final_scores(model)
+    metrics = {"test": scores["test"], "validation": scores["validation"], **metrics}
+    # the baseline is the backbone itself: kept (scored in full, generation included) if fine-tuning made it worse
+    fallback = keep_better(
+        metrics, metric, cfg.evaluation.keep_better,
+        lambda: build_causal_lm(spec, cfg.training.seed).to(accelerator.device), final_scores,
+    )  # fmt: skip
+    if fallback is not None:
+        model, plan = fallback, StrategyPlan(param_groups=[])
+    if decision is not None:
+        metrics["auto"] = decision
     train_seconds = result.train_seconds
     metrics.update(
         trainable_parameters=trainable,
@@ -176,6 +197,7 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
             else 0.0,
             "packed_rows": len(data["train"]) if g.packing else None,
             "wall_seconds": round(time.perf_counter() - t_start, 3),
+            "schedule": result.schedule,
         },
     )
     if main:

@@ -26,12 +26,14 @@ from transferkit.config import RunConfig
 from transferkit.data.token_splits import TokenSplits, load_token_splits
 from transferkit.data.tokens import IGNORE, HiddenTokens, TokenCollator, TokenWindows, word_logits
 from transferkit.evaluation import save_training_curves
+from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.ner import entity_metrics
 from transferkit.ner.card import write_token_model_card
 from transferkit.ner.modeling import build_token_model, save_token_model
-from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
+from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
 from transferkit.strategies.cache import extract_hidden
 from transferkit.strategies.probe import fit_probe
+from transferkit.tasks import auto
 from transferkit.training.inference import forward_in_order, ordered_loader
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 
@@ -112,6 +114,16 @@ def _training_view(model, plan, data, features, collator, cfg):
     return model, lambda m, b: m(**b).logits, data
 
 
+def _baseline_model(spec, cfg: RunConfig, labels: list[str], probe):
+    """The pretrained baseline as a run model: the untouched trunk with the token probe as its linear head."""
+    linear = cfg.model_copy(update={"head": cfg.head.model_copy(update={"kind": "linear"})})
+    model = build_token_model(spec, linear, labels)
+    with torch.no_grad():
+        model.head.output_layer.weight.copy_(torch.as_tensor(probe.weight))
+        model.head.output_layer.bias.copy_(torch.as_tensor(probe.bias))
+    return model.eval()
+
+
 def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
     """Token classification's fit (see :func:`transferkit.fit`); ``--task token-classification``."""
     from transferkit.api import RunResult
@@ -127,7 +139,6 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
     spec = resolve_backbone(cfg.backbone)
     accelerator = make_accelerator(cfg.training)
     main = accelerator.is_main_process
-    run_dir = artifacts.open_run(cfg, accelerator, resume)
 
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer)
     labels, scheme = splits.labels, splits.scheme
@@ -146,6 +157,13 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
     if split_count:
         log.info("%d long sentences were cut into overlapping windows (none truncated)", split_count)
     collator = TokenCollator(tokenizer)
+    types = [sorted({t[2:] for t in tags if t != "O"}) or ["O"] for tags in splits.train["tags"]]
+    cfg, decision = auto.resolve(cfg, lambda: auto.measure(
+        cfg, model, lambda m, b: m(**b), data["train"], collator, types,
+        len(data["validation"]) + len(data["test"]),
+    ))  # fmt: skip
+    run_dir = artifacts.open_run(cfg, accelerator, resume)
+    decision = auto.remember(run_dir, decision, main)
     plan = STRATEGIES.get(cfg.strategy.name).apply(model, strategy_settings(cfg.strategy), cfg.training)
     if plan.cache == "hidden" and (
         accelerator.num_processes > 1 or not supports_hidden_cache(model.backbone)
@@ -202,6 +220,13 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
         )  # fmt: skip
         metrics[split] = score_windows(data[split], logits, getattr(splits, split)["tags"], labels, scheme)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
+    fallback = keep_better(
+        metrics, metric, cfg.evaluation.keep_better, lambda: _baseline_model(spec, cfg, labels, probe)
+    )
+    if fallback is not None:  # the pretrained trunk + the token probe: nothing strategy-specific to save
+        model, plan = fallback, StrategyPlan(param_groups=[])
+    if decision is not None:
+        metrics["auto"] = decision
     metrics.update(
         trainable_parameters=trainable, total_parameters=total, strategy=cfg.strategy.name,
         backbone=spec.name, task=cfg.task.type, scheme=scheme,
@@ -211,7 +236,7 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
             "train_seconds": round(result.train_seconds, 3),
             "train_samples_per_second": round(result.samples_per_second, 2),
             "train_tokens": result.train_tokens, "windows_split": split_count,
-            "wall_seconds": round(time.perf_counter() - t_start, 3),
+            "wall_seconds": round(time.perf_counter() - t_start, 3), "schedule": result.schedule,
         },
     )  # fmt: skip
     if main:

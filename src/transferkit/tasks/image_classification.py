@@ -25,10 +25,12 @@ from transferkit.config import RunConfig
 from transferkit.data.image_transforms import Augment, ImageCollator, ImageDataset, TensorDataset
 from transferkit.errors import ConfigError
 from transferkit.evaluation import primary_metric, save_confusion_matrix, save_training_curves
+from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.scoring import score
-from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
+from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
 from transferkit.strategies.cache import extract_features
 from transferkit.strategies.probe import fit_probe
+from transferkit.tasks import auto
 from transferkit.training.inference import forward_in_order, ordered_loader
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 from transferkit.training.losses import balanced_class_weights
@@ -57,7 +59,6 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     main = accelerator.is_main_process
     labels = splits.labels
     model = build_image_model(spec, cfg, labels)  # checks the backbone before the run folder exists
-    run_dir = artifacts.open_run(cfg, accelerator, resume)
 
     preprocess = preprocessor_for(spec, cfg.image.image_size)
     targets = {n: encode_targets(getattr(splits, n), "single_label", labels) for n in SPLITS}
@@ -70,6 +71,13 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         clean, train=ImageDataset(images["train"], targets["train"], preprocess, augment, cfg.training.seed)
     )
     collator = ImageCollator()
+    size = cfg.image.image_size or (preprocess.size[0] if getattr(preprocess, "size", None) else 0)
+    cfg, decision = auto.resolve(cfg, lambda: auto.measure(
+        cfg, model, lambda m, b: m(pixel_values=b["pixel_values"]), clean["train"], collator,
+        splits.train["label"].tolist(), len(clean["validation"]) + len(clean["test"]), input_length=size,
+    ))  # fmt: skip
+    run_dir = artifacts.open_run(cfg, accelerator, resume)
+    decision = auto.remember(run_dir, decision, main)
 
     plan = STRATEGIES.get(cfg.strategy.name).apply(model, strategy_settings(cfg.strategy), cfg.training)
     if augment.active and plan.cache is not None:
@@ -138,6 +146,14 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         logits = forward_in_order(lambda b: forward(module, b), eval_sets[split], collator, cfg.training.eval_batch_size, accelerator)  # fmt: skip
         metrics[split] = score(logits, targets[split], "single_label", labels)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
+    fallback = keep_better(
+        metrics, metric, cfg.evaluation.keep_better, lambda: _baseline_model(spec, cfg, labels, probe)
+    )
+    if fallback is not None:  # the pretrained trunk + the probe: nothing strategy-specific to save
+        model, plan = fallback, StrategyPlan(param_groups=[])
+        shutil.rmtree(run_dir / "adapter", ignore_errors=True)
+    if decision is not None:
+        metrics["auto"] = decision
     metrics.update(
         trainable_parameters=trainable, total_parameters=total, strategy=cfg.strategy.name, backbone=spec.name,
         task=cfg.task.type, problem="single_label",
@@ -145,7 +161,7 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         training={
             "steps": result.steps, "stopped_early": result.stopped_early, "resumed_from_step": result.resumed_from,
             "train_seconds": round(result.train_seconds, 3), "train_samples_per_second": round(result.samples_per_second, 2),
-            "wall_seconds": round(time.perf_counter() - t_start, 3),
+            "wall_seconds": round(time.perf_counter() - t_start, 3), "schedule": result.schedule,
         },
     )  # fmt: skip
     if main:
@@ -154,6 +170,18 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         )
     accelerator.wait_for_everyone()
     return RunResult(run_dir, metrics)
+
+
+def _baseline_model(spec, cfg: RunConfig, labels: list[str], probe):
+    """The pretrained baseline as a run model: the untouched trunk with the probe as its linear head."""
+    from transferkit.image_model import build_image_model
+
+    linear = cfg.model_copy(update={"head": cfg.head.model_copy(update={"kind": "linear"})})
+    model = build_image_model(spec, linear, labels)
+    with torch.no_grad():
+        model.head.output_layer.weight.copy_(torch.as_tensor(probe.weight))
+        model.head.output_layer.bias.copy_(torch.as_tensor(probe.bias))
+    return model.eval()
 
 
 def _extract_hidden(model, dataset, collator, batch_size: int, group: int) -> list[torch.Tensor]:
