@@ -77,13 +77,20 @@ def peak_rss_mib() -> float:
 
 def machine() -> dict:
     """Date, CPU model, core count and library versions, for the results file."""
-    model = "unknown"
+    model, isa = "unknown", []
     try:
         for line in subprocess.run(
             ["lscpu"], capture_output=True, text=True, check=False
         ).stdout.splitlines():
             if line.startswith("Model name:"):
                 model = line.split(":", 1)[1].strip()
+            if line.startswith("Flags:"):
+                flags = set(line.split(":", 1)[1].split())
+                isa = [
+                    f
+                    for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+                    if f in flags
+                ]
     except OSError:
         pass
     import torch
@@ -92,6 +99,7 @@ def machine() -> dict:
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu": model,
+        "isa": " ".join(isa),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

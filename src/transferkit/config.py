@@ -250,7 +250,7 @@ class TrainingConfig(Section):
     batch_size: int | None = Field(
         None,
         gt=0,
-        description="Training batch size per process. None: 32, or n // 4 (at least 8) on sets under 128 examples.",
+        description="Training batch size per process. None: 32; with the data-derived schedule (epochs and max_steps unset) n // 4 (at least 8) on sets under 128 examples.",
     )
     eval_batch_size: int = Field(128, gt=0, description="Batch size for evaluation and prediction.")
     eval_max_tokens: int | None = Field(

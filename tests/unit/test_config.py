@@ -24,9 +24,9 @@ def test_defaults() -> None:
     assert isinstance(cfg, RunConfig)
     assert cfg.data.train == "train.csv"
     assert cfg.backbone.name == "minilm-l6"
-    assert cfg.strategy.name == "full"
+    assert cfg.strategy.name == "auto"
     assert cfg.task.problem == "single_label"
-    assert cfg.training.epochs == 3
+    assert cfg.training.epochs is None and cfg.training.batch_size is None  # the data-derived schedule
     assert cfg.training.seed == 42
     assert cfg.output.dir is None
 
@@ -81,7 +81,7 @@ def test_every_error_reported_at_once_with_paths() -> None:
             "data.validation_size=1.5",  # out of range
             "foo.bar=1",  # unknown top-level key
             "training.epoch=2",  # unknown field in a section
-            "strategy.cache=disk",  # a setting the (default) full strategy does not have
+            "strategy.cache=disk",  # a setting the (default) auto strategy does not have
         ]
     )
     assert "6 error(s)" in msg
@@ -95,7 +95,7 @@ def test_every_error_reported_at_once_with_paths() -> None:
     ):
         assert f"{path}:" in msg, path
     assert "unknown field" in msg
-    assert "unknown setting for strategy 'full'" in msg
+    assert "unknown setting for strategy 'auto'" in msg
 
 
 def test_unknown_strategy_has_a_hint_and_other_errors_still_show() -> None:

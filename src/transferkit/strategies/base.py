@@ -115,12 +115,25 @@ STRATEGIES: Registry[Strategy] = Registry("strategy")
 
 
 def register_strategy(
-    name: str, settings: type[StrategySettings], apply: StrategyApply, description: str
+    name: str,
+    settings: type[StrategySettings],
+    apply: StrategyApply,
+    description: str,
+    chooses: bool = False,
 ) -> Strategy:
-    """Registers a strategy; its settings sit beside ``strategy.name`` in the config."""
+    """Registers a strategy; its settings sit beside ``strategy.name`` in the config.
+
+    ``chooses=True`` marks a strategy that is replaced by another before training (``auto``): it has no plan
+    of its own, so the strategy matrix checks the strategies it picks instead.
+    """
     if not (isinstance(settings, type) and issubclass(settings, StrategySettings)):
         raise TypeError(f"strategy {name!r}: settings must subclass StrategySettings")
-    return STRATEGIES.register(name, Strategy(name, settings, apply), description)
+    return STRATEGIES.register(name, Strategy(name, settings, apply), description, chooses=chooses)
+
+
+def trainable_strategies() -> list[str]:
+    """Registered strategies with a plan of their own (every one but those that choose another)."""
+    return [e.name for e in STRATEGIES if not e.extra.get("chooses")]
 
 
 def strategy_settings(cfg: StrategyConfig) -> StrategySettings:

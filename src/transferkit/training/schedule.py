@@ -5,7 +5,7 @@ optimizer steps, far from convergence (a frozen-feature head then ends below the
 it). When neither ``training.epochs`` nor ``training.max_steps`` is set, the run length follows one rule:
 
 * **batch size** (``training.batch_size`` unset): 32, or ``n // 4`` (at least 8) for sets under 128
-  examples, so that even 32 examples make 4 optimizer steps per epoch;
+  examples, so that even 32 examples make 4 optimizer steps per epoch (with epochs or max_steps given: 32);
 * **steps**: 3 epochs, but at least ``training.min_steps`` optimizer steps and at most
   ``training.max_epochs`` epochs. Heads trained on cached features (a step costs microseconds) get 5x the
   minimum and 10x the epoch cap;
@@ -41,9 +41,12 @@ def is_auto(cfg: TrainingConfig) -> bool:
 
 
 def batch_size_for(cfg: TrainingConfig, num_examples: int) -> int:
-    """The training batch size per process: the configured one, else 32 (``n // 4``, >= 8, on small sets)."""
+    """The training batch size per process: the configured one; else 32, or on small sets ``n // 4`` (>= 8)
+    when the schedule is data-derived (a run given epochs or max_steps keeps 32, as before the rule)."""
     if cfg.batch_size is not None:
         return cfg.batch_size
+    if not is_auto(cfg):
+        return AUTO_BATCH
     return max(MIN_AUTO_BATCH, min(AUTO_BATCH, num_examples // 4))
 
 

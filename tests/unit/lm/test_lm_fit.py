@@ -31,6 +31,7 @@ BASE = [
 ]
 # 100 full-batch steps at a high constant-ish rate: the tiny model memorises all five (perplexity ~1.1)
 MEMORISE = (
+    "strategy.name=full",
     "training.epochs=100",
     "training.batch_size=5",
     "training.learning_rate=5e-3",
@@ -132,7 +133,12 @@ def test_lora_trains_adapters_only_and_exports_a_merged_model(tmp_path: Path) ->
 def test_full_packed_run_and_head_policy(tmp_path: Path) -> None:
     data = _pairs_file(tmp_path)
     run = _fit(
-        data, tmp_path / "run", "generation.packing=true", "training.max_steps=2", "training.batch_size=1"
+        data,
+        tmp_path / "run",
+        "strategy.name=full",
+        "generation.packing=true",
+        "training.max_steps=2",
+        "training.batch_size=1",
     )
     assert run.metrics["training"]["packed_rows"] == 1  # five short examples in one row of 256 tokens
     assert run.metrics["trainable_parameters"] == run.metrics["total_parameters"]

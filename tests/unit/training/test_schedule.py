@@ -1,0 +1,60 @@
+"""The data-derived schedule: steps, batch size, evaluations and patience follow the documented rule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from transferkit.config import TrainingConfig
+from transferkit.training.schedule import batch_size_for, is_auto, plan_schedule
+
+
+def spe(n: int, cfg: TrainingConfig) -> int:
+    return math.ceil(n / batch_size_for(cfg, n))
+
+
+@pytest.mark.parametrize(
+    ("n", "batch"), [(8, 8), (32, 8), (64, 16), (100, 25), (128, 32), (300, 32), (10_000, 32)]
+)
+def test_auto_batch_size_shrinks_on_small_sets(n: int, batch: int) -> None:
+    assert batch_size_for(TrainingConfig(), n) == batch
+    assert batch_size_for(TrainingConfig(batch_size=4), n) == 4  # an explicit batch size is kept
+    assert batch_size_for(TrainingConfig(epochs=3), n) == 32  # explicit epochs: the batch size of old
+
+
+def test_small_sets_get_at_least_min_steps_within_the_epoch_cap() -> None:
+    cfg = TrainingConfig()
+    s = plan_schedule(cfg, 300, spe(300, cfg))  # the issue's 300 examples: 10 steps per epoch
+    assert (s.total_steps, s.epochs, s.patience) == (200, 20.0, 5)
+    assert 5 <= s.total_steps / s.eval_every <= 20
+    tiny = plan_schedule(cfg, 32, spe(32, cfg))  # 4 steps per epoch: capped at 20 epochs
+    assert tiny.total_steps == 80 and tiny.batch_size == 8 and "capped" in tiny.rule
+
+
+def test_large_sets_train_three_epochs_with_at_least_five_evaluations() -> None:
+    cfg = TrainingConfig()
+    s = plan_schedule(cfg, 10_000, spe(10_000, cfg))
+    assert s.total_steps == 3 * 313 and s.epochs == 3
+    assert math.ceil(s.total_steps / s.eval_every) == 5
+
+
+def test_cached_heads_get_a_longer_minimum() -> None:
+    cfg = TrainingConfig()
+    plain = plan_schedule(cfg, 2000, 63)
+    cached = plan_schedule(cfg, 2000, 63, cached=True)
+    assert plain.total_steps == 200 and cached.total_steps == 1000
+
+
+def test_explicit_epochs_or_steps_switch_the_rule_off() -> None:
+    cfg = TrainingConfig(epochs=2)
+    assert not is_auto(cfg)
+    s = plan_schedule(cfg, 300, 10)
+    assert (s.total_steps, s.eval_every, s.patience, s.rule) == (20, 10, None, "training.epochs")
+    s = plan_schedule(TrainingConfig(max_steps=7, early_stopping_patience=2), 300, 10)
+    assert (s.total_steps, s.patience) == (7, 2)
+
+
+def test_settings_steer_the_rule() -> None:
+    s = plan_schedule(TrainingConfig(min_steps=50, max_epochs=3, early_stopping_patience=0), 300, 10)
+    assert s.total_steps == 30 and s.patience is None  # 0: never stop early
