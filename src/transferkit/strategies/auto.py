@@ -25,4 +25,5 @@ register_strategy(
     AutoSettings,
     _apply,
     "choose from task, labels per class, sizes, hardware and time budget (default)",
+    chooses=True,
 )
