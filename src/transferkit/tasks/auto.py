@@ -92,10 +92,13 @@ def estimate_seconds(facts: Facts, training: TrainingConfig) -> dict[str, float]
     fwd = facts.forward_seconds
     feature_pass = (facts.num_train + facts.num_eval) * fwd
     batch = batch_size_for(training, facts.num_train)
-    steps = plan_schedule(training, facts.num_train, math.ceil(facts.num_train / batch)).total_steps
+    validation = max(1, facts.num_eval // 2)  # validation and test: about half each
+    sched = plan_schedule(
+        training, facts.num_train, math.ceil(facts.num_train / batch), num_validation=validation
+    )
+    steps = sched.total_steps
     train = steps * batch * TRAIN_COST * fwd
-    evals = plan_schedule(training, facts.num_train, math.ceil(facts.num_train / batch))
-    eval_passes = math.ceil(steps / evals.eval_every) * facts.num_eval * fwd / 2  # validation only, ~half
+    eval_passes = math.ceil(steps / sched.eval_every) * validation * fwd
     full = train + eval_passes + facts.num_eval * fwd
     return {
         "linear-probe": round(feature_pass, 1),

@@ -141,7 +141,13 @@ def train_loop(
     train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collator)
     module, train_loader = accelerator.prepare(module, train_loader)  # distributed: each process gets a shard
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.gradient_accumulation_steps))
-    schedule: Schedule = plan_schedule(cfg, len(train_set), steps_per_epoch, cached=plan.cache == "features")
+    schedule: Schedule = plan_schedule(
+        cfg,
+        len(train_set),
+        steps_per_epoch,
+        plan.cache == "features",
+        len(val_set) if val_set is not None else None,
+    )
     total_steps = schedule.total_steps
     if accelerator.is_main_process:
         log.info("schedule: %d optimizer steps (%s)", total_steps, schedule.rule)

@@ -10,7 +10,9 @@ it). When neither ``training.epochs`` nor ``training.max_steps`` is set, the run
   ``training.max_epochs`` epochs. Heads trained on cached features (a step costs microseconds) get 5x the
   minimum and 10x the epoch cap;
 * **evaluations**: one per epoch, but between 5 and 20 over the run (small sets: often enough to stop
-  early well; large sets: at least 5 chances to keep the best);
+  early well; large sets: at least 5 chances to keep the best), and no more than make the validation passes
+  cost about what training costs (a training example costs ~3 forward passes): 16 training examples with
+  256 validation rows are evaluated 5 times, not 20;
 * **early stopping**: after 5 evaluations without improvement (``training.early_stopping_patience``); the
   best evaluation's weights are restored at the end either way.
 
@@ -31,6 +33,7 @@ AUTO_EPOCHS = 3  # epochs on data large enough that 3 epochs exceed training.min
 AUTO_BATCH = 32  # the batch size on sets of 128 examples or more
 MIN_AUTO_BATCH = 8  # small sets: n // 4 rows per batch, never fewer than this
 MIN_EVALUATIONS, MAX_EVALUATIONS = 5, 20
+TRAIN_FORWARDS = 3  # a training example costs ~3 forward passes (forward, backward, weight gradients)
 AUTO_PATIENCE = 5  # evaluations without improvement before an auto schedule stops
 CACHED_STEP_FACTOR, CACHED_EPOCH_FACTOR = 5, 10  # heads on cached features: steps are nearly free
 
@@ -67,7 +70,11 @@ class Schedule:
 
 
 def plan_schedule(
-    cfg: TrainingConfig, num_examples: int, steps_per_epoch: int, cached: bool = False
+    cfg: TrainingConfig,
+    num_examples: int,
+    steps_per_epoch: int,
+    cached: bool = False,
+    num_validation: int | None = None,
 ) -> Schedule:
     """Derives the schedule of a run.
 
@@ -76,6 +83,7 @@ def plan_schedule(
         num_examples: Training examples (rows the sampler draws from).
         steps_per_epoch: Optimizer steps in one epoch (per process, after gradient accumulation).
         cached: Only a head trains, on cached features (cheap steps: longer minimum, higher epoch cap).
+        num_validation: Validation examples; bounds the number of evaluations by their cost.
 
     Returns:
         The :class:`Schedule`.
@@ -98,6 +106,9 @@ def plan_schedule(
     total = max(1, min(wanted, math.ceil(max_epochs * spe)))
     epochs = total / spe
     evaluations = min(max(round(epochs * cfg.evaluations_per_epoch), MIN_EVALUATIONS), MAX_EVALUATIONS)
+    if num_validation and not cached:  # validation passes cost ~ what training costs, at most
+        affordable = TRAIN_FORWARDS * total * batch // num_validation
+        evaluations = min(evaluations, max(MIN_EVALUATIONS, affordable))
     every = max(1, math.ceil(total / min(evaluations, total)))
     if cfg.early_stopping_patience is None:
         patience = AUTO_PATIENCE

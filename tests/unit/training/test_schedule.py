@@ -58,3 +58,13 @@ def test_explicit_epochs_or_steps_switch_the_rule_off() -> None:
 def test_settings_steer_the_rule() -> None:
     s = plan_schedule(TrainingConfig(min_steps=50, max_epochs=3, early_stopping_patience=0), 300, 10)
     assert s.total_steps == 30 and s.patience is None  # 0: never stop early
+
+
+def test_evaluations_cost_no_more_than_training() -> None:
+    cfg = TrainingConfig()
+    tiny = plan_schedule(cfg, 16, spe(16, cfg), num_validation=256)  # 40 steps x 8 rows: 960 forwards
+    assert math.ceil(tiny.total_steps / tiny.eval_every) == 5
+    roomy = plan_schedule(cfg, 300, spe(300, cfg), num_validation=100)
+    assert math.ceil(roomy.total_steps / roomy.eval_every) == 20
+    cached = plan_schedule(cfg, 16, spe(16, cfg), cached=True, num_validation=10_000)
+    assert math.ceil(cached.total_steps / cached.eval_every) == 20  # cached passes are nearly free
