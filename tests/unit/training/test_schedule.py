@@ -68,3 +68,32 @@ def test_evaluations_cost_no_more_than_training() -> None:
     assert math.ceil(roomy.total_steps / roomy.eval_every) == 20
     cached = plan_schedule(cfg, 16, spe(16, cfg), cached=True, num_validation=10_000)
     assert math.ceil(cached.total_steps / cached.eval_every) == 20  # cached passes are nearly free
+
+
+def test_resume_under_the_data_derived_schedule_equals_uninterrupted(
+    toy_csv, tmp_path, interrupted_copy
+) -> None:
+    """auto strategy + auto schedule (probe start evaluated at step 0, patience): a kill, then --resume."""
+    import json
+
+    import transferkit
+
+    args = dict(
+        train=str(toy_csv), backbone="tiny-bert",
+        overrides=["training.progress=false", "training.min_steps=12", "training.max_epochs=4",
+                   "training.checkpoint_every_steps=3", "training.keep_checkpoints=10", "training.learning_rate=1e-3",
+                   "output.tensorboard=false"],
+    )  # fmt: skip
+    whole = transferkit.fit(output=str(tmp_path / "whole"), **args)
+    assert whole.metrics["auto"]["choice"] == "lp-ft" and whole.metrics["training"]["schedule"][
+        "rule"
+    ].startswith("auto")
+    cut = interrupted_copy(whole.run_dir, tmp_path / "cut", 6)
+    resumed = transferkit.fit(resume=cut)
+    assert resumed.metrics["training"]["resumed_from_step"] == 6
+    assert resumed.metrics["auto"] == whole.metrics["auto"]  # read back from RUN/auto.json
+    assert json.loads((cut / "auto.json").read_text())["choice"] == "lp-ft"
+    for split in ("validation", "test"):
+        assert resumed.metrics[split]["f1_macro"] == whole.metrics[split]["f1_macro"]
+        assert resumed.metrics[split]["loss"] == pytest.approx(whole.metrics[split]["loss"], abs=1e-6)
+    assert resumed.metrics["training"]["steps"] == whole.metrics["training"]["steps"]
