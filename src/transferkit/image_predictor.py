@@ -12,8 +12,8 @@ from transferkit.artifacts import read_run
 from transferkit.data.image_transforms import ImageCollator, ImageDataset, Preprocessor
 from transferkit.errors import DataError
 from transferkit.evaluation.scoring import probabilities, score
+from transferkit.inference import forward_in_order
 from transferkit.predictor import apply_unmerged_adapter
-from transferkit.training.inference import forward_in_order
 
 
 def as_image_list(inputs) -> list:

@@ -16,7 +16,7 @@ from transferkit.data.readers import read_table
 from transferkit.data.text import Collator, TokenizedDataset
 from transferkit.errors import DataError
 from transferkit.evaluation.scoring import probabilities, score
-from transferkit.training.inference import forward_in_order
+from transferkit.inference import forward_in_order
 
 
 def apply_unmerged_adapter(model, run_dir: Path) -> bool:

@@ -17,8 +17,8 @@ from transformers import LlamaConfig
 
 from transferkit.backbones.base import BackboneSpec, apply_dropout, from_pretrained_source, register_backbone
 from transferkit.config import BackboneConfig
-from transferkit.data.fetch import cache_dir
 from transferkit.errors import RegistryError
+from transferkit.utils.cache import cache_dir
 
 log = logging.getLogger("transferkit")
 

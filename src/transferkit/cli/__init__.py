@@ -1,1 +1,1 @@
-"""The ``transferkit`` command line: one thin command table over the library."""
+"""The ``transferkit`` command line: one thin module per command over the library (``main`` dispatches)."""

@@ -11,8 +11,8 @@ from transferkit.config import RunConfig
 from transferkit.data.text import Collator, TokenizedDataset
 from transferkit.evaluation import primary_metric
 from transferkit.evaluation.scoring import score
+from transferkit.inference import forward_in_order
 from transferkit.strategies import STRATEGIES
-from transferkit.training.inference import forward_in_order
 from transferkit.training.loop import Forward, TrainResult, train_loop
 
 

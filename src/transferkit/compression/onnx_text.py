@@ -158,7 +158,7 @@ class OnnxTextClassifier(Predictor):
     def logits(self, texts) -> torch.Tensor:
         """(N, C) raw model outputs, in input order."""
         from transferkit.data.text import TokenizedDataset
-        from transferkit.training.inference import forward_in_order
+        from transferkit.inference import forward_in_order
 
         texts = [str(t) for t in texts]
         if not texts:

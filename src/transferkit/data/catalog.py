@@ -29,9 +29,10 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from transferkit.data.fetch import cache_dir, fetch_package_file
+from transferkit.data.fetch import fetch_package_file
 from transferkit.errors import DataError
 from transferkit.registry import Registry
+from transferkit.utils.cache import cache_dir
 
 logger = logging.getLogger("transferkit.data")
 

@@ -16,11 +16,7 @@ import tempfile
 from pathlib import Path
 
 from transferkit.errors import DataError
-
-
-def cache_dir() -> Path:
-    """The cache root: ``$TRANSFERKIT_CACHE`` if set, else ``~/.cache/transferkit``."""
-    return Path(os.environ.get("TRANSFERKIT_CACHE") or "~/.cache/transferkit").expanduser()
+from transferkit.utils.cache import cache_dir
 
 
 def sha256_of(path: Path) -> str:

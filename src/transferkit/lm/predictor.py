@@ -108,8 +108,8 @@ class GenerationPredictor:
             path: The JSONL file.
             **columns: ``prompt_column`` / ``completion_column`` / ``messages_column`` overrides.
         """
+        from transferkit.inference import forward_in_order
         from transferkit.lm.model import CausalLMTransfer, lm_forward
-        from transferkit.training.inference import forward_in_order
 
         settings = self.settings.model_copy(update={k: v for k, v in columns.items() if v is not None})
         examples = read_examples(path, settings)

@@ -23,8 +23,8 @@ from transferkit.data.conll import convert, entity_types, read_sentences
 from transferkit.data.tokens import TokenCollator, TokenWindows, word_logits
 from transferkit.errors import DataError
 from transferkit.evaluation.ner import entity_metrics
+from transferkit.inference import forward_in_order
 from transferkit.ner.modeling import load_token_model
-from transferkit.training.inference import forward_in_order
 
 # dotted initials keep their final dot, as CoNLL writes them ("U.S.", "e.g."); other words keep inner
 # hyphens, apostrophes and dots ("don't", "Jean-Luc", "3.5"); every other non-space character is a word

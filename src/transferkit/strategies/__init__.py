@@ -19,7 +19,9 @@ from transferkit.strategies.base import (
 
 from transferkit.strategies import full as _full  # noqa: F401, E402  isort: skip
 from transferkit.strategies import head as _head  # noqa: F401, E402  isort: skip
-from transferkit.strategies import peft_methods as _peft_methods  # noqa: F401, E402  isort: skip
+from transferkit.strategies.peft import lora as _lora  # noqa: F401, E402  isort: skip
+from transferkit.strategies.peft import adalora as _adalora  # noqa: F401, E402  isort: skip
+from transferkit.strategies.peft import ia3 as _ia3  # noqa: F401, E402  isort: skip
 from transferkit.strategies import linear_probe as _linear_probe  # noqa: F401, E402  isort: skip
 from transferkit.strategies import top_k as _top_k  # noqa: F401, E402  isort: skip
 from transferkit.strategies import gradual as _gradual  # noqa: F401, E402  isort: skip

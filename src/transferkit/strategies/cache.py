@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from transferkit.data.text import Collator
-from transferkit.training.inference import forward_in_order
+from transferkit.inference import forward_in_order
 
 MEMORY_LIMIT = 1 << 30  # 1 GiB
 
@@ -73,7 +73,7 @@ def extract_hidden(
     Stored unpadded, so each batch later pads only to its own longest member.
     """
     from transferkit.backbones.contract import hidden_after
-    from transferkit.training.inference import ordered_loader
+    from transferkit.inference import ordered_loader
 
     was_training = model.training
     model.eval()

@@ -8,7 +8,7 @@ import torch
 
 from transferkit.config import load_config
 from transferkit.data.text import LengthGroupedBatchSampler
-from transferkit.training.inference import forward_in_order, single_process_budget
+from transferkit.inference import forward_in_order, single_process_budget
 
 
 def _lengths(n: int = 300, seed: int = 0) -> list[int]:

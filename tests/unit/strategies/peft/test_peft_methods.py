@@ -20,7 +20,7 @@ from transferkit.errors import ConfigError
 from transferkit.export.modeling_transferkit import TransferkitConfig, TransferkitForSequenceClassification
 from transferkit.modeling import build_model
 from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
-from transferkit.strategies.peft_targets import auto_targets
+from transferkit.strategies.peft.targets import auto_targets
 
 METHODS = ["lora", "adalora", "ia3"]
 TEXTS = ["a great and wonderful film", "boring", "the plot was awful and the actor was dreadful, really"]

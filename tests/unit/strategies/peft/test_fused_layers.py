@@ -14,7 +14,7 @@ from transferkit.backbones import resolve_backbone
 from transferkit.config import load_config
 from transferkit.modeling import build_model
 from transferkit.strategies import STRATEGIES, strategy_settings
-from transferkit.strategies.lora_layers import (
+from transferkit.strategies.peft.fused_layers import (
     dropout_linear,
     fuse_lora_layers,
     fused_class,

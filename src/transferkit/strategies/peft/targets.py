@@ -16,7 +16,7 @@ from transferkit.backbones.contract import layer_groups
 from transferkit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from transferkit.strategies.peft_methods import _AdapterSettings
+    from transferkit.strategies.peft.common import _AdapterSettings
 
 
 @dataclass(frozen=True)

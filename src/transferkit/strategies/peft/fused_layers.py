@@ -105,7 +105,7 @@ def fused_class() -> type:
     from peft.tuners.lora.layer import Linear
 
     class FusedLoraLinear(Linear):
-        """PEFT's ``lora.Linear`` with the lean forward pass described in :mod:`transferkit.strategies.lora_layers`."""
+        """PEFT's ``lora.Linear`` with the lean forward pass described in :mod:`transferkit.strategies.peft.fused_layers`."""
 
         def _plain(self, args: tuple, kwargs: dict) -> bool:
             return not (
