@@ -31,12 +31,12 @@ from transferkit.evaluation import primary_metric, save_confusion_matrix, save_t
 from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.scoring import score
 from transferkit.export.modeling_transferkit import pool
+from transferkit.inference import forward_in_order
 from transferkit.modeling import build_model
 from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
 from transferkit.strategies.cache import extract_features, extract_hidden
 from transferkit.strategies.probe import fit_probe
-from transferkit.tasks import auto
-from transferkit.training.inference import forward_in_order
+from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 from transferkit.training.losses import balanced_class_weights
 

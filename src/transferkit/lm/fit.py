@@ -27,14 +27,14 @@ from transferkit.config import RunConfig
 from transferkit.errors import ConfigError, RunError
 from transferkit.evaluation import save_training_curves
 from transferkit.evaluation.guard import keep_better
+from transferkit.inference import forward_in_order
 from transferkit.lm.data import LMCollator, LMDataset, prompt_ids, render
 from transferkit.lm.generate import generation_scores, perplexity
 from transferkit.lm.model import CausalLMTransfer, build_causal_lm, lm_forward
 from transferkit.lm.sources import load_generation_splits
 from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
 from transferkit.strategies.base import StrategyPlan
-from transferkit.tasks import auto
-from transferkit.training.inference import forward_in_order
+from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import make_accelerator, train_loop
 
 log = logging.getLogger("transferkit")

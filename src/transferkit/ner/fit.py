@@ -28,13 +28,13 @@ from transferkit.data.tokens import IGNORE, HiddenTokens, TokenCollator, TokenWi
 from transferkit.evaluation import save_training_curves
 from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.ner import entity_metrics
+from transferkit.inference import forward_in_order, ordered_loader
 from transferkit.ner.card import write_token_model_card
 from transferkit.ner.modeling import build_token_model, save_token_model
 from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
 from transferkit.strategies.cache import extract_hidden
 from transferkit.strategies.probe import fit_probe
-from transferkit.tasks import auto
-from transferkit.training.inference import forward_in_order, ordered_loader
+from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 
 log = logging.getLogger("transferkit")

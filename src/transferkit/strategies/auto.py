@@ -1,5 +1,5 @@
 """``auto``: the default strategy. It is replaced before training by the strategy that the decision table in
-:mod:`transferkit.tasks.auto` chooses from the task, the data, the backbone, the hardware and
+:mod:`transferkit.training.strategy_choice` chooses from the task, the data, the backbone, the hardware and
 ``training.time_budget``; the choice and its reason are recorded in ``metrics.json`` (``auto``).
 """
 

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from transferkit.config import TrainingConfig
 from transferkit.data.text import Collator, LengthGroupedBatchSampler
 from transferkit.evaluation import is_better
+from transferkit.inference import forward_in_order, ordered_loader, single_process_budget
 from transferkit.strategies.base import Stage, StrategyPlan
 from transferkit.training.checkpoint import (
     list_checkpoints,
@@ -30,7 +31,6 @@ from transferkit.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from transferkit.training.inference import forward_in_order, ordered_loader, single_process_budget
 from transferkit.training.logger import RunLogger
 from transferkit.training.losses import compute_loss
 from transferkit.training.optim import build_optimizer, build_scheduler

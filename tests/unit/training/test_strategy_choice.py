@@ -8,7 +8,14 @@ import pytest
 
 import transferkit
 from transferkit.config import TrainingConfig
-from transferkit.tasks.auto import CPU_BUDGET, FEW_SHOT, LARGE_TRUNK, Facts, choose, per_class_count
+from transferkit.training.strategy_choice import (
+    CPU_BUDGET,
+    FEW_SHOT,
+    LARGE_TRUNK,
+    Facts,
+    choose,
+    per_class_count,
+)
 
 
 def facts(**kw) -> Facts:

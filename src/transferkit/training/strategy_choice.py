@@ -1,4 +1,4 @@
-"""Strategy ``auto``: the strategy chosen from what is known before training (the default when none is given).
+"""Strategy ``auto``'s decision table: the strategy chosen from what is known before training (the default when none is given).
 
 Inputs (:class:`Facts`): the task, labelled examples per class, input length, the backbone's size, the
 hardware (device, threads, the measured time of one forward pass on a few training examples) and
