@@ -240,14 +240,7 @@ def fit_text_classification(
         )  # fmt: skip
         module = accelerator.unwrap_model(module)
     trainable = count_parameters(model)[0] if plan.stages else trainable  # staged: what trained by the end
-    exported = False
-    if plan.export_model is not None and plan.export_merges and cfg.output.save_model:
-        # Fold the adapter into the weights before the final evaluation: it scores exactly what is saved, and
-        # runs without the adapter's extra activations (LoRA's eval peak memory would exceed full's otherwise).
-        if main and plan.save_extra is not None:
-            plan.save_extra(model, run_dir)  # the adapter itself, before it is merged away
-        plan.export_model(model, in_place=True)
-        exported = True
+    exported = plan.merge_adapter(model, run_dir, cfg.output.save_model, main)
     module.eval()
     for split in ("validation", "test"):
         logits = forward_in_order(
@@ -370,9 +363,7 @@ def _write_outputs(
     if plan.save_extra is not None and not exported:
         plan.save_extra(model, run_dir)
     if cfg.output.save_model:
-        # in place: the run is over, and a copy of the model would double the peak memory (LoRA on a big trunk)
-        plain = plan.export_model(model, in_place=True) if plan.export_model and not exported else model
-        artifacts.save_model(plain, tokenizer, run_dir)
+        artifacts.save_model(plan.plain_model(model, exported), tokenizer, run_dir)
     cm = metrics["test"].get("confusion_matrix")
     if cm:
         artifacts.save_json(run_dir / "confusion_matrix.json", cm)

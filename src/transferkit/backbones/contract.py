@@ -94,7 +94,13 @@ def run_from(backbone: nn.Module, hidden, attention_mask, group: int):
 
 
 def supports_hidden_cache(backbone: nn.Module) -> bool:
-    """True when the top groups can run from cached features (no modules above the last block)."""
+    """True when the top groups can run from cached features (no modules above the last block).
+
+    A backbone may say so itself (``supports_hidden_cache``); one with its own ``run_from`` can.
+    """
+    declared = getattr(backbone, "supports_hidden_cache", None)
+    if isinstance(declared, bool):
+        return declared
     if hasattr(backbone, "run_from"):
         return True
     groups = layer_groups(backbone)

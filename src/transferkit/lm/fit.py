@@ -13,6 +13,7 @@ and are refused. The LM head trains only when the strategy trains every weight (
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -153,6 +154,7 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
         tensorboard=cfg.output.tensorboard, accelerator=accelerator,
     )  # fmt: skip
     model = accelerator.unwrap_model(model)
+    merged = plan.merge_adapter(model, run_dir, cfg.output.save_model, main)
 
     def final_scores(module) -> dict[str, dict]:
         module.eval()
@@ -174,7 +176,8 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
         lambda: build_causal_lm(spec, cfg.training.seed).to(accelerator.device), final_scores,
     )  # fmt: skip
     if fallback is not None:
-        model, plan = fallback, StrategyPlan(param_groups=[])
+        model, plan, merged = fallback, StrategyPlan(param_groups=[]), False
+        shutil.rmtree(run_dir / "adapter", ignore_errors=True)  # the discarded model's adapter
     if decision is not None:
         metrics["auto"] = decision
     train_seconds = result.train_seconds
@@ -201,7 +204,9 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
         },
     )
     if main:
-        _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, result.history, source, examples, spec)
+        _write_outputs(
+            run_dir, cfg, model, plan, tokenizer, metrics, result.history, source, examples, spec, merged
+        )
     accelerator.wait_for_everyone()
     return RunResult(run_dir, metrics)
 
@@ -220,7 +225,9 @@ def save_lm(lm, tokenizer, run_dir: Path) -> Path:
     return final
 
 
-def _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, history, source, examples, spec) -> None:
+def _write_outputs(
+    run_dir, cfg, model, plan, tokenizer, metrics, history, source, examples, spec, merged
+) -> None:
     g = cfg.generation
     artifacts.save_json(
         run_dir / "labels.json",
@@ -236,11 +243,10 @@ def _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, history, sourc
             },
         },
     )
-    if plan.save_extra is not None:
+    if plan.save_extra is not None and not merged:
         plan.save_extra(model, run_dir)
     if cfg.output.save_model:
-        exported = plan.export_model(model) if plan.export_model else model
-        save_lm(exported.lm, tokenizer, run_dir)
+        save_lm(plan.plain_model(model, merged).lm, tokenizer, run_dir)
     if history:
         save_training_curves(history, run_dir / "training_curves.png")
     from transferkit.lm.card import write_generation_card

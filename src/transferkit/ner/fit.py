@@ -13,6 +13,7 @@ The same loop, strategies, checkpoints and run folder as text classification. Wh
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 
 import numpy as np
@@ -212,6 +213,7 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
         )  # fmt: skip
         module = accelerator.unwrap_model(module)
     trainable = count_parameters(model)[0] if plan.stages else trainable
+    merged = plan.merge_adapter(model, run_dir, cfg.output.save_model, main)
     module.eval()
     for split in ("validation", "test"):
         logits = forward_in_order(
@@ -224,7 +226,8 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
         metrics, metric, cfg.evaluation.keep_better, lambda: _baseline_model(spec, cfg, labels, probe)
     )
     if fallback is not None:  # the pretrained trunk + the token probe: nothing strategy-specific to save
-        model, plan = fallback, StrategyPlan(param_groups=[])
+        model, plan, merged = fallback, StrategyPlan(param_groups=[]), False
+        shutil.rmtree(run_dir / "adapter", ignore_errors=True)  # the discarded model's adapter
     if decision is not None:
         metrics["auto"] = decision
     metrics.update(
@@ -240,25 +243,23 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
         },
     )  # fmt: skip
     if main:
-        _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, result.history, splits, spec)
+        _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, result.history, splits, spec, merged)
     accelerator.wait_for_everyone()
     return RunResult(run_dir, metrics)
 
 
-def _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, history, splits, spec) -> None:
+def _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, history, splits, spec, merged) -> None:
     tk = cfg.tokens
     info = {
         "labels": splits.labels, "task": cfg.task.type, "scheme": splits.scheme,
         "max_length": cfg.backbone.max_length, "stride": tk.stride,
     }  # fmt: skip
     artifacts.save_json(run_dir / "labels.json", info)
-    if plan.save_extra is not None:
+    if plan.save_extra is not None and not merged:
         plan.save_extra(model, run_dir)
     saved = None
     if cfg.output.save_model:
-        _, saved = save_token_model(
-            plan.export_model(model) if plan.export_model else model, tokenizer, run_dir
-        )
+        _, saved = save_token_model(plan.plain_model(model, merged), tokenizer, run_dir)
     if history:
         save_training_curves(history, run_dir / "training_curves.png")
     sizes = {n: len(getattr(splits, n)) for n in SPLITS}

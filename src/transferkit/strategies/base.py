@@ -98,6 +98,29 @@ class StrategyPlan:
     pretrained_view: Callable[[], Any] | None = None
     save_extra: Callable[[nn.Module, Path], None] | None = None
 
+    def merge_adapter(self, model: nn.Module, run_dir: Path, save_model: bool, main: bool) -> bool:
+        """The adapter merge, one step shared by every task, run before the final evaluation.
+
+        When ``export_model`` folds everything that trained into the weights (``export_merges``), the adapter
+        is saved first (``RUN/adapter``) and then merged into ``model`` in place: the final evaluation scores
+        exactly what is saved, without the adapter's extra activations and without a copy of the model.
+
+        Returns:
+            True when ``model`` is now the plain model to save (nothing left to export).
+        """
+        if self.export_model is None or not self.export_merges or not save_model:
+            return False
+        if main and self.save_extra is not None:
+            self.save_extra(model, run_dir)  # the adapter itself, before it is merged away
+        self.export_model(model, in_place=True)
+        return True
+
+    def plain_model(self, model: nn.Module, merged: bool) -> nn.Module:
+        """The model to save: ``model`` itself once merged, else exported in place (never a copy)."""
+        if merged or self.export_model is None:
+            return model
+        return self.export_model(model, in_place=True)
+
 
 StrategyApply = Callable[[nn.Module, StrategySettings, TrainingConfig], StrategyPlan]
 

@@ -20,7 +20,7 @@ import torch
 
 from transferkit import artifacts
 from transferkit.backbones import resolve_backbone
-from transferkit.backbones.contract import hidden_after, run_from
+from transferkit.backbones.contract import hidden_after, run_from, supports_hidden_cache
 from transferkit.config import RunConfig
 from transferkit.data.image_transforms import Augment, ImageCollator, ImageDataset, TensorDataset
 from transferkit.errors import ConfigError
@@ -83,7 +83,9 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     if augment.active and plan.cache is not None:
         log.info("augmentation is on: feature caching is off (augmented images change every epoch)")
         plan.cache = None
-    if plan.cache == "hidden" and (accelerator.num_processes > 1 or not getattr(model.backbone, "supports_hidden_cache", False)):  # fmt: skip
+    if plan.cache == "hidden" and (
+        accelerator.num_processes > 1 or not supports_hidden_cache(model.backbone)
+    ):
         log.info(
             "the frozen bottom is re-run every step (partial caching needs one process and a known family)"
         )
@@ -141,6 +143,7 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         )  # fmt: skip
         module = accelerator.unwrap_model(module)
     trainable = count_parameters(model)[0] if plan.stages else trainable
+    merged = plan.merge_adapter(model, run_dir, cfg.output.save_model, main)
     module.eval()
     for split in ("validation", "test"):
         logits = forward_in_order(lambda b: forward(module, b), eval_sets[split], collator, cfg.training.eval_batch_size, accelerator)  # fmt: skip
@@ -150,7 +153,7 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         metrics, metric, cfg.evaluation.keep_better, lambda: _baseline_model(spec, cfg, labels, probe)
     )
     if fallback is not None:  # the pretrained trunk + the probe: nothing strategy-specific to save
-        model, plan = fallback, StrategyPlan(param_groups=[])
+        model, plan, merged = fallback, StrategyPlan(param_groups=[]), False
         shutil.rmtree(run_dir / "adapter", ignore_errors=True)
     if decision is not None:
         metrics["auto"] = decision
@@ -166,7 +169,18 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     )  # fmt: skip
     if main:
         _write_outputs(
-            run_dir, cfg, model, plan, preprocess, metrics, result.history, splits, spec, trainable, total
+            run_dir,
+            cfg,
+            model,
+            plan,
+            preprocess,
+            metrics,
+            result.history,
+            splits,
+            spec,
+            trainable,
+            total,
+            merged,
         )
     accelerator.wait_for_everyone()
     return RunResult(run_dir, metrics)
@@ -213,7 +227,9 @@ def _training_view(model, plan, data, clean, features, targets, collator, cfg):
     return model, lambda m, b: m(pixel_values=b["pixel_values"]).logits, data, clean
 
 
-def _write_outputs(run_dir, cfg, model, plan, preprocess, metrics, history, splits, spec, trainable, total):
+def _write_outputs(
+    run_dir, cfg, model, plan, preprocess, metrics, history, splits, spec, trainable, total, merged
+):
     from transferkit.image_model import export_transformers
     from transferkit.tasks.image_card import write_image_card
 
@@ -226,11 +242,10 @@ def _write_outputs(run_dir, cfg, model, plan, preprocess, metrics, history, spli
             "preprocess": preprocess.to_dict(),
         },
     )
-    if plan.save_extra is not None:
+    if plan.save_extra is not None and not merged:
         plan.save_extra(model, run_dir)
     if cfg.output.save_model:
-        # in place: the run is over, and a copy of the model would double the peak memory
-        final = plan.export_model(model, in_place=True) if plan.export_model else model
+        final = plan.plain_model(model, merged)
         _save_model(final, preprocess.processor, run_dir / "model")
         stock, partial = run_dir / "transformers", run_dir / "transformers.partial"
         shutil.rmtree(partial, ignore_errors=True)
