@@ -20,7 +20,7 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     if name == "load":
-        from transferkit.predictor import load
+        from transferkit.api import load
 
         return load
     if name == "load_config":

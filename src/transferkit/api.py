@@ -1,4 +1,5 @@
-"""The Python API behind ``transferkit fit``: data -> backbone -> strategy -> training -> evaluation -> run folder.
+"""The public Python API: ``fit()`` and ``load()``. Each task's recipe lives in its package under
+:mod:`transferkit.tasks`; ``fit`` hands the run to the spec of ``task.type``.
 
 Example:
     >>> import transferkit
@@ -8,62 +9,16 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import shutil
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
-from transformers import AutoTokenizer
 
-from transferkit import artifacts
-from transferkit.backbones import resolve_backbone
-from transferkit.backbones.contract import run_from, supports_hidden_cache
+from transferkit.artifacts import DATAFRAME, SPLITS, RunResult
 from transferkit.config import RunConfig, load_config
-from transferkit.data import DatasetSplits, load_splits
-from transferkit.data.text import Collator, FeatureDataset, HiddenDataset, TokenizedDataset
+from transferkit.data.targets import encode_targets
 from transferkit.errors import RunError
-from transferkit.evaluation import primary_metric, save_confusion_matrix, save_training_curves
-from transferkit.evaluation.guard import keep_better
-from transferkit.evaluation.scoring import score
-from transferkit.export.modeling_transferkit import pool
-from transferkit.inference import forward_in_order
-from transferkit.modeling import build_model
-from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
-from transferkit.strategies.cache import extract_features, extract_hidden
-from transferkit.strategies.probe import fit_probe
-from transferkit.training import strategy_choice as auto
-from transferkit.training.loop import TrainResult, make_accelerator, train_loop
-from transferkit.training.losses import balanced_class_weights
 
-log = logging.getLogger("transferkit")
-SPLITS = ("train", "validation", "test")
-DATAFRAME = "<DataFrame>"  # data.train of runs fed pandas DataFrames (Python API)
-
-
-@dataclass
-class RunResult:
-    """A finished run: its folder and its metrics (the content of ``metrics.json``)."""
-
-    run_dir: Path
-    metrics: dict
-
-
-def encode_targets(frame: pd.DataFrame, problem: str, labels: list[str]) -> np.ndarray:
-    """Targets in head order: class ids, multi-hot rows or floats."""
-    if problem == "regression":
-        return np.array(frame["label"].astype(np.float32).to_numpy())
-    index = {name: i for i, name in enumerate(labels)}
-    if problem == "multi_label":
-        out = np.zeros((len(frame), len(labels)), dtype=np.float32)
-        for row, names in enumerate(frame["label"]):
-            out[row, [index[n] for n in names]] = 1.0
-        return out
-    return np.array(frame["label"].map(index).to_numpy(dtype=np.int64))
+__all__ = ["DATAFRAME", "SPLITS", "RunResult", "encode_targets", "fit", "load"]
 
 
 def fit(
@@ -112,268 +67,30 @@ def fit(
     return _fit(config, frames)
 
 
-def _targets_and_data(cfg: RunConfig, splits: DatasetSplits, tokenizer) -> tuple[dict, dict]:
-    problem, labels = cfg.task.problem, splits.labels
-    targets = {name: encode_targets(getattr(splits, name), problem, labels) for name in SPLITS}
-    data = {
-        name: TokenizedDataset(
-            tokenizer, getattr(splits, name)["text"].tolist(), targets[name], cfg.backbone.max_length
-        )
-        for name in SPLITS
-    }
-    return targets, data
+def load(run_dir: str | Path, batch_size: int = 64):
+    """Loads a finished run (or a folder written by ``transferkit export`` / ``compress``) for prediction.
+
+    Args:
+        run_dir: The run folder (or exported folder).
+        batch_size: Examples per forward pass.
+
+    Returns:
+        The task's predictor: ``predict``, ``evaluate``, ``predict_file`` (see each task's predictor).
+
+    Example:
+        >>> model = transferkit.load("runs/rotten_tomatoes-full-20261123-101500")  # doctest: +SKIP
+        >>> model.predict(["a gripping, beautifully shot film"])  # doctest: +SKIP
+        [{'label': 'fresh', 'score': 0.97, 'scores': {'fresh': 0.97, 'rotten': 0.03}}]
+    """
+    from transferkit.compression.export import load_folder
+
+    return load_folder(run_dir, batch_size)
 
 
 def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = False) -> RunResult:
     """Hands the run to its task's module (see :mod:`transferkit.tasks`)."""
-    from transferkit.tasks import task_module
+    from transferkit.tasks import task_spec
 
-    return task_module(cfg.task.type).fit(cfg, frames, resume)
-
-
-def fit_text_classification(
-    cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = False
-) -> RunResult:
-    """Text classification: the core task's fit (see :func:`fit`)."""
-    t_start = time.perf_counter()
-    if cfg.training.num_threads:
-        torch.set_num_threads(cfg.training.num_threads)
-    problem = cfg.task.problem
-    data_cfg = cfg.data
-    if cfg.data.train == DATAFRAME:  # the saved config keeps the placeholder, so it loads back
-        if not frames or "train" not in frames:
-            raise RunError(
-                "this run was trained from pandas DataFrames: pass frames={'train': ...} (Python API) to resume it"
-            )
-        data_cfg = cfg.data.model_copy(update={"train": None})
-    splits: DatasetSplits = load_splits(data_cfg, problem, frames)
-    spec = resolve_backbone(cfg.backbone)
-    accelerator = make_accelerator(cfg.training)
-    main = accelerator.is_main_process
-
-    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer)
-    labels = splits.labels
-    model = build_model(spec, cfg, labels)
-    targets, data = _targets_and_data(cfg, splits, tokenizer)
-    collator = Collator(tokenizer, torch.long if problem == "single_label" else torch.float32)
-    cfg, decision = auto.resolve(cfg, lambda: auto.measure(
-        cfg, model, lambda m, b: m(**b), data["train"], collator,
-        splits.train["label"].tolist() if problem != "regression" else None,
-        len(data["validation"]) + len(data["test"]),
-    ))  # fmt: skip
-    run_dir = artifacts.open_run(cfg, accelerator, resume)
-    decision = auto.remember(run_dir, decision, main)
-
-    plan = STRATEGIES.get(cfg.strategy.name).apply(model, strategy_settings(cfg.strategy), cfg.training)
-    if plan.cache == "hidden" and (
-        accelerator.num_processes > 1 or not supports_hidden_cache(model.backbone)
-    ):
-        log.info(
-            "the frozen bottom is re-run every step (hidden-state caching needs one process and a plain block stack)"
-        )
-        plan.cache = None
-    trainable, total = count_parameters(model)
-    log.info("strategy %s: %s of %s parameters train", cfg.strategy.name, f"{trainable:,}", f"{total:,}")
-
-    # Frozen pretrained features: the cache of frozen strategies, the probe of LP-FT and the baseline share them.
-    features = None
-    if plan.cache == "features" or plan.probe_init or plan.closed_form or cfg.evaluation.pretrained_baseline:
-        # adapters start as the identity: the pretrained trunk alone gives the same features, cheaper
-        with plan.pretrained_view() if plan.pretrained_view else contextlib.nullcontext():
-            features = {
-                name: extract_features(
-                    model,
-                    ds,
-                    collator,
-                    cfg.training.eval_batch_size,
-                    plan.cache_location,
-                    run_dir / "cache" / f"{name}.npy",
-                    accelerator,
-                )
-                for name, ds in data.items()
-            }
-    metric = cfg.training.metric_for_best or primary_metric(problem)[0]
-    metrics: dict = {}
-    probe = None
-    if features is not None and (cfg.evaluation.pretrained_baseline or plan.probe_init or plan.closed_form):
-        probe = fit_probe(
-            features["train"],
-            targets["train"],
-            features["validation"],
-            targets["validation"],
-            problem,
-            model.config.num_labels,
-            cfg.training.seed,
-        )
-    if cfg.evaluation.pretrained_baseline and probe is not None:
-        metrics["pretrained_baseline"] = {
-            split: score(probe.logits(features[split]), targets[split], problem, labels)
-            for split in ("validation", "test")
-        } | {"method": f"linear probe on frozen pretrained features (L2 C={probe.c})"}
-    if plan.probe_init or plan.closed_form:
-        layer = model.head.output_layer
-        with torch.no_grad():
-            layer.weight.copy_(torch.as_tensor(probe.weight))
-            layer.bias.copy_(torch.as_tensor(probe.bias))
-
-    module, forward, sets = _training_view(model, plan, data, features, targets, collator, cfg)
-
-    def evaluate(logits):
-        return score(logits, targets["validation"], problem, labels)
-
-    if plan.closed_form:
-        result = TrainResult(best_metric=probe.validation_score)
-    else:
-        class_weights = (
-            balanced_class_weights(targets["train"], len(labels))
-            if cfg.training.class_weights == "auto" and problem == "single_label"
-            else None
-        )
-        sample_weights = None
-        if cfg.training.sampling == "balanced" and problem == "single_label":
-            per_class = balanced_class_weights(targets["train"], len(labels)).numpy()
-            sample_weights = per_class[targets["train"]].tolist()
-        result = train_loop(
-            module, forward, plan, sets["train"], sets["validation"], collator, evaluate, cfg.training, problem, metric,
-            class_weights=class_weights, sample_weights=sample_weights, log_dir=run_dir / "logs",
-            checkpoint_dir=run_dir / "checkpoints", resume=resume, tensorboard=cfg.output.tensorboard, accelerator=accelerator,
-        )  # fmt: skip
-        module = accelerator.unwrap_model(module)
-    trainable = count_parameters(model)[0] if plan.stages else trainable  # staged: what trained by the end
-    exported = plan.merge_adapter(model, run_dir, cfg.output.save_model, main)
-    module.eval()
-    for split in ("validation", "test"):
-        logits = forward_in_order(
-            lambda b: forward(module, b), sets[split], collator, cfg.training.eval_batch_size, accelerator,
-            max_tokens=cfg.training.eval_max_tokens,
-        )  # fmt: skip
-        metrics[split] = score(logits, targets[split], problem, labels)
-    metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
-    fallback = keep_better(
-        metrics, metric, cfg.evaluation.keep_better, lambda: _baseline_model(spec, cfg, labels, probe)
-    )
-    if fallback is not None:  # the run's model is the pretrained trunk + the probe: nothing strategy-specific
-        model, plan, exported = fallback, StrategyPlan(param_groups=[]), False
-        shutil.rmtree(run_dir / "adapter", ignore_errors=True)  # the discarded model's adapter
-    if decision is not None:
-        metrics["auto"] = decision
-    metrics.update(
-        trainable_parameters=trainable,
-        total_parameters=total,
-        strategy=cfg.strategy.name,
-        backbone=spec.name,
-        task=cfg.task.type,
-        problem=problem,
-        best_validation_metric={"name": metric, "value": result.best_metric, "step": result.best_step},
-        training={
-            "steps": result.steps,
-            "stopped_early": result.stopped_early,
-            "resumed_from_step": result.resumed_from,
-            "train_seconds": round(result.train_seconds, 3),
-            "train_samples_per_second": round(result.samples_per_second, 2),
-            "train_tokens": result.train_tokens,
-            "wall_seconds": round(time.perf_counter() - t_start, 3),
-            "schedule": result.schedule,
-        },
-    )
-    if main:
-        _write_outputs(
-            run_dir,
-            cfg,
-            model,
-            plan,
-            tokenizer,
-            metrics,
-            result.history,
-            splits,
-            spec,
-            labels,
-            trainable,
-            total,
-            exported,
-        )
-    accelerator.wait_for_everyone()
-    return RunResult(run_dir, metrics)
-
-
-def _baseline_model(spec, cfg: RunConfig, labels: list[str], probe):
-    """The pretrained baseline as a run model: the untouched trunk with the probe as its linear head."""
-    linear = cfg.model_copy(update={"head": cfg.head.model_copy(update={"kind": "linear"})})
-    model = build_model(spec, linear, labels)
-    with torch.no_grad():
-        model.head.output_layer.weight.copy_(torch.as_tensor(probe.weight))
-        model.head.output_layer.bias.copy_(torch.as_tensor(probe.bias))
-    return model.eval()
-
-
-def _training_view(model, plan, data, features, targets, collator, cfg):
-    """What trains and on what: (module, forward(module, batch) -> logits, data sets per split)."""
-    if plan.cache == "features":
-        sets = {name: FeatureDataset(features[name], targets[name], data[name].lengths) for name in data}
-
-        def forward(m, batch):
-            return m(batch["features"])
-
-        return model.head, forward, sets
-    if plan.cache == "hidden":
-        hidden = {
-            name: extract_hidden(model, ds, collator, cfg.training.eval_batch_size, plan.cut - 1)
-            for name, ds in data.items()
-        }
-        sets = {name: HiddenDataset(hidden[name], targets[name]) for name in data}
-        pooling = model.config.pooling
-
-        def forward(m, batch):
-            h = run_from(m.backbone, batch["hidden"], batch["attention_mask"], plan.cut)  # (B, T, D)
-            return m.head(pool(h, batch["attention_mask"], pooling))
-
-        return model, forward, sets
-
-    def forward(m, batch):
-        return m(**batch).logits
-
-    return model, forward, data
-
-
-def _write_outputs(
-    run_dir,
-    cfg,
-    model,
-    plan,
-    tokenizer,
-    metrics,
-    history,
-    splits,
-    spec,
-    labels,
-    trainable,
-    total,
-    exported=False,
-) -> None:
-    artifacts.save_json(
-        run_dir / "labels.json",
-        {
-            "labels": labels,
-            "task": cfg.task.type,
-            "problem": cfg.task.problem,
-            "pooling": spec.pooling,
-            "max_length": cfg.backbone.max_length,
-        },
-    )
-    if plan.save_extra is not None and not exported:
-        plan.save_extra(model, run_dir)
-    if cfg.output.save_model:
-        artifacts.save_model(plan.plain_model(model, exported), tokenizer, run_dir)
-    cm = metrics["test"].get("confusion_matrix")
-    if cm:
-        artifacts.save_json(run_dir / "confusion_matrix.json", cm)
-        save_confusion_matrix(cm, run_dir / "confusion_matrix.png", title=f"{run_dir.name}: test")
-    if history:
-        save_training_curves(history, run_dir / "training_curves.png")
-    info = {
-        "backbone": spec.name, "labels": labels, "source": splits.source, "pooling": spec.pooling,
-        "sizes": {n: len(getattr(splits, n)) for n in ("train", "validation", "test")},
-        "trainable_parameters": trainable, "total_parameters": total,
-    }  # fmt: skip
-    artifacts.write_model_card(run_dir, cfg, metrics, info)
-    artifacts.save_json(run_dir / "metrics.json", metrics)
+    spec = task_spec(cfg.task.type)
+    spec.check_strategy(cfg.strategy.name)
+    return spec.fit(cfg, frames, resume)

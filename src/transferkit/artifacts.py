@@ -17,6 +17,7 @@ import datetime as _dt
 import json
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -193,3 +194,15 @@ clf("a new example", top_k=None)
 def save_json(path: Path, obj) -> None:
     """Atomic JSON write (no NaN)."""
     atomic_write_json(path, obj)
+
+
+SPLITS = ("train", "validation", "test")
+DATAFRAME = "<DataFrame>"  # data.train of runs fed pandas DataFrames (Python API)
+
+
+@dataclass
+class RunResult:
+    """A finished run: its folder and its metrics (the content of ``metrics.json``)."""
+
+    run_dir: Path
+    metrics: dict

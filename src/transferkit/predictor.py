@@ -99,8 +99,8 @@ class Predictor:
         Raises:
             DataError: for a bad file or column, or labels this model never saw.
         """
-        from transferkit.api import encode_targets
         from transferkit.data import read_labelled
+        from transferkit.data.targets import encode_targets
 
         frame = read_labelled(path, text_column, label_column, self.problem, separator)
         if self.problem != "regression":
@@ -155,22 +155,4 @@ class Predictor:
         return atomic_save_via(output, lambda p: out.to_csv(p, index=False, sep=sep))
 
 
-def load(run_dir: str | Path, batch_size: int = 64) -> Predictor:
-    """Loads a finished run (or a folder written by ``transferkit export`` / ``compress``) for prediction.
-
-    Example:
-        >>> model = transferkit.load("runs/rotten_tomatoes-full-20261123-101500")  # doctest: +SKIP
-        >>> model.predict(["a gripping, beautifully shot film"])  # doctest: +SKIP
-        [{'label': 'fresh', 'score': 0.97, 'scores': {'fresh': 0.97, 'rotten': 0.03}}]
-    """
-    from transferkit.artifacts import read_run
-    from transferkit.compression.export import is_exported, load_exported
-    from transferkit.tasks import task_module
-
-    if is_exported(run_dir):  # `transferkit export` / `compress --int8` folder: onnxruntime predictor
-        return load_exported(run_dir, batch_size)
-    _, info, _ = read_run(run_dir)
-    return task_module(info.get("task", "text-classification")).load(run_dir, batch_size)
-
-
-__all__ = ["Predictor", "load"]
+__all__ = ["Predictor"]

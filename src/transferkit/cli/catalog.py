@@ -20,9 +20,9 @@ def add_parsers(sub) -> None:
 
 
 def cmd_tasks(args) -> int:
-    from transferkit.tasks import task_module, task_names
+    from transferkit.tasks import TASKS
 
-    rows = [(name, task_module(name).DESCRIPTION) for name in task_names()]
+    rows = [(e.name, e.description) for e in TASKS]
     _print(_table("tasks (--task NAME or task.type)", rows, ("name", "description")))
     return 0
 

@@ -5,8 +5,6 @@ rich is imported inside the functions so that building the parser (``transferkit
 
 from __future__ import annotations
 
-TOKEN_KEYS = ["f1", "precision", "recall", "f1_macro", "accuracy"]  # table columns of token runs
-
 
 def _table(title: str, rows: list[tuple], headers: tuple):
     from rich.table import Table  # inside: keeps `transferkit --help` fast

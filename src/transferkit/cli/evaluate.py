@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from transferkit.cli.common import TOKEN_KEYS, _print
+from transferkit.cli.common import _print
 from transferkit.errors import TransferkitError
 
 # table columns, in this order, of the metrics a non-token run reports
@@ -36,27 +36,30 @@ def add_parsers(sub) -> None:
     p.add_argument("--output", help="also write the metrics as JSON to this new file")
 
 
-def _evaluate(model, args) -> dict:
-    if model.task == "image-classification":
+def _evaluate(model, inputs: str, args) -> dict:
+    if inputs == "image":
         return model.evaluate(args.data, args.path_column, args.label_column or "label")
-    if model.task == "token-classification":  # --text-column / --label-column name the tokens / tags columns
+    if inputs == "tokens":  # --text-column / --label-column name the tokens / tags columns
         return model.evaluate(args.data, args.text_column, args.label_column)
-    if model.task == "generation":  # prompt / completion columns come from the run's settings
+    if inputs == "prompt":  # prompt / completion columns come from the run's settings
         return model.evaluate(args.data)
     return model.evaluate(args.data, args.text_column or "text", args.label_column or "label")
 
 
 def cmd_evaluate(args) -> int:
+    from transferkit.api import load
     from transferkit.evaluation import format_metrics_table
-    from transferkit.predictor import load
     from transferkit.utils.io import atomic_write_json
 
     if args.output and os.path.exists(args.output):
         raise TransferkitError(f"{args.output}: already exists; choose another --output")
+    from transferkit.tasks import task_spec
+
     model = load(args.run)
-    metrics = _evaluate(model, args)
-    if model.task == "token-classification":
-        keys = TOKEN_KEYS + ["num_sentences"]
+    inputs = task_spec(model.task).inputs
+    metrics = _evaluate(model, inputs, args)
+    if inputs == "tokens":
+        keys = [*task_spec(model.task).metric_keys, "num_sentences"]
     else:
         keys = [k for k in METRIC_KEYS if k in metrics]
     _print(format_metrics_table({args.data: metrics}, keys=keys))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from transferkit.cli.common import TOKEN_KEYS, _print
+from transferkit.cli.common import _print
 from transferkit.errors import TransferkitError
 
 # quick-path flags -> config paths (the config path is authoritative; flags are shortcuts)
@@ -80,15 +80,11 @@ def add_parsers(sub) -> None:
     )
 
 
-def _metric_keys(cfg) -> list[str]:
-    """Columns of the metrics table: they depend on the task and, for classification, the problem."""
-    if cfg.task.type == "token-classification":
-        return TOKEN_KEYS
-    if cfg.task.type == "generation":
-        return ["perplexity", "exact_match", "rouge_l"]
-    if cfg.task.problem != "regression":
-        return ["accuracy", "f1_macro", "precision_macro", "recall_macro"]
-    return ["mae", "rmse", "r2"]
+def _metric_keys(cfg, metrics: dict) -> list[str]:
+    """Columns of the metrics table: the task's own (its spec), those the run has (classification or regression)."""
+    from transferkit.tasks import task_spec
+
+    return [k for k in task_spec(cfg.task.type).metric_keys if k in metrics["test"]]
 
 
 def cmd_fit(args) -> int:
@@ -119,7 +115,7 @@ def cmd_fit(args) -> int:
     table = {"test": m["test"], "validation": m["validation"]}
     if "pretrained_baseline" in m:
         table["pretrained baseline: test"] = m["pretrained_baseline"]["test"]
-    _print(format_metrics_table(table, keys=_metric_keys(cfg)))
+    _print(format_metrics_table(table, keys=_metric_keys(cfg, m)))
     tr = m["training"]
     print(
         f"trainable parameters: {m['trainable_parameters']:,} of {m['total_parameters']:,}; {tr['steps']} steps, {tr['train_samples_per_second']} samples/s, wall {tr['wall_seconds']:.1f} s"

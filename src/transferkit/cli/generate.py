@@ -21,10 +21,12 @@ def add_parsers(sub) -> None:
 
 
 def cmd_generate(args) -> int:
-    from transferkit.predictor import load
+    from transferkit.api import load
 
     model = load(args.run)
-    if getattr(model, "task", None) != "generation":
+    from transferkit.tasks import task_spec
+
+    if task_spec(model.task).inputs != "prompt":
         raise TransferkitError(
             f"{args.run}: a {model.task} run; `generate` needs a generation run (--task generation)"
         )

@@ -26,15 +26,17 @@ def add_parsers(sub) -> None:
 
 
 def cmd_predict(args) -> int:
-    from transferkit.predictor import load
+    from transferkit.api import load
+    from transferkit.tasks import task_spec
 
     model = load(args.run)
-    if model.task == "image-classification":
+    inputs = task_spec(model.task).inputs
+    if inputs == "image":
         return _predict_images(model, args)
     if args.image:
         raise TransferkitError(f"{args.run}: a {model.task} run; --image is for image-classification runs")
-    tokens = model.task == "token-classification"
-    if args.text and model.task == "generation":  # the completion must not replace the prompt under "text"
+    tokens = inputs == "tokens"
+    if args.text and inputs == "prompt":  # the completion must not replace the prompt under "text"
         for text, pred in zip(args.text, model.predict(args.text), strict=True):
             print(json.dumps({"prompt": text, "completion": pred["text"]}, ensure_ascii=False))
         return 0

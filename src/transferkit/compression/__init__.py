@@ -6,7 +6,7 @@
   structured pruning (with an optional recovery fine-tune) and dynamic int8 quantization
   (``transferkit compress``), with a before/after report of size, latency and accuracy.
 
-Which tasks export: :data:`~transferkit.compression.export.EXPORTERS` (text classification today).
+Which tasks export: the `onnx_exporter` of their task spec (:mod:`transferkit.tasks.registry`).
 """
 
 from __future__ import annotations

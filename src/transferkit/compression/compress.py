@@ -36,7 +36,6 @@ from transferkit.errors import ConfigError, RunError
 from transferkit.utils.io import atomic_write_json
 
 log = logging.getLogger("transferkit")
-COMPRESSIBLE_TASKS = ("text-classification",)  # prune / distil work on TransferkitForSequenceClassification
 
 
 @dataclass
@@ -56,8 +55,11 @@ def _check(run_dir: Path, info: dict, int8: bool, prune: float | None, distil_to
     if is_exported(run_dir):
         raise RunError(f"{run_dir}: an ONNX export; give the run folder that `transferkit fit` wrote")
     task = info.get("task", "text-classification")
-    if task not in COMPRESSIBLE_TASKS:
-        raise RunError(f"task {task!r} cannot be compressed yet (supported: {', '.join(COMPRESSIBLE_TASKS)})")
+    from transferkit.tasks import TASKS
+
+    if not TASKS.get(task).compressible:
+        supported = ", ".join(e.name for e in TASKS if e.obj.compressible)
+        raise RunError(f"task {task!r} cannot be compressed yet (supported: {supported})")
     if int8:
         exporter(task)
     if prune is not None and not 0.0 < prune < 1.0:
@@ -82,10 +84,10 @@ def _prune_stage(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from transferkit import artifacts
-    from transferkit.api import encode_targets
     from transferkit.compression.finetune import finetune
     from transferkit.compression.prune import apply_pruning, make_permanent, sparsity
     from transferkit.config import load_config
+    from transferkit.data.targets import encode_targets
 
     model = AutoModelForSequenceClassification.from_pretrained(source / "model")
     tokenizer = AutoTokenizer.from_pretrained(source / "model")
@@ -152,8 +154,8 @@ def compress_run(
         >>> print(res.table)  # doctest: +SKIP
     """
     from transferkit.artifacts import read_run
+    from transferkit.compression.export import load_folder as load
     from transferkit.config import load_config
-    from transferkit.predictor import load
 
     run_dir, info, source_metrics = read_run(run_dir)
     _check(run_dir, info, int8, prune, distil_to)

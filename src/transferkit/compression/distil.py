@@ -93,18 +93,20 @@ def distil_run(
     """
     from transformers import AutoTokenizer
 
-    from transferkit import api, artifacts
+    from transferkit import artifacts
     from transferkit.backbones import resolve_backbone
     from transferkit.compression.finetune import finetune, model_logits
+    from transferkit.data.targets import encode_targets
     from transferkit.evaluation.scoring import score
     from transferkit.modeling import build_model
     from transferkit.predictor import Predictor
     from transferkit.strategies import STRATEGIES, count_parameters
+    from transferkit.tasks.text_classification import fit as text_fit
 
     problem, labels = cfg.task.problem, splits.labels
     teacher = Predictor(teacher_dir)
     train_texts = splits.train["text"].tolist()
-    hard = {n: api.encode_targets(getattr(splits, n), problem, labels) for n in api.SPLITS}
+    hard = {n: encode_targets(getattr(splits, n), problem, labels) for n in artifacts.SPLITS}
     targets = soft_targets(teacher.logits(train_texts), hard["train"], problem, temperature, alpha)
 
     student_cfg = cfg.model_copy(deep=True)
@@ -140,7 +142,7 @@ def distil_run(
         training={"steps": result.steps, "train_seconds": round(result.train_seconds, 3)},
     )  # fmt: skip
     plan = STRATEGIES.get("full").apply(model, STRATEGIES.get("full").settings(), student_cfg.training)
-    api._write_outputs(
+    text_fit._write_outputs(
         folder,
         student_cfg,
         model,

@@ -15,7 +15,7 @@ An exported folder is self-describing and servable::
 ``transferkit.load(EXPORT)`` sees ``export.json`` and returns the task's onnxruntime predictor, which has
 the same interface as the PyTorch one (``predict``, ``predict_proba``, ``evaluate``, ``predict_file``).
 
-Tasks plug in through :data:`EXPORTERS`: task name -> module defining
+Tasks plug in through their spec's ``onnx_exporter`` (:mod:`transferkit.tasks.registry`): a module defining
 ``export_onnx(run_dir, folder, opset) -> dict`` (writes ``model.onnx`` and whatever preprocessing files the
 task needs into ``folder``; returns the ``export.json`` fields it adds) and
 ``load_onnx(folder, batch_size) -> predictor``.
@@ -38,12 +38,6 @@ EXPORT_MARKER = "export.json"
 ONNX_FILE = "model.onnx"
 COPIED = ("labels.json", "metrics.json", "config.yaml")
 
-# task name -> module with export_onnx / load_onnx (one line per task; keep sorted by name)
-EXPORTERS: dict[str, str] = {
-    "text-classification": "transferkit.compression.onnx_text",
-    "token-classification": "transferkit.compression.onnx_tokens",
-}
-
 
 def exporter(task: str) -> ModuleType:
     """The export module of ``task``.
@@ -51,11 +45,15 @@ def exporter(task: str) -> ModuleType:
     Raises:
         RunError: for a task that has no ONNX export yet.
     """
-    if task not in EXPORTERS:
+    from transferkit.tasks import TASKS
+
+    module = TASKS.get(task).onnx_exporter
+    if module is None:
+        exportable = ", ".join(e.name for e in TASKS if e.obj.onnx_exporter)
         raise RunError(
-            f"task {task!r} has no ONNX export yet (exportable: {', '.join(sorted(EXPORTERS))}); serve the run folder itself"
+            f"task {task!r} has no ONNX export yet (exportable: {exportable}); serve the run folder itself"
         )
-    return importlib.import_module(EXPORTERS[task])
+    return importlib.import_module(module)
 
 
 def is_exported(folder: str | Path) -> bool:
@@ -217,3 +215,18 @@ def load_exported(folder: str | Path, batch_size: int = 64):
     """The onnxruntime predictor of an exported folder (what ``transferkit.load`` returns for one)."""
     info = read_export(folder)
     return exporter(info["task"]).load_onnx(folder, batch_size)
+
+
+def load_folder(run_dir: str | Path, batch_size: int = 64):
+    """The predictor of a run folder, or of a folder written by ``transferkit export`` / ``compress``.
+
+    Exported folders (``export.json``) get their task's onnxruntime predictor; run folders the predictor their
+    task's spec loads. :func:`transferkit.load` is this function.
+    """
+    from transferkit.artifacts import read_run
+    from transferkit.tasks import task_spec
+
+    if is_exported(run_dir):
+        return load_exported(run_dir, batch_size)
+    _, info, _ = read_run(run_dir)
+    return task_spec(info.get("task", "text-classification")).load(run_dir, batch_size)

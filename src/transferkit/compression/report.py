@@ -58,7 +58,7 @@ def evaluation_frame(
 
 def load_run_splits(run_dir: Path):
     """The run's train / validation / test examples, reloaded from its ``config.yaml`` (same split seed)."""
-    from transferkit.api import DATAFRAME
+    from transferkit.artifacts import DATAFRAME
     from transferkit.config import load_config
     from transferkit.data import load_splits
 
@@ -91,7 +91,7 @@ def measure(predictor, frame: pd.DataFrame, stage: str, repeats: int = 10, extra
     Raises:
         DataError: if ``frame`` holds labels the model never saw.
     """
-    from transferkit.api import encode_targets
+    from transferkit.data.targets import encode_targets
     from transferkit.evaluation.scoring import score
 
     texts = frame["text"].astype(str).tolist()

@@ -22,7 +22,7 @@ import torch
 from transformers import AutoTokenizer
 
 from transferkit import artifacts
-from transferkit.api import RunResult
+from transferkit.artifacts import RunResult
 from transferkit.backbones import resolve_backbone
 from transferkit.config import RunConfig
 from transferkit.errors import ConfigError, RunError
@@ -50,7 +50,7 @@ def load_tokenizer(source: str):
     return tokenizer
 
 
-REFUSED = ("head", "linear-probe", "lp-ft", "gradual")  # known not to apply; others are checked by their plan
+# head, linear-probe, lp-ft and gradual are refused by the task's spec before fit; others by their plan here
 
 
 def _refuse(name: str) -> ConfigError:
@@ -104,8 +104,6 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
         torch.set_num_threads(cfg.training.num_threads)
     if cfg.data.train == "<DataFrame>" and not (frames and "train" in frames):
         raise RunError("this run was trained from pandas DataFrames: pass frames={'train': ...} to resume it")
-    if cfg.strategy.name in REFUSED:
-        raise _refuse(cfg.strategy.name)
     examples, source = load_generation_splits(cfg, frames)
     spec = resolve_backbone(cfg.backbone)
     accelerator = make_accelerator(cfg.training)

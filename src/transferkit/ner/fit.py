@@ -127,7 +127,7 @@ def _baseline_model(spec, cfg: RunConfig, labels: list[str], probe):
 
 def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
     """Token classification's fit (see :func:`transferkit.fit`); ``--task token-classification``."""
-    from transferkit.api import RunResult
+    from transferkit.artifacts import RunResult
 
     t_start = time.perf_counter()
     if cfg.training.num_threads:

@@ -1,48 +1,36 @@
-"""The task table: every task (text classification, token classification, image classification,
-generation) plugs into the same ``fit`` / ``load`` entry points through one module each.
+"""The tasks: text classification, token classification, image classification and generation, one package
+each, every one registered as a :class:`~transferkit.tasks.registry.TaskSpec` by one call at the end of its
+package's ``__init__.py``.
 
-A task module defines:
+A task package provides ``fit(cfg, frames, resume) -> RunResult`` and ``load(run_dir, batch_size) ->
+predictor`` (the predictor keeps :class:`transferkit.predictor.PredictorContract`); the run folder's manifest
+(``labels.json``) records ``"task"``, and everything downstream (load, predict, evaluate, serve, export)
+reads the spec of that task. Adding a task: see CONTRIBUTING.md ("Adding a task").
 
-* ``DESCRIPTION``: one line for ``transferkit tasks`` and the docs.
-* ``fit(cfg, frames, resume) -> RunResult``: train, evaluate and write the run folder. The run folder's
-  ``labels.json`` records ``"task"``; everything downstream (load, predict, evaluate, serve, export) reads it.
-* ``load(run_dir, batch_size) -> predictor``: a predictor with ``task``, ``labels``, ``metrics``,
-  ``run_dir`` and ``predict(inputs) -> list`` (JSON-ready, one item per input, in input order: a dict for
-  text classification, a list of entity spans for token classification),
-  ``evaluate(path, **columns) -> dict`` and ``predict_file(path, output, **columns) -> Path``.
-
-Modules are imported lazily, so ``import transferkit`` never pulls in one task's heavy dependencies.
+The packages import their heavy code inside ``fit`` / ``load``, so ``import transferkit`` stays light.
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from transferkit.tasks.registry import TASKS, TaskSpec, register_task
 
-from transferkit.errors import RegistryError
-
-# task name -> module implementing it (one line per task; keep sorted by name)
-TASK_MODULES: dict[str, str] = {
-    "generation": "transferkit.tasks.generation",
-    "image-classification": "transferkit.tasks.image_classification",
-    "text-classification": "transferkit.tasks.text_classification",
-    "token-classification": "transferkit.tasks.token_classification",
-}
+from transferkit.tasks import generation as _generation  # noqa: F401, E402  isort: skip
+from transferkit.tasks import image_classification as _image_classification  # noqa: F401, E402  isort: skip
+from transferkit.tasks import text_classification as _text_classification  # noqa: F401, E402  isort: skip
+from transferkit.tasks import token_classification as _token_classification  # noqa: F401, E402  isort: skip
 
 
-def task_module(name: str) -> ModuleType:
-    """The module implementing task ``name``.
+def task_spec(name: str) -> TaskSpec:
+    """The spec of task ``name``.
 
     Raises:
-        RegistryError: for an unknown task.
+        RegistryError: for an unknown task (close names suggested).
     """
-    if name not in TASK_MODULES:
-        raise RegistryError(f"unknown task {name!r}; known: {', '.join(sorted(TASK_MODULES))}")
-    return importlib.import_module(TASK_MODULES[name])
+    return TASKS.get(name)
 
 
 def task_names() -> list[str]:
-    return sorted(TASK_MODULES)
+    return TASKS.names()
 
 
-__all__ = ["TASK_MODULES", "task_module", "task_names"]
+__all__ = ["TASKS", "TaskSpec", "register_task", "task_names", "task_spec"]

@@ -12,7 +12,7 @@ from PIL import Image
 
 from transferkit.serving import ServeSettings
 from transferkit.serving.adapters import ADAPTERS, adapter_for
-from transferkit.tasks import TASK_MODULES
+from transferkit.tasks import task_names
 
 
 def png(color=(255, 0, 0), size=(8, 8)) -> bytes:
@@ -26,7 +26,7 @@ def b64(data: bytes) -> str:
 
 
 def test_every_registered_task_has_an_adapter() -> None:
-    missing = sorted(set(TASK_MODULES) - set(ADAPTERS))
+    missing = sorted(set(task_names()) - set(ADAPTERS))
     assert not missing, f"tasks without a serving adapter: {missing}"
 
 

@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import load_file
 
 import transferkit
-import transferkit.api
+import transferkit.tasks.text_classification.fit as text_fit
 from transferkit.backbones import resolve_backbone
 from transferkit.backbones.contract import layer_groups
 from transferkit.config import load_config
@@ -145,7 +145,7 @@ def _fit(data: dict[str, Path], output: Path, *overrides: str, resume: Path | No
         return wrapper
 
     with pytest.MonkeyPatch.context() as mp:
-        api = transferkit.api
+        api = text_fit  # the text recipe
         mp.setattr(api, "extract_features", counted(api.extract_features))
         mp.setattr(api, "extract_hidden", counted(api.extract_hidden))
         mp.setattr(api, "save_confusion_matrix", lambda *a, **k: None)

@@ -17,12 +17,8 @@ COMMON = ["training.progress=false", "output.tensorboard=false", "training.max_s
 
 
 def _text(tmp: Path) -> dict:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from conftest import make_toy_frame
-
-    return {"frames": {"train": make_toy_frame(60)}, "backbone": "tiny-bert"}
+    rows = [(f"a {w} film indeed", lab) for w, lab in (("great", "pos"), ("awful", "neg")) for _ in range(30)]
+    return {"frames": {"train": pd.DataFrame(rows, columns=["text", "label"])}, "backbone": "tiny-bert"}
 
 
 def _tokens(tmp: Path) -> dict:
@@ -76,7 +72,7 @@ def test_every_task_merges_the_adapter_in_place_before_the_final_evaluation(
 
 
 def test_image_hidden_caching_is_decided_by_the_backbone_contract(tmp_path, monkeypatch) -> None:
-    import transferkit.tasks.image_classification as image_task
+    import transferkit.tasks.image_classification.fit as image_task
 
     asked: list[str] = []
 

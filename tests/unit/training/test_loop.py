@@ -184,7 +184,7 @@ def test_weighted_loss_matches_definition() -> None:
 def test_class_weights_auto_reach_the_loop(
     tmp_path: Path, toy_frames, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from transferkit import api
+    from transferkit.tasks.text_classification import fit as api
 
     # 60 pos : 40 neg; the loop must get weights n / (k * count) for the training split.
     frame = toy_frames["train"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DESCRIPTION = "Label whole texts: single-label, multi-label or regression (CSV/TSV/JSONL/Parquet text,label)."
+from transferkit.tasks.registry import TaskSpec, register_task
 
 
 def fit(cfg, frames, resume: bool = False):
-    from transferkit.api import fit_text_classification
+    from transferkit.tasks.text_classification.fit import fit_text_classification
 
     _check_not_images(cfg)
     return fit_text_classification(cfg, frames, resume)
@@ -34,3 +34,17 @@ def load(run_dir: str | Path, batch_size: int = 64):
     from transferkit.predictor import Predictor
 
     return Predictor(run_dir, batch_size)
+
+
+register_task(
+    TaskSpec(
+        name="text-classification",
+        description="Label whole texts: single-label, multi-label or regression (CSV/TSV/JSONL/Parquet text,label).",
+        fit=fit,
+        load=load,
+        inputs="text",
+        metric_keys=("accuracy", "f1_macro", "precision_macro", "recall_macro", "mae", "rmse", "r2"),
+        onnx_exporter="transferkit.compression.onnx_text",
+        compressible=True,  # prune / distil work on TransferkitForSequenceClassification
+    )
+)

@@ -35,17 +35,15 @@ from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 from transferkit.training.losses import balanced_class_weights
 
-DESCRIPTION = (
-    "Label whole images (image folder with one sub-folder per class, CSV of path,label, or .npz x/y)."
-)
 SPLITS = ("train", "validation", "test")
 log = logging.getLogger("transferkit")
 
 
 def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = False):
     """Trains, evaluates and writes the run folder of an image classification run (see ``transferkit.fit``)."""
-    from transferkit.api import RunResult, encode_targets
+    from transferkit.artifacts import RunResult
     from transferkit.data.image_splits import load_image_splits, preprocessor_for
+    from transferkit.data.targets import encode_targets
     from transferkit.image_model import build_image_model
 
     t_start = time.perf_counter()
@@ -231,7 +229,7 @@ def _write_outputs(
     run_dir, cfg, model, plan, preprocess, metrics, history, splits, spec, trainable, total, merged
 ):
     from transferkit.image_model import export_transformers
-    from transferkit.tasks.image_card import write_image_card
+    from transferkit.tasks.image_classification.card import write_image_card
 
     artifacts.save_json(
         run_dir / "labels.json",
@@ -279,9 +277,3 @@ def _save_model(model, processor, final: Path) -> None:
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
-
-
-def load(run_dir: str | Path, batch_size: int = 64):
-    from transferkit.image_predictor import ImagePredictor
-
-    return ImagePredictor(run_dir, batch_size)

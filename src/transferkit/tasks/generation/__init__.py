@@ -1,0 +1,34 @@
+"""Text generation (causal LM): prompt/completion pairs or chats; see :mod:`transferkit.lm`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transferkit.tasks.registry import TaskSpec, register_task
+
+
+def fit(cfg, frames, resume: bool = False):
+    from transferkit.lm.fit import fit_generation
+
+    return fit_generation(cfg, frames, resume)
+
+
+def load(run_dir: str | Path, batch_size: int = 16):
+    from transferkit.lm.predictor import GenerationPredictor
+
+    return GenerationPredictor(run_dir, batch_size)
+
+
+_NEW_HEAD = "trains a new head on pooled features or unfreezes from one; it does not apply to generation. Use full, lora, adalora, ia3, top-k or discriminative"
+register_task(
+    TaskSpec(
+        name="generation",
+        description="Fine-tune a causal LM on prompt/completion pairs or chats (JSONL); perplexity, exact match, ROUGE-L.",
+        fit=fit,
+        load=load,
+        inputs="prompt",
+        metric_keys=("perplexity", "exact_match", "rouge_l"),
+        config_section="generation",
+        refused_strategies={name: _NEW_HEAD for name in ("head", "linear-probe", "lp-ft", "gradual")},
+    )
+)

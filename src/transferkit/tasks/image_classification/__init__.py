@@ -1,0 +1,36 @@
+"""Image classification: image folders, CSV lists of paths, ``.npz`` arrays or catalog images -> a label.
+
+``fit.py`` is the recipe (the text task's run with images), ``card.py`` the model card; the predictor is
+:class:`transferkit.image_predictor.ImagePredictor`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transferkit.tasks.registry import TaskSpec, register_task
+
+
+def fit(cfg, frames, resume: bool = False):
+    from transferkit.tasks.image_classification.fit import fit as fit_images
+
+    return fit_images(cfg, frames, resume)
+
+
+def load(run_dir: str | Path, batch_size: int = 64):
+    from transferkit.image_predictor import ImagePredictor
+
+    return ImagePredictor(run_dir, batch_size)
+
+
+register_task(
+    TaskSpec(
+        name="image-classification",
+        description="Label whole images (image folder with one sub-folder per class, CSV of path,label, or .npz x/y).",
+        fit=fit,
+        load=load,
+        inputs="image",
+        metric_keys=("accuracy", "f1_macro", "precision_macro", "recall_macro"),
+        config_section="image",
+    )
+)
