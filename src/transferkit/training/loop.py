@@ -279,8 +279,10 @@ def train_loop(
         if is_better(metric, value, result.best_metric):
             result.best_metric, result.best_step, state.bad_evals = value, state.step, 0
             sd = raw.state_dict()
-            # staged plans unfreeze more later: keep every weight, so the restore is exactly this evaluation's
-            keep = sd.keys() if len(stages) > 1 else [k for k in trainable_names() if k in sd]
+            # staged plans unfreeze more later: keep every weight, so the restore is exactly this evaluation's;
+            # buffers too (BatchNorm running statistics move in training mode without being parameters)
+            kept = {k for k, _ in raw.named_buffers()} | set(trainable_names())
+            keep = sd.keys() if len(stages) > 1 else [k for k in sd if k in kept]
             best_state = {k: sd[k].detach().clone() for k in keep}
             return False
         state.bad_evals += 1

@@ -249,3 +249,20 @@ def test_unmerged_lora_adapter_is_applied_on_load(npz_splits, tmp_path: Path) ->
     a, b = transferkit.load(merged.run_dir).predict_proba(x), transferkit.load(kept.run_dir).predict_proba(x)
     assert np.allclose(a, b, atol=1e-5)
     assert kept.metrics["test"] == merged.metrics["test"]
+
+
+def test_restoring_the_best_evaluation_restores_batchnorm_statistics(
+    npz_splits, tmp_path: Path, build_tiny
+) -> None:
+    """lp-ft starts at the probe (step 0); a ruinous learning rate keeps that start the best. Restoring it
+    must bring back the BatchNorm running statistics too (buffers, not parameters), not keep the last step's."""
+    run = fit(npz_splits, tmp_path / "run", "tiny-efficientnet", "lp-ft", "training.learning_rate=50",
+              "training.max_steps=4", "evaluation.keep_better=false")  # fmt: skip
+    m = run.metrics
+    assert m["best_validation_metric"]["step"] == 0
+    first = json.loads((run.run_dir / "logs" / "train_log.jsonl").read_text().splitlines()[0])
+    assert m["validation"]["f1_macro"] == pytest.approx(first["validation"]["f1_macro"], abs=1e-9)
+    saved = transferkit.load(run.run_dir).model.state_dict()
+    initial = build_tiny("tiny-efficientnet", ["left", "right"]).state_dict()
+    stats = [k for k in initial if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(saved[k], initial[k]) for k in stats)
