@@ -95,10 +95,10 @@ def test_text_128_per_class(text_runs, dataset: str, strategy: str | None) -> No
         assert m["training"]["schedule"]["total_steps"] >= 160
 
 
-def test_few_shot_picks_the_probe(text_runs) -> None:
+def test_few_shot_starts_from_the_probe_and_keeps_it_or_better(text_runs) -> None:
     m = text_runs("vader_tweets", 8, None)
-    assert m["strategy"] == "linear-probe" and "rarest class" in m["auto"]["reason"]
-    assert m["validation"]["f1_macro"] == m["pretrained_baseline"]["validation"]["f1_macro"]
+    assert m["strategy"] == "lp-ft" and m["model"] == "fine_tuned"
+    assert m["validation"]["f1_macro"] >= m["pretrained_baseline"]["validation"]["f1_macro"]
 
 
 @pytest.mark.parametrize("per_class", [16, 128])

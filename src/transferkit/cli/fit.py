@@ -60,9 +60,20 @@ def add_parsers(sub) -> None:
     p.add_argument("--backbone", help="registered backbone, Hugging Face id or folder (default: minilm-l6)")
     p.add_argument("--task", help="task (default: text-classification)")
     p.add_argument("--problem", help="single_label, multi_label or regression")
-    p.add_argument("--strategy", help="transfer strategy (see `transferkit strategies`; default: auto, chosen from the data and printed)")
-    p.add_argument("--epochs", type=float, help="training epochs (default: derived from the data: 3, but at least training.min_steps steps and at most training.max_epochs)")
-    p.add_argument("--batch-size", type=int, help="training batch size (default: 32; n // 4, at least 8, on sets under 128 examples)")
+    p.add_argument(
+        "--strategy",
+        help="transfer strategy (see `transferkit strategies`; default: auto, chosen from the data and printed)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=float,
+        help="training epochs (default: derived from the data: 3, but at least training.min_steps steps and at most training.max_epochs)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="training batch size (default: 32; n // 4, at least 8, on sets under 128 examples)",
+    )
     p.add_argument("--learning-rate", type=float, help="peak learning rate of the trunk (default: 5e-5)")
     p.add_argument("--seed", type=int, help="seed (default: 42)")
     p.add_argument(

@@ -31,7 +31,7 @@ def facts(**kw) -> Facts:
     ("kw", "choice"),
     [
         ({}, "lp-ft"),
-        ({"per_class": FEW_SHOT - 1, "num_train": 30}, "linear-probe"),
+        ({"per_class": FEW_SHOT - 1, "num_train": 30}, "lp-ft"),  # few-shot: still lp-ft (vader_tweets/8)
         ({"per_class": FEW_SHOT - 1, "num_train": 30, "head_kind": "mlp"}, "head"),
         ({"head_kind": "mlp"}, "full"),
         ({"trunk_parameters": LARGE_TRUNK + 1}, "lora"),
