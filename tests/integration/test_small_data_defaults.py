@@ -112,7 +112,7 @@ def test_digits_images(tmp_path: Path, per_class: int, strategy: str | None) -> 
     m = run.metrics
     check_not_below_baseline(m, "f1_macro")
     if strategy is None:
-        assert m["auto"]["facts"]["per_class"] >= per_class - 2  # stratified: about per_class each
+        assert m["auto"]["facts"]["per_class"] >= 0.9 * per_class  # stratified: about per_class in each class
 
 
 def test_conll_500_sentences(tmp_path: Path) -> None:
