@@ -335,11 +335,8 @@ def markdown(res: dict) -> str:
         lines.append("|---|---:|---:|---:|---|---:|---:|")
         for s, r in cell.items():
             if "baseline_validation_guard" in r:
-                name = (
-                    f"auto -> {r['strategy']}"
-                    if s == "auto"
-                    else s + (" (= auto)" if r.get("same_as") else "")
-                )
+                same = s != "auto" and r["strategy"] == cell.get("auto", {}).get("strategy")
+                name = f"auto -> {r['strategy']}" if s == "auto" else s + (" (= auto)" if same else "")
                 lines.append(
                     f"| {name} | {r['test_metric']:.3f} | {r['validation_metric']:.3f} | {r['baseline_test_guard']:.3f} "
                     f"({r['guard_metric']}) | {r['model']} | {r['steps']} | {r['wall_seconds']:.0f} |"
