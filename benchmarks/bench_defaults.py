@@ -346,6 +346,39 @@ def markdown(res: dict) -> str:
     return "\n".join(lines + [""] + ["- " + v for v in verdicts(res)])
 
 
+def summary(res: dict) -> str:
+    """One row per cell: the test metric of every contender (* = the guard kept the baseline), auto's choice."""
+    cols = ["from scratch", "baseline", "linear-probe", "head", "lp-ft", "full", "lora", "auto"]
+    lines = [
+        "| cell | metric | " + " | ".join(cols) + " | auto chose | auto s / full s |",
+        "|---|---|" + "---:|" * len(cols) + "---|---:|",
+    ]
+    for key, cell in res["cells"].items():
+        runs = {s: r for s, r in cell.items() if "baseline_validation_guard" in r}
+        if not runs:
+            continue
+        any_run = next(iter(runs.values()))
+        scratch_row = next((r for s, r in cell.items() if s not in runs), None)
+        vals = [f"{scratch_row['test_metric']:.3f}" if scratch_row else "",
+                f"{any_run['baseline_test_metric']:.3f}" if any_run.get("baseline_test_metric") is not None else ""]  # fmt: skip
+        best = max(r["test_metric"] for r in runs.values())
+        for c in cols[2:]:
+            r = runs.get(c)
+            if r is None:
+                vals.append("")
+                continue
+            text = f"{r['test_metric']:.3f}" + ("*" if r["model"] == "pretrained_baseline" else "")
+            vals.append(f"**{text}**" if r["test_metric"] == best else text)
+        auto, full = runs.get("auto"), runs.get("full")
+        ratio = f"{auto['wall_seconds']:.0f} / {full['wall_seconds']:.0f}" if auto and full else ""
+        lines.append(
+            f"| {key} | {any_run['metric']} | "
+            + " | ".join(vals)
+            + f" | {auto['strategy'] if auto else ''} | {ratio} |"
+        )
+    return "\n".join(lines + [""] + ["- " + v for v in verdicts(res)])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["rotten_tomatoes", "vader_tweets"])
@@ -360,9 +393,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--results", type=Path, default=RESULTS / "bench_defaults.json")
     ap.add_argument("--rerun", action="store_true")
-    ap.add_argument("--markdown", action="store_true", help="print the table of the results so far and exit")
+    ap.add_argument("--markdown", action="store_true", help="print the tables of the results so far and exit")
+    ap.add_argument(
+        "--summary", action="store_true", help="print one row per cell (the README table) and exit"
+    )
     args = ap.parse_args()
-    if not args.markdown:
+    if not (args.markdown or args.summary):
         run_grid(args)
     res = load_results(args.results)
     print(
@@ -371,7 +407,7 @@ def main() -> None:
             f"{m['date']} {m['cpu']} [{m.get('isa', '')}] ({m['cores']} cores)" for m in res["machines"]
         ),
     )
-    print(markdown(res))
+    print(summary(res) if args.summary else markdown(res))
 
 
 if __name__ == "__main__":
