@@ -1,9 +1,14 @@
-"""The training loop: one readable function on Hugging Face Accelerate.
+"""The training loop on Hugging Face Accelerate.
 
 prepare -> for each step: forward, loss, backward, clip, step, schedule -> evaluate -> checkpoint -> keep
 the best (early stopping with patience) -> restore the best at the end. Strategies with stages (gradual
 unfreezing) get a fresh optimizer and warmup at each stage. Runs unchanged under ``accelerate launch``, and
 continues from its newest checkpoint after a kill (``resume=True``) with the same result.
+
+The loop itself is :meth:`_Run.train`; its parts live next to it: :mod:`~transferkit.training.stages`
+(stage boundaries, a fresh optimizer per stage), :mod:`~transferkit.training.best` (the best weights and
+patience), :mod:`~transferkit.training.resume` (what a checkpoint holds and how a run continues from one)
+and :mod:`~transferkit.training.schedule` (how long the run is, how often it evaluates).
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,20 +27,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from transferkit.config import TrainingConfig
 from transferkit.data.text import Collator, LengthGroupedBatchSampler
-from transferkit.evaluation import is_better
 from transferkit.inference import forward_in_order, ordered_loader, single_process_budget
-from transferkit.strategies.base import Stage, StrategyPlan
-from transferkit.training.checkpoint import (
-    list_checkpoints,
-    load_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-)
+from transferkit.strategies.base import StrategyPlan
+from transferkit.training.best import BestKeeper
+from transferkit.training.checkpoint import set_rng_state
 from transferkit.training.logger import RunLogger
 from transferkit.training.losses import compute_loss
-from transferkit.training.optim import build_optimizer, build_scheduler
 from transferkit.training.progress import TrainProgress
+from transferkit.training.resume import newest_checkpoint, resume_from, write_checkpoint
 from transferkit.training.schedule import Schedule, batch_size_for, plan_schedule
+from transferkit.training.stages import Stages
+from transferkit.training.state import LoopState, TrainResult
+
+__all__ = ["Evaluate", "Forward", "TrainResult", "make_accelerator", "train_loop"]
 
 Forward = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 Evaluate = Callable[[torch.Tensor], dict]
@@ -51,41 +55,6 @@ def make_accelerator(cfg: TrainingConfig) -> Accelerator:
         or torch.backends.mps.is_available()
     )
     return Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, cpu=not has_device)
-
-
-@dataclass
-class TrainResult:
-    """What the loop did: history of evaluations, the best score and throughput."""
-
-    history: list[dict] = field(default_factory=list)
-    best_metric: float | None = None
-    best_step: int | None = None
-    steps: int = 0
-    stopped_early: bool = False
-    resumed_from: int | None = None
-    train_seconds: float = 0.0
-    train_samples: int = 0
-    train_tokens: int = 0
-    schedule: dict = field(default_factory=dict)
-
-    @property
-    def samples_per_second(self) -> float:
-        return self.train_samples / self.train_seconds if self.train_seconds else 0.0
-
-
-@dataclass
-class _LoopState:
-    step: int = 0
-    epoch: int = 0
-    batches_in_epoch: int = 0  # micro-batches of the current epoch already consumed
-    stage: int = 0
-    bad_evals: int = 0
-    running: float = 0.0
-    running_n: int = 0
-
-
-def _stage_starts(stages: list[Stage], steps_per_epoch: int) -> list[int]:
-    return [int(round(s.start_epoch * steps_per_epoch)) for s in stages]
 
 
 def train_loop(
@@ -131,254 +100,259 @@ def train_loop(
     """
     accelerator = accelerator or make_accelerator(cfg)
     set_seed(cfg.seed)
-    sampler = LengthGroupedBatchSampler(
-        train_set.lengths,
-        batch_size_for(cfg, len(train_set)),
-        cfg.seed,
-        group_by_length=cfg.group_by_length,
-        weights=sample_weights,
-    )
-    train_loader = DataLoader(train_set, batch_sampler=sampler, collate_fn=collator)
-    module, train_loader = accelerator.prepare(module, train_loader)  # distributed: each process gets a shard
-    steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.gradient_accumulation_steps))
-    schedule: Schedule = plan_schedule(
-        cfg,
-        len(train_set),
-        steps_per_epoch,
-        plan.cache == "features",
-        len(val_set) if val_set is not None else None,
-    )
-    total_steps = schedule.total_steps
-    if accelerator.is_main_process:
-        log.info("schedule: %d optimizer steps (%s)", total_steps, schedule.rule)
-    if plan.on_train_begin is not None:
-        plan.on_train_begin(total_steps)
-    stages = plan.stages or [Stage("train", 0.0, lambda: plan.param_groups)]
-    starts = _stage_starts(stages, steps_per_epoch) + [total_steps]
-    focal = cfg.focal_gamma if cfg.loss == "focal" and problem == "single_label" else None
+    run = _Run(module, forward, plan, train_set, val_set, collator, evaluate, cfg, problem, metric, class_weights, accelerator)  # fmt: skip
+    run.prepare(sample_weights)
+    run.start(newest_checkpoint(checkpoint_dir) if resume else None, checkpoint_dir, log_dir, tensorboard)
+    return run.train()
 
-    def enter_stage(i: int):
-        groups = stages[i].enter()
-        optimizer = build_optimizer(groups)
-        # the scheduler is stepped by hand once per optimizer step: accelerate's prepared scheduler steps
-        # once per process, which would run the schedule num_processes times too fast
-        scheduler = build_scheduler(optimizer, cfg, max(1, starts[i + 1] - starts[i]))
-        return accelerator.prepare(optimizer), scheduler
 
-    raw = accelerator.unwrap_model(module)
-    val_loader = (
-        accelerator.prepare_data_loader(
-            ordered_loader(
-                val_set,
-                collator,
-                cfg.eval_batch_size,
-                single_process_budget(cfg.eval_max_tokens, accelerator),
-            )
+@dataclass
+class _Run:
+    """One call of :func:`train_loop`: what it trains on, what it prepared, and where it stands."""
+
+    module: torch.nn.Module
+    forward: Forward
+    plan: StrategyPlan
+    train_set: Dataset
+    val_set: Dataset | None
+    collator: Collator
+    scores_of: Evaluate
+    cfg: TrainingConfig
+    problem: str
+    metric: str
+    class_weights: torch.Tensor | None
+    accelerator: Accelerator
+
+    def prepare(self, sample_weights: list[float] | None) -> None:
+        """Loaders, the schedule and the stages; ``module`` wrapped for distributed training."""
+        cfg, acc, plan, train_set = self.cfg, self.accelerator, self.plan, self.train_set
+        self.sampler = LengthGroupedBatchSampler(
+            train_set.lengths,
+            batch_size_for(cfg, len(train_set)),
+            cfg.seed,
+            group_by_length=cfg.group_by_length,
+            weights=sample_weights,
         )
-        if val_set is not None
-        else None
-    )
-    eval_every = schedule.eval_every
-
-    state = _LoopState()
-    result = TrainResult(schedule=schedule.to_dict())
-    best_state: dict[str, torch.Tensor] | None = None
-    restored_rng = None
-    checkpoint = (
-        list_checkpoints(checkpoint_dir)[-1]
-        if resume and checkpoint_dir is not None and list_checkpoints(checkpoint_dir)
-        else None
-    )
-    if checkpoint is not None:  # replay stage entries (deterministic), then load every state
-        weights, best_state, saved = load_checkpoint(checkpoint)
-        state = _LoopState(**saved["loop"]["state"])
-        for i in range(state.stage):
-            stages[i].enter()
-        optimizer, scheduler = enter_stage(state.stage)
-        raw.load_state_dict(weights, strict=False)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        result.history = saved["loop"]["history"]
-        result.best_metric, result.best_step = saved["loop"]["best_metric"], saved["loop"]["best_step"]
-        result.train_samples, result.train_tokens = (
-            saved["loop"]["train_samples"],
-            saved["loop"]["train_tokens"],
+        train_loader = DataLoader(train_set, batch_sampler=self.sampler, collate_fn=self.collator)
+        # distributed: each process gets a shard
+        self.module, self.train_loader = acc.prepare(self.module, train_loader)
+        steps_per_epoch = max(1, math.ceil(len(self.train_loader) / cfg.gradient_accumulation_steps))
+        self.schedule: Schedule = plan_schedule(
+            cfg,
+            len(train_set),
+            steps_per_epoch,
+            plan.cache == "features",
+            len(self.val_set) if self.val_set is not None else None,
         )
-        result.resumed_from = state.step
-        restored_rng = saved["rng"]
-        if plan.load_state_dict is not None and "strategy" in saved["loop"]:
-            plan.load_state_dict(saved["loop"]["strategy"])
-    else:
-        optimizer, scheduler = enter_stage(0)
+        total_steps = self.schedule.total_steps
+        if acc.is_main_process:
+            log.info("schedule: %d optimizer steps (%s)", total_steps, self.schedule.rule)
+        if plan.on_train_begin is not None:
+            plan.on_train_begin(total_steps)
+        self.stages = Stages(plan, steps_per_epoch, total_steps, cfg, acc)
+        self.focal = cfg.focal_gamma if cfg.loss == "focal" and self.problem == "single_label" else None
+        self.raw = acc.unwrap_model(self.module)
+        self.val_loader = _validation_loader(self.val_set, self.collator, cfg, acc)
 
-    logger = RunLogger(log_dir, tensorboard, accelerator.is_main_process)
-    progress = TrainProgress(
-        total_steps, enabled=cfg.progress and accelerator.is_local_main_process, completed=state.step
-    )
+    def start(
+        self, checkpoint: Path | None, checkpoint_dir: Path | None, log_dir: Path | None, tensorboard: bool
+    ) -> None:
+        """The first stage's optimizer, or every state of ``checkpoint`` when resuming from one; the logs."""
+        self.checkpoint_dir, self.resumed = checkpoint_dir, checkpoint is not None
+        self.result = TrainResult(schedule=self.schedule.to_dict())
+        self.restored_rng = None
+        best_weights = None
+        if checkpoint is not None:
+            resumed = resume_from(checkpoint, self.raw, self.stages, self.plan, self.result)
+            self.state, self.optimizer, self.scheduler = resumed.state, resumed.optimizer, resumed.scheduler
+            best_weights, self.restored_rng = resumed.best_weights, resumed.rng
+        else:
+            self.state = LoopState()
+            self.optimizer, self.scheduler = self.stages.enter(0)
+        patience, staged = self.schedule.patience, len(self.stages) > 1
+        self.best = BestKeeper(self.raw, self.metric, patience, every_weight=staged, weights=best_weights)
+        acc = self.accelerator
+        self.logger = RunLogger(log_dir, tensorboard, acc.is_main_process)
+        self.progress = TrainProgress(
+            self.schedule.total_steps,
+            enabled=self.cfg.progress and acc.is_local_main_process,
+            completed=self.state.step,
+        )
 
-    def trainable_names() -> list[str]:
-        return [n for n, p in raw.named_parameters() if p.requires_grad]
+    def train(self) -> TrainResult:
+        """The loop: train steps until the schedule ends or patience runs out; the best weights restored."""
+        cfg, state, result, total_steps = self.cfg, self.state, self.result, self.schedule.total_steps
+        self.set_modes()
+        if self.plan.probe_init and not self.resumed:
+            # the head starts as the fitted probe: the start is a candidate, so training can only keep or improve
+            # it on validation (LP-FT, and heads initialised from the probe)
+            self.evaluate()
+        start = time.perf_counter()
+        eval_seconds = 0.0
+        done = state.step >= total_steps
+        while not done:
+            for batch in self.epoch_batches():
+                state.batches_in_epoch += 1
+                loss, n = self.train_step(batch)
+                self.count(batch, loss, n)
+                if not self.accelerator.sync_gradients:  # accumulating: no optimizer step yet
+                    continue
+                state.step += 1
+                self.log_step(n)
+                stop = False
+                evaluated = state.step % self.schedule.eval_every == 0 or state.step == total_steps
+                if evaluated:
+                    t0 = time.perf_counter()
+                    stop = self.evaluate()
+                    eval_seconds += time.perf_counter() - t0
+                    state.running, state.running_n = 0.0, 0
+                if self.stages.next_due(state.stage, state.step):
+                    self.next_stage()
+                if evaluated or (cfg.checkpoint_every_steps and state.step % cfg.checkpoint_every_steps == 0):
+                    self.checkpoint()
+                if stop or state.step >= total_steps:
+                    result.stopped_early = stop
+                    done = True
+                    break
+            else:
+                state.epoch += 1
+                state.batches_in_epoch = 0
+        result.train_seconds = time.perf_counter() - start - eval_seconds
+        result.steps = state.step
+        self.progress.close()
+        self.logger.close()
+        self.best.restore()
+        return result
 
-    def set_modes() -> None:
-        module.train()
-        for m in plan.frozen_modules:
+    def set_modes(self) -> None:
+        self.module.train()
+        for m in self.plan.frozen_modules:
             m.eval()
 
-    def write_checkpoint() -> None:
-        if checkpoint_dir is None or not accelerator.is_main_process:
-            return
-        weights = raw.state_dict()
-        loop_state = {
-            "state": vars(state).copy(), "history": result.history, "best_metric": result.best_metric,
-            "best_step": result.best_step, "train_samples": result.train_samples, "train_tokens": result.train_tokens,
-        }  # fmt: skip
-        if plan.state_dict is not None:
-            loop_state["strategy"] = plan.state_dict()
-        save_checkpoint(
-            checkpoint_dir,
-            state.step,
-            weights,
-            best_state,
-            optimizer,
-            scheduler,
-            loop_state,
-            cfg.keep_checkpoints,
-        )
+    def epoch_batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """The current epoch's micro-batches, less those a resumed run already trained on."""
+        epoch, loader = self.state.epoch, self.train_loader
+        self.sampler.set_epoch(epoch)
+        if hasattr(self.train_set, "set_epoch"):  # per-epoch random inputs (image augmentation)
+            self.train_set.set_epoch(epoch)
+        if hasattr(loader, "set_epoch"):  # accelerate's loader re-sets its sampler's epoch on each iter
+            loader.set_epoch(epoch)
+        batches = iter(loader)
+        for _ in range(self.state.batches_in_epoch):  # resumed mid-epoch: skip what was already trained on
+            next(batches)
+        if self.restored_rng is not None:
+            # after the loader drew its seed, exactly as the interrupted run did
+            set_rng_state(self.restored_rng)
+            self.restored_rng = None
+        return batches
 
-    def run_eval() -> bool:
-        """Evaluates and keeps the best state; returns True when patience is exhausted."""
-        nonlocal best_state
-        if val_loader is None:
+    def train_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Forward, loss, backward, clip, step and schedule on one micro-batch; returns its loss and size.
+
+        Under gradient accumulation the optimizer steps (and the gradients clear) only on the micro-batch that
+        syncs gradients; the scheduler is stepped by hand then (see :meth:`Stages.enter`).
+        """
+        acc, cfg, plan, module = self.accelerator, self.cfg, self.plan, self.module
+        with acc.accumulate(module):
+            labels = batch.pop("labels")
+            logits = self.forward(module, batch)
+            loss = compute_loss(logits, labels, self.problem, self.class_weights, self.focal)
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.max_grad_norm:
+                acc.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.max_grad_norm)
+            if acc.sync_gradients and plan.after_backward is not None:
+                plan.after_backward(self.state.step)
+            self.optimizer.step()
+            if acc.sync_gradients:
+                self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss, len(labels)
+
+    def count(self, batch: dict[str, torch.Tensor], loss: torch.Tensor, n: int) -> None:
+        """Throughput (over every process) and the running training loss."""
+        processes = self.accelerator.num_processes
+        self.result.train_samples += n * processes
+        if "attention_mask" in batch:
+            self.result.train_tokens += int(batch["attention_mask"].sum()) * processes
+        self.state.running += loss.item() * n
+        self.state.running_n += n
+
+    def log_step(self, n: int) -> None:
+        state = self.state
+        self.progress.advance(
+            loss=state.running / state.running_n,
+            samples=n * self.cfg.gradient_accumulation_steps * self.accelerator.num_processes,
+        )
+        if state.step % self.cfg.log_every_steps == 0:
+            loss, lr = state.running / state.running_n, self.scheduler.get_last_lr()[0]
+            self.logger.log({"step": state.step, "loss": loss, "lr": lr}, state.step)
+
+    def evaluate(self) -> bool:
+        """Evaluates and offers the weights to the keeper; returns True when patience is exhausted."""
+        if self.val_loader is None:
             return False
+        state, module = self.state, self.module
         module.eval()
         logits = forward_in_order(
-            lambda b: forward(module, b),
-            val_set,
-            collator,
-            cfg.eval_batch_size,
-            accelerator,
-            loader=val_loader,
+            lambda b: self.forward(module, b),
+            self.val_set,
+            self.collator,
+            self.cfg.eval_batch_size,
+            self.accelerator,
+            loader=self.val_loader,
         )
-        set_modes()
-        scores = evaluate(logits)
+        self.set_modes()
+        scores = self.scores_of(logits)
         record = {
             "step": state.step,
-            "epoch": round(state.step / steps_per_epoch, 4),
-            "stage": stages[state.stage].name,
+            "epoch": round(state.step / self.schedule.steps_per_epoch, 4),
+            "stage": self.stages.name(state.stage),
             "train_loss": state.running / max(state.running_n, 1),
             "validation": scores,
         }
-        result.history.append(record)
-        logger.log(record, state.step)
-        value = scores.get(metric)
+        self.result.history.append(record)
+        self.logger.log(record, state.step)
+        value = scores.get(self.metric)
         if value is None:
             raise KeyError(
-                f"metric {metric!r} is not among the validation metrics: {sorted(k for k, v in scores.items() if not isinstance(v, dict | list))}"
+                f"metric {self.metric!r} is not among the validation metrics: {sorted(k for k, v in scores.items() if not isinstance(v, dict | list))}"
             )
-        progress.note(f"val {metric} {value:.4f}")
-        if is_better(metric, value, result.best_metric):
-            result.best_metric, result.best_step, state.bad_evals = value, state.step, 0
-            sd = raw.state_dict()
-            # staged plans unfreeze more later: keep every weight, so the restore is exactly this evaluation's;
-            # buffers too (BatchNorm running statistics move in training mode without being parameters)
-            kept = {k for k, _ in raw.named_buffers()} | set(trainable_names())
-            keep = sd.keys() if len(stages) > 1 else [k for k in sd if k in kept]
-            best_state = {k: sd[k].detach().clone() for k in keep}
-            return False
-        state.bad_evals += 1
-        return schedule.patience is not None and state.bad_evals >= schedule.patience
+        self.progress.note(f"val {self.metric} {value:.4f}")
+        return self.best.offer(value, state, self.result)
 
-    set_modes()
-    if plan.probe_init and checkpoint is None:
-        # the head starts as the fitted probe: the start is a candidate, so training can only keep or improve
-        # it on validation (LP-FT, and heads initialised from the probe)
-        run_eval()
-    start = time.perf_counter()
-    eval_seconds = 0.0
-    done = state.step >= total_steps
-    while not done:
-        sampler.set_epoch(state.epoch)
-        if hasattr(train_set, "set_epoch"):  # per-epoch random inputs (image augmentation)
-            train_set.set_epoch(state.epoch)
-        if hasattr(train_loader, "set_epoch"):  # accelerate's loader re-sets its sampler's epoch on each iter
-            train_loader.set_epoch(state.epoch)
-        batches = iter(train_loader)
-        for _ in range(state.batches_in_epoch):  # resumed mid-epoch: skip what was already trained on
-            next(batches)
-        if restored_rng is not None:  # after the loader drew its seed, exactly as the interrupted run did
-            set_rng_state(restored_rng)
-            restored_rng = None
-        for batch in batches:
-            state.batches_in_epoch += 1
-            with accelerator.accumulate(module):
-                labels = batch.pop("labels")
-                logits = forward(module, batch)
-                loss = compute_loss(logits, labels, problem, class_weights, focal)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(
-                        [p for p in module.parameters() if p.requires_grad], cfg.max_grad_norm
-                    )
-                if accelerator.sync_gradients and plan.after_backward is not None:
-                    plan.after_backward(state.step)
-                optimizer.step()
-                if accelerator.sync_gradients:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            n = len(labels)
-            result.train_samples += n * accelerator.num_processes
-            if "attention_mask" in batch:
-                result.train_tokens += int(batch["attention_mask"].sum()) * accelerator.num_processes
-            state.running += loss.item() * n
-            state.running_n += n
-            if not accelerator.sync_gradients:
-                continue
-            state.step += 1
-            progress.advance(
-                loss=state.running / state.running_n,
-                samples=n * cfg.gradient_accumulation_steps * accelerator.num_processes,
-            )
-            if state.step % cfg.log_every_steps == 0:
-                logger.log(
-                    {
-                        "step": state.step,
-                        "loss": state.running / state.running_n,
-                        "lr": scheduler.get_last_lr()[0],
-                    },
-                    state.step,
-                )
-            stop = False
-            evaluated = state.step % eval_every == 0 or state.step == total_steps
-            if evaluated:
-                t0 = time.perf_counter()
-                stop = run_eval()
-                eval_seconds += time.perf_counter() - t0
-                state.running, state.running_n = 0.0, 0
-            if state.stage + 1 < len(stages) and starts[state.stage + 1] <= state.step < total_steps:
-                state.stage += 1
-                optimizer, scheduler = enter_stage(state.stage)
-                set_modes()
-                logger.log(
-                    {
-                        "step": state.step,
-                        "stage": stages[state.stage].name,
-                        "trainable_parameters": sum(p.numel() for p in raw.parameters() if p.requires_grad),
-                    },
-                    state.step,
-                )
-            if evaluated or (cfg.checkpoint_every_steps and state.step % cfg.checkpoint_every_steps == 0):
-                write_checkpoint()
-            if stop or state.step >= total_steps:
-                result.stopped_early = stop
-                done = True
-                break
-        else:
-            state.epoch += 1
-            state.batches_in_epoch = 0
-    result.train_seconds = time.perf_counter() - start - eval_seconds
-    result.steps = state.step
-    progress.close()
-    logger.close()
-    if best_state is not None:
-        raw.load_state_dict(best_state, strict=False)
-    return result
+    def next_stage(self) -> None:
+        """Enters the next stage: its trainable set, a fresh optimizer and warmup."""
+        state = self.state
+        state.stage += 1
+        self.optimizer, self.scheduler = self.stages.enter(state.stage)
+        self.set_modes()
+        trainable = sum(p.numel() for p in self.raw.parameters() if p.requires_grad)
+        self.logger.log(
+            {"step": state.step, "stage": self.stages.name(state.stage), "trainable_parameters": trainable},
+            state.step,
+        )
+
+    def checkpoint(self) -> None:
+        if self.checkpoint_dir is None or not self.accelerator.is_main_process:
+            return
+        write_checkpoint(
+            self.checkpoint_dir,
+            self.raw,
+            self.state,
+            self.result,
+            self.best.weights,
+            self.optimizer,
+            self.scheduler,
+            self.plan,
+            self.cfg.keep_checkpoints,
+        )
+
+
+def _validation_loader(
+    val_set: Dataset | None, collator: Collator, cfg: TrainingConfig, accelerator: Accelerator
+) -> DataLoader | None:
+    """Validation batches in length order (sharded when distributed); None without a validation set."""
+    if val_set is None:
+        return None
+    budget = single_process_budget(cfg.eval_max_tokens, accelerator)
+    return accelerator.prepare_data_loader(ordered_loader(val_set, collator, cfg.eval_batch_size, budget))

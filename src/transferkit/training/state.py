@@ -1,0 +1,38 @@
+"""Where a run stands and what it returns: the loop's counters (saved in every checkpoint) and its result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainResult:
+    """What the loop did: history of evaluations, the best score and throughput."""
+
+    history: list[dict] = field(default_factory=list)
+    best_metric: float | None = None
+    best_step: int | None = None
+    steps: int = 0
+    stopped_early: bool = False
+    resumed_from: int | None = None
+    train_seconds: float = 0.0
+    train_samples: int = 0
+    train_tokens: int = 0
+    schedule: dict = field(default_factory=dict)
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.train_samples / self.train_seconds if self.train_seconds else 0.0
+
+
+@dataclass
+class LoopState:
+    """The loop's position; a checkpoint stores ``vars()`` of it and a resumed run rebuilds it from that."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0  # micro-batches of the current epoch already consumed
+    stage: int = 0
+    bad_evals: int = 0  # evaluations since the best one (early stopping)
+    running: float = 0.0  # sum of training losses since the last evaluation, weighted by batch size
+    running_n: int = 0
