@@ -4,7 +4,7 @@ Layout of ``RUN/``::
 
     config.yaml              the resolved configuration
     metrics.json             {"test": {...}, "validation": {...}, "pretrained_baseline": {...}, ...}
-    labels.json              label names in head order, task and problem type
+    labels.json              the run manifest (transferkit.manifest): task, problem, labels, per-task fields
     confusion_matrix.json/.png, training_curves.png
     logs/train_log.jsonl, logs/tensorboard/
     model/                   Hugging Face format: config.json, model.safetensors, tokenizer, modeling_transferkit.py
@@ -24,7 +24,8 @@ import yaml
 
 from transferkit.config import RunConfig
 from transferkit.errors import RunError
-from transferkit.utils.io import atomic_write_json, atomic_write_text
+from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest
+from transferkit.utils.io import atomic_write_json, atomic_write_text, publish_folder
 
 MODELING_FILE = Path(__file__).parent / "export" / "modeling_transferkit.py"
 AUTO_MAP = {
@@ -81,38 +82,37 @@ def save_config(cfg: RunConfig, run_dir: Path) -> None:
 def save_model(model, tokenizer, run_dir: Path) -> Path:
     """Saves the model in Hugging Face format, loadable without transferkit.
 
-    Written to ``model.partial/`` and renamed to ``model/`` only once complete.
+    Written to ``model.partial/`` and renamed to ``model/`` only once complete (replacing the ``model/`` of
+    an earlier, interrupted save of a resumed run).
     """
     final = run_dir / "model"
-    tmp = run_dir / "model.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
     model.config.auto_map = dict(AUTO_MAP)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.copy(MODELING_FILE, tmp / MODELING_FILE.name)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    with publish_folder(final) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.copy(MODELING_FILE, tmp / MODELING_FILE.name)
     return final
 
 
-def read_run(run_dir: str | Path) -> tuple[Path, dict, dict]:
-    """Checks a run folder and returns ``(path, labels.json, metrics.json)``.
+def read_run(run_dir: str | Path) -> tuple[Path, RunManifest, dict]:
+    """Checks a run folder and returns ``(path, its manifest, metrics.json)``.
 
     Raises:
-        RunError: if the folder does not exist or holds no finished model (a PyTorch ``model/`` or an
-            ONNX export's ``export.json``).
+        RunError: if the folder does not exist, holds no finished model (a PyTorch ``model/`` or an
+            ONNX export's ``export.json``) or its manifest (``labels.json``) is invalid.
     """
     path = Path(run_dir)
     if not path.is_dir():
         raise RunError(f"{path}: no such run folder; give the folder `transferkit fit` wrote (e.g. runs/...)")
     exported = (path / "export.json").is_file()  # an ONNX folder (transferkit export) keeps labels/metrics
-    if not ((path / "model" / "config.json").is_file() or exported) or not (path / "labels.json").is_file():
-        raise RunError(f"{path}: not a finished run (no model/ or labels.json); was training interrupted?")
-    labels = json.loads((path / "labels.json").read_text())
+    if not ((path / "model" / "config.json").is_file() or exported) or not (path / MANIFEST_FILE).is_file():
+        raise RunError(
+            f"{path}: not a finished run (no model/ or {MANIFEST_FILE}); was training interrupted?"
+        )
+    manifest = read_manifest(path)
     metrics_file = path / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    return path, labels, metrics
+    return path, manifest, metrics
 
 
 def _fmt(v) -> str:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from transferkit.artifacts import read_run
 from transferkit.data.image_transforms import ImageCollator, ImageDataset, Preprocessor
-from transferkit.errors import DataError
+from transferkit.errors import DataError, RunError
 from transferkit.evaluation.scoring import probabilities, score
 from transferkit.inference import forward_in_order
 from transferkit.predictor import apply_unmerged_adapter
@@ -43,23 +43,25 @@ class ImagePredictor:
     def __init__(self, run_dir: str | Path, batch_size: int = 64):
         from transferkit.image_model import TransferkitForImageClassification
 
-        self.run_dir, info, self.metrics = read_run(run_dir)
-        self.labels: list[str] = info["labels"]
-        self.task: str = info.get("task", "image-classification")
+        self.run_dir, manifest, self.metrics = read_run(run_dir)
+        self.labels: list[str] = manifest.labels
+        self.task: str = manifest.task
         self.problem = "single_label"
         self.batch_size = batch_size
         self.model = TransferkitForImageClassification.from_pretrained(self.run_dir / "model")
         apply_unmerged_adapter(self.model, self.run_dir)  # runs saved with --no-merge
         self.model.eval()
-        pre = info.get("preprocess", {})
-        if pre.get("kind") == "hf":
+        pre = manifest.preprocess
+        if pre is None:
+            raise RunError(f"{self.run_dir}: its manifest has no preprocess block; is this an image run?")
+        if pre.kind == "hf":
             from transformers import AutoImageProcessor
 
             self.preprocess = Preprocessor(
                 processor=AutoImageProcessor.from_pretrained(self.run_dir / "model")
             )
         else:
-            self.preprocess = Preprocessor(tuple(pre["size"]), pre["mean"], pre["std"])
+            self.preprocess = Preprocessor(tuple(pre.size), pre.mean, pre.std)
         self.collator = ImageCollator()
 
     def logits(self, images) -> torch.Tensor:

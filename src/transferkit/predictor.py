@@ -44,11 +44,11 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str | Path, batch_size: int = 64):
-        self.run_dir, info, self.metrics = read_run(run_dir)
-        self.labels: list[str] = info["labels"]
-        self.task: str = info.get("task", "text-classification")
-        self.problem: str = info.get("problem", "single_label")
-        self.max_length: int = info.get("max_length", 256)
+        self.run_dir, manifest, self.metrics = read_run(run_dir)
+        self.labels: list[str] = manifest.labels
+        self.task: str = manifest.task
+        self.problem: str = manifest.problem
+        self.max_length: int = manifest.max_length or 256
         self.batch_size = batch_size
         self.model = AutoModelForSequenceClassification.from_pretrained(self.run_dir / "model")
         apply_unmerged_adapter(self.model, self.run_dir)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from transferkit.compression.export import (
     exporter,
     is_exported,
     publish,
+    staging_dir,
     write_readme,
 )
 from transferkit.compression.report import (
@@ -33,6 +33,7 @@ from transferkit.compression.report import (
     measure,
 )
 from transferkit.errors import ConfigError, RunError
+from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest
 from transferkit.utils.io import atomic_write_json
 
 log = logging.getLogger("transferkit")
@@ -47,14 +48,16 @@ class CompressResult:
     table: str
 
 
-def _check(run_dir: Path, info: dict, int8: bool, prune: float | None, distil_to: str | None) -> None:
+def _check(
+    run_dir: Path, manifest: RunManifest, int8: bool, prune: float | None, distil_to: str | None
+) -> None:
     if not (int8 or prune or distil_to):
         raise ConfigError(
             "compress: nothing to do; give --int8, --prune FRACTION and/or --distil-to BACKBONE"
         )
     if is_exported(run_dir):
         raise RunError(f"{run_dir}: an ONNX export; give the run folder that `transferkit fit` wrote")
-    task = info.get("task", "text-classification")
+    task = manifest.task
     from transferkit.tasks import TASKS
 
     if not TASKS.get(task).compressible:
@@ -94,7 +97,7 @@ def _prune_stage(
     layers = apply_pruning(model, amount, method)
     if recover_epochs:
         cfg = load_config(source / "config.yaml")
-        labels = json.loads((source / "labels.json").read_text())["labels"]
+        labels = read_manifest(source).labels
         p = cfg.task.problem
         finetune(
             model, tokenizer, cfg, splits.train["text"].tolist(), encode_targets(splits.train, p, labels),
@@ -104,7 +107,7 @@ def _prune_stage(
     make_permanent(layers)
     model.eval()
     folder.mkdir(exist_ok=True)
-    for name in ("config.yaml", "labels.json", "metrics.json", "README.md"):
+    for name in ("config.yaml", MANIFEST_FILE, "metrics.json", "README.md"):
         if (source / name).is_file():
             shutil.copy(source / name, folder / name)
     artifacts.save_model(model, tokenizer, folder)
@@ -157,16 +160,16 @@ def compress_run(
     from transferkit.compression.export import load_folder as load
     from transferkit.config import load_config
 
-    run_dir, info, source_metrics = read_run(run_dir)
-    _check(run_dir, info, int8, prune, distil_to)
+    run_dir, manifest, source_metrics = read_run(run_dir)
+    _check(run_dir, manifest, int8, prune, distil_to)
     final = claim_output(output, _default_name(run_dir, int8, prune, distil_to, student_layers))
-    problem = info.get("problem", "single_label")
+    problem = manifest.problem
     need_train = bool(distil_to or (prune and recover_epochs))
     splits = load_run_splits(run_dir) if need_train or data is None else None
     frame, evaluated_on = (splits.test, "test split of the run's data") if data is None else evaluation_frame(
         run_dir, problem, data, text_column, label_column)  # fmt: skip
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    # every stage is written under one process-named staging folder; only the last stage is published
+    work = staging_dir(final)
     try:
         rows = [measure(load(run_dir), frame, "original (PyTorch fp32)", repeats)]
         current = run_dir
@@ -195,9 +198,9 @@ def compress_run(
             from transferkit.compression.quantize import quantize_export
 
             log.info("exporting to ONNX and quantizing to int8")
-            _, cur_info, _ = read_run(current)
+            _, current_manifest, _ = read_run(current)
             (work / "onnx").mkdir()
-            export_into(current, work / "onnx", cur_info)
+            export_into(current, work / "onnx", current_manifest)
             rows.append(measure(load(work / "onnx"), frame, "ONNX fp32 (onnxruntime)", repeats))
             (work / "int8").mkdir()
             meta = quantize_export(work / "onnx", work / "int8")

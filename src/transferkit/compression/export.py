@@ -7,7 +7,7 @@ An exported folder is self-describing and servable::
                            max |onnx - torch| difference
     EXPORT/model.onnx      the graph (dynamic batch and sequence axes)
     EXPORT/tokenizer/      the run's tokenizer (Hugging Face format)
-    EXPORT/labels.json     copied from the run (labels in head order, task, problem, max_length, pooling)
+    EXPORT/labels.json     the run's manifest, copied as it is (transferkit.manifest)
     EXPORT/metrics.json    copied from the run (what the PyTorch model measured)
     EXPORT/config.yaml     copied from the run (the data it was trained on, for ``compress``)
     EXPORT/README.md       how to load it
@@ -32,11 +32,13 @@ from pathlib import Path
 from types import ModuleType
 
 from transferkit.errors import RunError
-from transferkit.utils.io import atomic_write_json, atomic_write_text
+from transferkit.manifest import MANIFEST_FILE, RunManifest
+from transferkit.utils.io import atomic_write_json, atomic_write_text, move_into_place, publish_folder
 
 EXPORT_MARKER = "export.json"
 ONNX_FILE = "model.onnx"
-COPIED = ("labels.json", "metrics.json", "config.yaml")
+COPIED = (MANIFEST_FILE, "metrics.json", "config.yaml")
+_NEVER_OVERWRITTEN = "already exists; choose a new --output (folders are never overwritten)"
 
 
 def exporter(task: str) -> ModuleType:
@@ -93,23 +95,16 @@ def claim_output(output: str | Path | None, default: Path) -> Path:
         return free_folder(default)
     output = Path(output)
     if output.exists():
-        raise RunError(f"{output}: already exists; choose a new --output (folders are never overwritten)")
+        raise RunError(f"{output}: {_NEVER_OVERWRITTEN}")
     return output
 
 
 def publish(tmp: Path, output: Path) -> Path:
     """Renames a finished temporary folder to ``output`` (atomic on one file system; never overwrites)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.exists():
-        raise RunError(f"{output}: already exists; choose a new --output (folders are never overwritten)")
     try:
-        tmp.rename(output)
-    except OSError:  # another file system: copy next to the target, then rename there
-        staging = output.with_name(f".{output.name}.partial")
-        shutil.copytree(tmp, staging)
-        staging.rename(output)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return output
+        return move_into_place(tmp, output, if_exists="error")
+    except FileExistsError:
+        raise RunError(f"{output}: {_NEVER_OVERWRITTEN}") from None
 
 
 def _alive(pid: int) -> bool:
@@ -138,18 +133,18 @@ def staging_dir(output: Path) -> Path:
     )
 
 
-def export_into(run_dir: Path, folder: Path, info: dict, opset: int = 17) -> dict:
+def export_into(run_dir: Path, folder: Path, manifest: RunManifest, opset: int = 17) -> dict:
     """Writes the ONNX export of ``run_dir`` into the existing, empty ``folder`` (no marker checks)."""
-    module = exporter(info.get("task", "text-classification"))
+    module = exporter(manifest.task)
     for name in COPIED:
         if (run_dir / name).is_file():
             shutil.copy(run_dir / name, folder / name)
     fields = module.export_onnx(run_dir, folder, opset)
     meta = {
         "format": "onnx",
-        "task": info.get("task", "text-classification"),
-        "problem": info.get("problem", "single_label"),
-        "labels": info.get("labels", []),
+        "task": manifest.task,
+        "problem": manifest.problem,
+        "labels": manifest.labels,
         "precision": "fp32",
         "model_file": ONNX_FILE,
         "opset": opset,
@@ -197,18 +192,18 @@ def export_run(run_dir: str | Path, output: str | Path | None = None, opset: int
     """
     from transferkit.artifacts import read_run
 
-    run_dir, info, _ = read_run(run_dir)
+    run_dir, manifest, _ = read_run(run_dir)
     if is_exported(run_dir):
         raise RunError(f"{run_dir}: already an ONNX export; give the run folder that `transferkit fit` wrote")
-    exporter(info.get("task", "text-classification"))  # clear error before any work
+    exporter(manifest.task)  # clear error before any work
     final = claim_output(output, run_dir.with_name(f"{run_dir.name}-onnx"))
-    tmp = staging_dir(final)
     try:
-        meta = export_into(run_dir, tmp, info, opset)
-        write_readme(tmp, meta, final)
-        return publish(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with publish_folder(final, if_exists="error", staging=staging_dir(final)) as tmp:
+            meta = export_into(run_dir, tmp, manifest, opset)
+            write_readme(tmp, meta, final)
+    except FileExistsError:  # created by someone else while this export ran
+        raise RunError(f"{final}: {_NEVER_OVERWRITTEN}") from None
+    return final
 
 
 def load_exported(folder: str | Path, batch_size: int = 64):
@@ -228,5 +223,5 @@ def load_folder(run_dir: str | Path, batch_size: int = 64):
 
     if is_exported(run_dir):
         return load_exported(run_dir, batch_size)
-    _, info, _ = read_run(run_dir)
-    return task_spec(info.get("task", "text-classification")).load(run_dir, batch_size)
+    _, manifest, _ = read_run(run_dir)
+    return task_spec(manifest.task).load(run_dir, batch_size)

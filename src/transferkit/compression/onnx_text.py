@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from transferkit.compression.export import ONNX_FILE, read_export
+from transferkit.manifest import manifest_path, read_manifest
 from transferkit.predictor import Predictor
 
 TOKENIZER_DIR = "tokenizer"
@@ -102,12 +103,12 @@ def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
     names = export_model(model, tokenizer, folder / ONNX_FILE, opset)
     tokenizer.save_pretrained(folder / TOKENIZER_DIR)
-    labels = json.loads((run_dir / "labels.json").read_text())
+    manifest = read_manifest(run_dir)
     return {
         "inputs": names,
         "outputs": ["logits"],
-        "max_length": labels.get("max_length", 256),
-        "pooling": labels.get("pooling", model.config.pooling),
+        "max_length": manifest.max_length or 256,
+        "pooling": (manifest.text.pooling if manifest.text else None) or model.config.pooling,
         "num_labels": model.config.num_labels,
         "max_abs_diff": max_abs_diff(model, tokenizer, folder / ONNX_FILE, names),
         "tokenizer": TOKENIZER_DIR,
@@ -133,11 +134,12 @@ class OnnxTextClassifier(Predictor):
 
         self.run_dir = Path(folder)
         self.export = read_export(folder)
-        labels_file = self.run_dir / "labels.json"
-        info = json.loads(labels_file.read_text()) if labels_file.is_file() else self.export
+        # an export without the run's manifest still names its labels in export.json
+        has_manifest = manifest_path(self.run_dir).is_file()
+        labels = read_manifest(self.run_dir).labels if has_manifest else self.export.get("labels", [])
         metrics_file = self.run_dir / "metrics.json"
         self.metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        self.labels = list(info.get("labels", self.export.get("labels", [])))
+        self.labels = list(labels)
         self.task = self.export["task"]
         self.problem = self.export.get("problem", "single_label")
         self.max_length = self.export.get("max_length", 256)

@@ -17,6 +17,7 @@ import torch
 
 from transferkit.compression.export import ONNX_FILE, read_export
 from transferkit.compression.onnx_text import TOKENIZER_DIR, export_model, max_abs_diff, session
+from transferkit.manifest import TokenFields, read_manifest
 from transferkit.ner.predictor import TokenPredictor, token_settings
 
 
@@ -30,13 +31,14 @@ def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
     names = export_model(model, tokenizer, folder / ONNX_FILE, opset, per_token=True)
     tokenizer.save_pretrained(folder / TOKENIZER_DIR)
-    info = json.loads((run_dir / "labels.json").read_text())
+    manifest = read_manifest(run_dir)
+    tokens = manifest.tokens or TokenFields()
     return {
         "inputs": names,
         "outputs": ["logits"],
-        "max_length": info.get("max_length", 256),
-        "stride": info.get("stride", 32),
-        "scheme": info.get("scheme", "iob2"),
+        "max_length": manifest.max_length or 256,
+        "stride": tokens.stride,
+        "scheme": tokens.scheme,
         "num_labels": model.config.num_labels,
         "max_abs_diff": max_abs_diff(model, tokenizer, folder / ONNX_FILE, names),
         "tokenizer": TOKENIZER_DIR,
@@ -60,11 +62,11 @@ class OnnxTokenClassifier(TokenPredictor):
 
         self.run_dir = Path(folder)
         self.export = read_export(folder)
-        info = json.loads((self.run_dir / "labels.json").read_text())
+        manifest = read_manifest(self.run_dir)
         metrics_file = self.run_dir / "metrics.json"
         self.metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-        self.labels = list(info["labels"])
-        self.scheme = self.export.get("scheme", info.get("scheme", "iob2"))
+        self.labels = list(manifest.labels)
+        self.scheme = self.export.get("scheme", (manifest.tokens or TokenFields()).scheme)
         self.max_length = self.export.get("max_length", 256)
         self.stride = self.export.get("stride", 32)
         self.batch_size = batch_size

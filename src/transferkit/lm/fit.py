@@ -33,10 +33,12 @@ from transferkit.lm.data import LMCollator, LMDataset, prompt_ids, render
 from transferkit.lm.generate import generation_scores, perplexity
 from transferkit.lm.model import CausalLMTransfer, build_causal_lm, lm_forward
 from transferkit.lm.sources import load_generation_splits
+from transferkit.manifest import GenerationFields, RunManifest, write_manifest
 from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
 from transferkit.strategies.base import StrategyPlan
 from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import make_accelerator, train_loop
+from transferkit.utils.io import publish_folder
 
 log = logging.getLogger("transferkit")
 ALL_WEIGHTS = ("full", "discriminative")  # strategies whose LM head trains by default
@@ -211,15 +213,10 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
 
 def save_lm(lm, tokenizer, run_dir: Path) -> Path:
     """Saves a plain Hugging Face causal LM (``AutoModelForCausalLM``-loadable) to ``run_dir/model``."""
-    import shutil
-
-    final, tmp = run_dir / "model", run_dir / "model.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    lm.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    final = run_dir / "model"
+    with publish_folder(final) as tmp:
+        lm.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return final
 
 
@@ -227,20 +224,18 @@ def _write_outputs(
     run_dir, cfg, model, plan, tokenizer, metrics, history, source, examples, spec, merged
 ) -> None:
     g = cfg.generation
-    artifacts.save_json(
-        run_dir / "labels.json",
-        {
-            "labels": [],
-            "task": cfg.task.type,
-            "max_length": cfg.backbone.max_length,
-            # chats in the data: prompts at prediction time go through the chat template as a user turn
-            "generation": {
-                "chat_template": g.chat_template or any(e.messages for e in examples["train"]),
-                "add_eos": g.add_eos,
-                "max_new_tokens": g.max_new_tokens,
-            },
-        },
+    manifest = RunManifest(
+        task=cfg.task.type,
+        labels=[],
+        max_length=cfg.backbone.max_length,
+        # chats in the data: prompts at prediction time go through the chat template as a user turn
+        generation=GenerationFields(
+            chat_template=g.chat_template or any(e.messages for e in examples["train"]),
+            add_eos=g.add_eos,
+            max_new_tokens=g.max_new_tokens,
+        ),
     )
+    write_manifest(run_dir, manifest)
     if plan.save_extra is not None and not merged:
         plan.save_extra(model, run_dir)
     if cfg.output.save_model:

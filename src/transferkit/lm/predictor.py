@@ -33,11 +33,11 @@ class GenerationPredictor:
 
         from transferkit.lm.fit import load_tokenizer
 
-        self.run_dir, info, self.metrics = read_run(run_dir)
+        self.run_dir, manifest, self.metrics = read_run(run_dir)
         self.labels: list[str] = []
-        saved = info.get("generation", {})
+        saved = manifest.generation.model_dump() if manifest.generation else {}
         self.settings = GenerationTaskConfig(**saved)
-        self.max_length: int = info.get("max_length", 256)
+        self.max_length: int = manifest.max_length or 256
         self.batch_size = batch_size
         self.model = AutoModelForCausalLM.from_pretrained(self.run_dir / "model")
         self.model.eval()

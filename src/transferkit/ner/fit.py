@@ -30,6 +30,7 @@ from transferkit.evaluation import save_training_curves
 from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.ner import entity_metrics
 from transferkit.inference import forward_in_order, ordered_loader
+from transferkit.manifest import RunManifest, TokenFields, write_manifest
 from transferkit.ner.card import write_token_model_card
 from transferkit.ner.modeling import build_token_model, save_token_model
 from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
@@ -249,12 +250,13 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
 
 
 def _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, history, splits, spec, merged) -> None:
-    tk = cfg.tokens
-    info = {
-        "labels": splits.labels, "task": cfg.task.type, "scheme": splits.scheme,
-        "max_length": cfg.backbone.max_length, "stride": tk.stride,
-    }  # fmt: skip
-    artifacts.save_json(run_dir / "labels.json", info)
+    manifest = RunManifest(
+        task=cfg.task.type,
+        labels=splits.labels,
+        max_length=cfg.backbone.max_length,
+        tokens=TokenFields(scheme=splits.scheme, stride=cfg.tokens.stride),
+    )
+    write_manifest(run_dir, manifest)
     if plan.save_extra is not None and not merged:
         plan.save_extra(model, run_dir)
     saved = None

@@ -25,6 +25,7 @@ from transferkit.backbones import BackboneSpec
 from transferkit.config import RunConfig
 from transferkit.export.modeling_transferkit import TransferkitConfig, TransferkitForTokenClassification
 from transferkit.modeling import backbone_dict
+from transferkit.utils.io import publish_folder
 
 log = logging.getLogger("transferkit")
 
@@ -100,22 +101,21 @@ def to_standard(model: TransferkitForTokenClassification) -> nn.Module | None:
 
 def save_token_model(model: TransferkitForTokenClassification, tokenizer, run_dir: Path) -> tuple[Path, str]:
     """Saves under ``RUN/model`` (via ``model.partial``); returns the folder and the saved class name."""
-    final, tmp = run_dir / "model", run_dir / "model.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
+    final = run_dir / "model"
     standard = to_standard(model)
-    if standard is not None:
-        standard.save_pretrained(tmp)
-        saved = type(standard).__name__
-    else:
-        log.info("the token model is saved with its own code (MLP head or no standard class for this family)")
-        model.config.auto_map = dict(AUTO_MAP)
-        model.save_pretrained(tmp)
-        shutil.copy(MODELING_FILE, tmp / MODELING_FILE.name)
-        saved = type(model).__name__
-    tokenizer.save_pretrained(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    with publish_folder(final) as tmp:
+        if standard is not None:
+            standard.save_pretrained(tmp)
+            saved = type(standard).__name__
+        else:
+            log.info(
+                "the token model is saved with its own code (MLP head or no standard class for this family)"
+            )
+            model.config.auto_map = dict(AUTO_MAP)
+            model.save_pretrained(tmp)
+            shutil.copy(MODELING_FILE, tmp / MODELING_FILE.name)
+            saved = type(model).__name__
+        tokenizer.save_pretrained(tmp)
     return final, saved
 
 

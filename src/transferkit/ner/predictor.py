@@ -24,6 +24,7 @@ from transferkit.data.tokens import TokenCollator, TokenWindows, word_logits
 from transferkit.errors import DataError
 from transferkit.evaluation.ner import entity_metrics
 from transferkit.inference import forward_in_order
+from transferkit.manifest import TokenFields
 from transferkit.ner.modeling import load_token_model
 
 # dotted initials keep their final dot, as CoNLL writes them ("U.S.", "e.g."); other words keep inner
@@ -84,11 +85,12 @@ class TokenPredictor:
     task = "token-classification"
 
     def __init__(self, run_dir: str | Path, batch_size: int = 64):
-        self.run_dir, info, self.metrics = read_run(run_dir)
-        self.labels: list[str] = info["labels"]
-        self.scheme: str = info.get("scheme", "iob2")
-        self.max_length: int = info.get("max_length", 256)
-        self.stride: int = info.get("stride", 32)
+        self.run_dir, manifest, self.metrics = read_run(run_dir)
+        tokens = manifest.tokens or TokenFields()
+        self.labels: list[str] = manifest.labels
+        self.scheme: str = tokens.scheme
+        self.max_length: int = manifest.max_length or 256
+        self.stride: int = tokens.stride
         self.batch_size = batch_size
         self.model = load_token_model(self.run_dir / "model")
         self.model.eval()

@@ -366,18 +366,16 @@ def _reload_target(body: bytes) -> str | None:
 
 
 def _peek_task(run_dir: str | Path, loader) -> str:
-    """The task of a run from its ``labels.json`` (what ``transferkit.load`` dispatches on)."""
+    """The task of a run from its manifest (what ``transferkit.load`` dispatches on)."""
     if getattr(loader, "task", None):
         return loader.task  # a custom loader may say which task it loads
-    labels = Path(run_dir) / "labels.json"
-    if not labels.is_file():
+    from transferkit.manifest import manifest_path, read_manifest
+
+    if not manifest_path(run_dir).is_file():
         from transferkit.artifacts import read_run
 
         read_run(run_dir)  # raises the RunError that says what is missing
-    try:
-        return json.loads(labels.read_text(encoding="utf-8")).get("task", "text-classification")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        raise RunError(f"{labels}: unreadable; is this a run folder written by transferkit?") from None
+    return read_manifest(run_dir).task  # a RunError that names the file if it is unreadable
 
 
 def _version() -> str:

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from transferkit.utils.io import publish_folder
+
 STATE_FILE = "state.pt"
 _STEP = re.compile(r"^step-(\d+)$")
 
@@ -45,26 +47,21 @@ def save_checkpoint(
     """Writes ``folder/step-N`` atomically and prunes all but the newest ``keep`` checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
-    tmp = folder / f"step-{step:08d}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(
-        {k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "weights.safetensors")
-    )
-    if best is not None:
-        save_file({k: v.contiguous().cpu() for k, v in best.items()}, str(tmp / "best.safetensors"))
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_state(),
-            "loop": loop_state,
-        },
-        tmp / STATE_FILE,
-    )
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    with publish_folder(final) as tmp:  # step-N.partial until complete; replaces a step-N of an earlier try
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "weights.safetensors")
+        )
+        if best is not None:
+            save_file({k: v.contiguous().cpu() for k, v in best.items()}, str(tmp / "best.safetensors"))
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng_state(),
+                "loop": loop_state,
+            },
+            tmp / STATE_FILE,
+        )
     kept = {p.name for p in list_checkpoints(folder)[-keep:]}
     # every other step-N folder goes, including one left half-deleted by a kill during an earlier prune
     for old in folder.iterdir():

@@ -1,21 +1,29 @@
-"""Atomic file writes.
+"""Atomic file writes and folder publishes.
 
 Every artefact transferkit writes (metrics JSON, plots, checkpoints) goes to a temporary file in the
 destination's folder first and is then moved into place with :func:`os.replace`. A crash or error halfway
 therefore never leaves a truncated file behind: readers see either the old file or the complete new one.
 The temporary file lives in the same folder because ``os.replace`` is only atomic within one file system.
+
+Folders (a saved model, a checkpoint, an export) are written the same way by :func:`publish_folder`: into a
+sibling temporary folder that is renamed into place once the writing block completes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+IfExists = Literal["replace", "keep", "error"]
 
 
 def _temp_path(path: Path) -> Path:
@@ -137,3 +145,102 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """
     text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False, ensure_ascii=False)
     return atomic_write_text(path, text + "\n")
+
+
+class DiscardFolder(Exception):  # noqa: N818  (a signal, not an error)
+    """Raise inside a :func:`publish_folder` block to drop its folder and publish nothing (no error)."""
+
+
+def _rename_dir(tmp: Path, final: Path) -> None:
+    """Renames ``tmp`` to ``final``; across file systems, copies next to ``final`` first, then renames."""
+    try:
+        tmp.rename(final)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        staging = final.with_name(f".{final.name}.{os.getpid()}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(tmp, staging)
+        staging.rename(final)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def move_into_place(tmp: str | Path, final: str | Path, if_exists: IfExists = "replace") -> Path:
+    """Renames the finished folder ``tmp`` to ``final``: the publish step of :func:`publish_folder`.
+
+    For writers that stage several folders and keep one of them (``transferkit compress``); otherwise use
+    :func:`publish_folder`.
+
+    Args:
+        tmp: A complete folder, ideally beside ``final`` (one rename on one file system).
+        final: The destination.
+        if_exists: What to do when ``final`` already exists: ``"replace"`` it (moved aside, then removed
+            once ``tmp`` is in place, so readers never see a half-deleted folder), ``"keep"`` it (``tmp``
+            is dropped: someone else finished first), or ``"error"``.
+
+    Returns:
+        ``final`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileExistsError: if ``final`` exists and ``if_exists`` is ``"error"``.
+    """
+    tmp, final = Path(tmp), Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if not final.exists():
+        _rename_dir(tmp, final)
+        return final
+    if if_exists == "error":
+        raise FileExistsError(f"{final}: already exists")
+    if if_exists == "keep":
+        shutil.rmtree(tmp, ignore_errors=True)
+        return final
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)  # left by a kill between the two renames below
+    final.rename(old)
+    _rename_dir(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+@contextlib.contextmanager
+def publish_folder(
+    final: str | Path, if_exists: IfExists = "replace", staging: str | Path | None = None
+) -> Iterator[Path]:
+    """Yields an empty temporary folder beside ``final``; renames it to ``final`` when the block completes.
+
+    If the block raises, the temporary folder is removed, ``final`` is left as it was and the error
+    propagates; raising :class:`DiscardFolder` does the same without an error. A folder still named
+    ``*.partial`` is therefore always a write that was cut short (a kill), and the next publish of the same
+    ``final`` removes it.
+
+    Args:
+        final: The folder to publish.
+        if_exists: What to do with an existing ``final`` (see :func:`move_into_place`); ``"error"`` is also
+            checked before the block runs, so no work is wasted.
+        staging: The temporary folder to write into (created if missing) instead of ``final.partial``:
+            e.g. a process-named one, for writers that may run concurrently.
+
+    Raises:
+        FileExistsError: if ``final`` exists and ``if_exists`` is ``"error"``.
+
+    Example:
+        >>> with publish_folder(run_dir / "model") as tmp:  # doctest: +SKIP
+        ...     model.save_pretrained(tmp)
+        ...     tokenizer.save_pretrained(tmp)
+    """
+    final = Path(final)
+    tmp = final.with_name(final.name + ".partial") if staging is None else Path(staging)
+    try:
+        if if_exists == "error" and final.exists():
+            raise FileExistsError(f"{final}: already exists")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if staging is None:
+            shutil.rmtree(tmp, ignore_errors=True)  # a write cut short by a kill
+        tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            yield tmp
+        except DiscardFolder:
+            return
+        move_into_place(tmp, final, if_exists)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after a publish; what a failed block left otherwise

@@ -28,12 +28,14 @@ from transferkit.evaluation import primary_metric, save_confusion_matrix, save_t
 from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.scoring import score
 from transferkit.inference import forward_in_order, ordered_loader
+from transferkit.manifest import ImagePreprocess, RunManifest, write_manifest
 from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
 from transferkit.strategies.cache import extract_features
 from transferkit.strategies.probe import fit_probe
 from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 from transferkit.training.losses import balanced_class_weights
+from transferkit.utils.io import DiscardFolder, publish_folder
 
 SPLITS = ("train", "validation", "test")
 log = logging.getLogger("transferkit")
@@ -231,26 +233,23 @@ def _write_outputs(
     from transferkit.image_model import export_transformers
     from transferkit.tasks.image_classification.card import write_image_card
 
-    artifacts.save_json(
-        run_dir / "labels.json",
-        {
-            "labels": splits.labels,
-            "task": cfg.task.type,
-            "problem": "single_label",
-            "preprocess": preprocess.to_dict(),
-        },
+    manifest = RunManifest(
+        task=cfg.task.type,
+        problem="single_label",
+        labels=splits.labels,
+        preprocess=ImagePreprocess.model_validate(preprocess.to_dict()),
     )
+    write_manifest(run_dir, manifest)
     if plan.save_extra is not None and not merged:
         plan.save_extra(model, run_dir)
     if cfg.output.save_model:
         final = plan.plain_model(model, merged)
         _save_model(final, preprocess.processor, run_dir / "model")
-        stock, partial = run_dir / "transformers", run_dir / "transformers.partial"
-        shutil.rmtree(partial, ignore_errors=True)
         # an unmerged adapter (--no-merge) leaves the pretrained trunk in RUN/model: no stock copy of that
-        if not _unmerged_adapter(run_dir) and export_transformers(final, partial, preprocess.processor):
-            shutil.rmtree(stock, ignore_errors=True)  # a resumed run that was killed while saving
-            partial.rename(stock)
+        if not _unmerged_adapter(run_dir):
+            with publish_folder(run_dir / "transformers") as tmp:  # replaces one a killed save left
+                if not export_transformers(final, tmp, preprocess.processor):
+                    raise DiscardFolder  # no stock transformers class computes this model
     cm = metrics["test"].get("confusion_matrix")
     if cm:
         artifacts.save_json(run_dir / "confusion_matrix.json", cm)
@@ -269,11 +268,7 @@ def _unmerged_adapter(run_dir: Path) -> bool:
 
 def _save_model(model, processor, final: Path) -> None:
     """``save_pretrained`` into ``model.partial/``, renamed to ``model/`` once complete."""
-    tmp = final.with_name(final.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    if processor is not None:
-        processor.save_pretrained(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    with publish_folder(final) as tmp:
+        model.save_pretrained(tmp)
+        if processor is not None:
+            processor.save_pretrained(tmp)

@@ -27,6 +27,7 @@ from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.scoring import score
 from transferkit.export.modeling_transferkit import pool
 from transferkit.inference import forward_in_order
+from transferkit.manifest import RunManifest, TextFields, write_manifest
 from transferkit.modeling import build_model
 from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
 from transferkit.strategies.cache import extract_features, extract_hidden
@@ -269,16 +270,14 @@ def _write_outputs(
     total,
     exported=False,
 ) -> None:
-    artifacts.save_json(
-        run_dir / "labels.json",
-        {
-            "labels": labels,
-            "task": cfg.task.type,
-            "problem": cfg.task.problem,
-            "pooling": spec.pooling,
-            "max_length": cfg.backbone.max_length,
-        },
+    manifest = RunManifest(
+        task=cfg.task.type,
+        problem=cfg.task.problem,
+        labels=labels,
+        max_length=cfg.backbone.max_length,
+        text=TextFields(pooling=spec.pooling),
     )
+    write_manifest(run_dir, manifest)
     if plan.save_extra is not None and not exported:
         plan.save_extra(model, run_dir)
     if cfg.output.save_model:
