@@ -6,11 +6,13 @@ evaluation and output.
 """
 
 from transferkit.config.loading import (
+    StrategyCheck,
     build_config,
     deep_merge,
     explain,
     load_config,
     parse_overrides,
+    register_strategy_check,
 )
 from transferkit.config.schema import (
     BackboneConfig,
@@ -38,6 +40,7 @@ __all__ = [
     "OutputConfig",
     "RunConfig",
     "Section",
+    "StrategyCheck",
     "StrategyConfig",
     "TaskConfig",
     "TokenTaskConfig",
@@ -47,4 +50,5 @@ __all__ = [
     "explain",
     "load_config",
     "parse_overrides",
+    "register_strategy_check",
 ]

@@ -1,9 +1,16 @@
 """Loading a run configuration: a YAML file, then the CLI's flags, then ``key.path=value`` overrides, merged
 and validated in one pass that reports *every* error at once, each with its field path.
+
+Strategy settings sit beside ``strategy.name`` and are defined by each strategy, in the strategies package,
+which sits above this one (it imports the schema). So this module never imports it: the strategies package
+registers its check here when it is imported (:func:`register_strategy_check`), and :func:`build_config`
+reports its problems together with the schema's. The entry points (``transferkit.load_config``,
+``transferkit.fit`` and so the CLI) import the strategies; without them only the schema is checked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +19,21 @@ from pydantic import BaseModel, ValidationError
 
 from transferkit.config.schema import RunConfig, StrategyConfig
 from transferkit.errors import ConfigError
+
+StrategyCheck = Callable[[StrategyConfig], list[str]]
+"""Returns the problems with ``strategy.*`` as ``"strategy.FIELD: message"`` lines (none when valid)."""
+
+_strategy_checks: list[StrategyCheck] = []
+
+
+def register_strategy_check(check: StrategyCheck) -> None:
+    """Adds a check of ``strategy.*`` that :func:`build_config` runs beside the schema's validation.
+
+    The strategies package registers its own (an unknown name, settings the strategy does not accept) when
+    it is imported; registering the same check again changes nothing.
+    """
+    if check not in _strategy_checks:
+        _strategy_checks.append(check)
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -59,13 +81,11 @@ def _format_errors(err: ValidationError) -> list[str]:
 
 
 def build_config(tree: dict[str, Any], source: str = "config") -> RunConfig:
-    """Validates a nested dict into a RunConfig, strategy settings included.
+    """Validates a nested dict into a RunConfig, strategy settings included (see :func:`register_strategy_check`).
 
     Raises:
         ConfigError: listing every invalid field with its dotted path.
     """
-    from transferkit.strategies import strategy_errors
-
     problems: list[str] = []
     cfg = None
     try:
@@ -73,10 +93,12 @@ def build_config(tree: dict[str, Any], source: str = "config") -> RunConfig:
     except ValidationError as err:
         problems += _format_errors(err)
     strategy = tree.get("strategy") or {}
-    if isinstance(strategy, dict):
-        problems += strategy_errors(
+    if isinstance(strategy, dict) and _strategy_checks:
+        section = (
             StrategyConfig.model_construct(**strategy) if "name" in strategy else StrategyConfig(**strategy)
         )
+        for check in _strategy_checks:
+            problems += check(section)
     if problems or cfg is None:
         raise ConfigError(f"{source}: {len(problems)} error(s): " + "; ".join(problems))
     return cfg
