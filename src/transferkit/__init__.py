@@ -24,6 +24,7 @@ def __getattr__(name: str):
 
         return load
     if name == "load_config":
+        import transferkit.strategies  # noqa: F401  registers the strategy.* check that load_config runs
         from transferkit.config import load_config
 
         return load_config

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+import transferkit.strategies  # noqa: F401  registers the strategy.* check that load_config runs
 from transferkit.artifacts import DATAFRAME, SPLITS, RunResult
 from transferkit.config import RunConfig, load_config
 from transferkit.data.targets import encode_targets

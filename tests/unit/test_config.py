@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import transferkit.strategies  # noqa: F401  registers the strategy.* check, as every entry point does
 from transferkit.config import RunConfig, TrainingConfig, explain, load_config, parse_overrides
 from transferkit.errors import ConfigError
 
@@ -103,6 +106,33 @@ def test_unknown_strategy_has_a_hint_and_other_errors_still_show() -> None:
     assert "2 error(s)" in msg
     assert "strategy.name:" in msg and "did you mean head" in msg
     assert "training.batch_size:" in msg
+
+
+# How each entry point gets the strategies loaded, so that load_config checks strategy.* (config never
+# imports them): run in a fresh interpreter, where nothing else has imported the strategies yet.
+ENTRY_POINTS = {
+    "transferkit.load_config": "import transferkit\nload = transferkit.load_config",
+    "transferkit.api (fit, the CLI)": "import transferkit.api\nfrom transferkit.config import load_config as load",
+}
+
+
+@pytest.mark.parametrize("setup", ENTRY_POINTS.values(), ids=ENTRY_POINTS.keys())
+def test_entry_points_check_strategy_settings(setup: str) -> None:
+    code = "\n".join(
+        [
+            "import sys",
+            "import transferkit.config",
+            "assert 'transferkit.strategies' not in sys.modules, 'the config imported the strategies'",
+            setup,
+            "from transferkit.errors import ConfigError",
+            "try:",
+            "    load(None, ['data.train=x.csv', 'strategy.name=heda', 'training.batch_size=0'])",
+            "except ConfigError as err:",
+            "    print(err)",
+        ]
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "2 error(s)" in out and "did you mean head" in out and "training.batch_size:" in out
 
 
 def test_dataset_and_train_together_are_refused() -> None:

@@ -5,6 +5,7 @@ Adding a strategy: write ``strategies/NAME.py`` with a :class:`StrategySettings`
 below, and add a row to the strategy test matrix (``tests/unit/strategies``).
 """
 
+from transferkit.config import register_strategy_check
 from transferkit.strategies.base import (
     STRATEGIES,
     Strategy,
@@ -28,6 +29,10 @@ from transferkit.strategies import gradual as _gradual  # noqa: F401, E402  isor
 from transferkit.strategies import discriminative as _discriminative  # noqa: F401, E402  isort: skip
 from transferkit.strategies import lp_ft as _lp_ft  # noqa: F401, E402  isort: skip
 from transferkit.strategies import auto as _auto  # noqa: F401, E402  isort: skip
+
+# Every strategy is registered: from now on load_config checks strategy.* against them (config sits below
+# this package and never imports it).
+register_strategy_check(strategy_errors)
 
 __all__ = [
     "STRATEGIES",
