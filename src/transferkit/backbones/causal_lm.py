@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import shutil
 from pathlib import Path
 
 from transformers import LlamaConfig
@@ -19,6 +18,7 @@ from transferkit.backbones.base import BackboneSpec, apply_dropout, from_pretrai
 from transferkit.config import BackboneConfig
 from transferkit.errors import RegistryError
 from transferkit.utils.cache import cache_dir
+from transferkit.utils.io import publish_folder
 
 log = logging.getLogger("transferkit")
 
@@ -34,19 +34,10 @@ TINY_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "
 
 
 def _atomic_folder(final: Path, write) -> Path:
-    """Calls ``write(tmp)`` on a fresh ``final.partial`` folder, then renames it to ``final``."""
-    tmp = final.with_name(final.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    """Calls ``write(tmp)`` on a fresh temporary folder published as ``final`` (another process that
+    finished first keeps its folder)."""
+    with publish_folder(final, if_exists="keep") as tmp:
         write(tmp)
-        if final.exists():  # another process finished first: keep theirs
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

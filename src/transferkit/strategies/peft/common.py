@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -23,6 +22,7 @@ from transferkit.errors import ConfigError
 from transferkit.strategies.base import StrategyPlan, StrategySettings, decay_groups, head_lr
 from transferkit.strategies.peft.fused_layers import fuse_lora_layers
 from transferkit.strategies.peft.targets import Targets
+from transferkit.utils.io import publish_folder
 
 if TYPE_CHECKING:  # peft and transformers load on first use: seconds that every CLI command would pay
     from peft import PeftConfig, PeftModel
@@ -112,15 +112,11 @@ class AdaptedBackbone:
     def save_extra(self, model: nn.Module, run_dir: Path) -> None:
         """Writes ``run_dir/adapter``: PEFT's adapter files and ``head.safetensors`` (via ``adapter.partial``)."""
         self._check(model)
-        final, tmp = Path(run_dir) / "adapter", Path(run_dir) / "adapter.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.peft_model.save_pretrained(str(tmp))
-        head = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
-        save_file(head, str(tmp / "head.safetensors"), metadata={"format": "pt"})
-        (tmp / ADAPTER_INFO).write_text(json.dumps({"merged": self.merge}) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        with publish_folder(Path(run_dir) / "adapter") as tmp:
+            self.peft_model.save_pretrained(str(tmp))
+            head = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
+            save_file(head, str(tmp / "head.safetensors"), metadata={"format": "pt"})
+            (tmp / ADAPTER_INFO).write_text(json.dumps({"merged": self.merge}) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- apply
