@@ -35,7 +35,14 @@ from transferkit.ner.card import write_token_model_card
 from transferkit.ner.modeling import build_token_model, save_token_model
 from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
 from transferkit.strategies.cache import extract_hidden
-from transferkit.strategies.probe import fit_probe
+from transferkit.strategies.probe import (
+    baseline_block,
+    baseline_model,
+    fit_probe,
+    load_into_head,
+    wants_features,
+    wants_probe,
+)
 from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 
@@ -116,16 +123,6 @@ def _training_view(model, plan, data, features, collator, cfg):
     return model, lambda m, b: m(**b).logits, data
 
 
-def _baseline_model(spec, cfg: RunConfig, labels: list[str], probe):
-    """The pretrained baseline as a run model: the untouched trunk with the token probe as its linear head."""
-    linear = cfg.model_copy(update={"head": cfg.head.model_copy(update={"kind": "linear"})})
-    model = build_token_model(spec, linear, labels)
-    with torch.no_grad():
-        model.head.output_layer.weight.copy_(torch.as_tensor(probe.weight))
-        model.head.output_layer.bias.copy_(torch.as_tensor(probe.bias))
-    return model.eval()
-
-
 def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
     """Token classification's fit (see :func:`transferkit.fit`); ``--task token-classification``."""
     from transferkit.artifacts import RunResult
@@ -175,26 +172,21 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
     log.info("strategy %s: %s of %s parameters train", cfg.strategy.name, f"{trainable:,}", f"{total:,}")
 
     features, probe, metrics = None, None, {}
-    baseline = cfg.evaluation.pretrained_baseline
-    if plan.cache == "features" or plan.probe_init or plan.closed_form or baseline:
+    if wants_features(plan, cfg):
         bs = cfg.training.eval_batch_size
         features = {n: token_features(model, ds, collator, bs) for n, ds in data.items()}
-    if features is not None and (baseline or plan.probe_init or plan.closed_form):
+    if features is not None and wants_probe(plan, cfg):
         seed = cfg.training.seed
         x_tr, y_tr = _labelled(features["train"], data["train"].labels, PROBE_MAX_TOKENS, seed)
         x_va, y_va = _labelled(features["validation"], data["validation"].labels, None, seed)
         probe = fit_probe(x_tr, y_tr, x_va, y_va, "single_label", len(labels), seed)
-    if baseline and probe is not None:
-        metrics["pretrained_baseline"] = {
-            s: score_windows(
-                data[s], _padded_logits(probe, features[s]), getattr(splits, s)["tags"], labels, scheme
-            )
+    if cfg.evaluation.pretrained_baseline and probe is not None:
+        metrics["pretrained_baseline"] = baseline_block(probe, {
+            s: score_windows(data[s], _padded_logits(probe, features[s]), getattr(splits, s)["tags"], labels, scheme)
             for s in ("validation", "test")
-        } | {"method": f"linear probe on frozen pretrained token features (L2 C={probe.c})"}
+        }, "token features")  # fmt: skip
     if plan.probe_init or plan.closed_form:
-        with torch.no_grad():
-            model.head.output_layer.weight.copy_(torch.as_tensor(probe.weight))
-            model.head.output_layer.bias.copy_(torch.as_tensor(probe.bias))
+        load_into_head(model, probe)
 
     module, forward, sets = _training_view(model, plan, data, features, collator, cfg)
     metric = cfg.training.metric_for_best or "f1"
@@ -224,7 +216,10 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
         metrics[split] = score_windows(data[split], logits, getattr(splits, split)["tags"], labels, scheme)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
     fallback = keep_better(
-        metrics, metric, cfg.evaluation.keep_better, lambda: _baseline_model(spec, cfg, labels, probe)
+        metrics,
+        metric,
+        cfg.evaluation.keep_better,
+        lambda: baseline_model(lambda c: build_token_model(spec, c, labels), cfg, probe),
     )
     if fallback is not None:  # the pretrained trunk + the token probe: nothing strategy-specific to save
         model, plan, merged = fallback, StrategyPlan(param_groups=[]), False

@@ -93,3 +93,42 @@ def fit_probe(x_train, y_train, x_val, y_val, problem: str, num_classes: int, se
         if best is None or score > best.validation_score:
             best = Probe(np.asarray(w, dtype=np.float32), np.asarray(b, dtype=np.float32), c, score)
     return best
+
+
+# ------------------------------------------------------------------ the steps every classifying task shares
+
+
+def wants_probe(plan, cfg) -> bool:
+    """Whether the run fits the probe: for the pretrained baseline, or as the head (LP-FT, linear-probe)."""
+    return cfg.evaluation.pretrained_baseline or plan.probe_init or plan.closed_form
+
+
+def wants_features(plan, cfg) -> bool:
+    """Whether the run computes frozen pretrained features: to cache them for a head, or for the probe."""
+    return plan.cache == "features" or wants_probe(plan, cfg)
+
+
+def load_into_head(model: torch.nn.Module, probe: Probe) -> torch.nn.Module:
+    """Copies the probe into the model's linear output layer (the head then computes the probe's logits)."""
+    layer = model.head.output_layer
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(probe.weight))
+        layer.bias.copy_(torch.as_tensor(probe.bias))
+    return model
+
+
+def baseline_block(probe: Probe, scores: dict[str, dict], what: str = "features") -> dict:
+    """``metrics["pretrained_baseline"]``: the probe's validation and test scores and how it was fitted."""
+    return scores | {"method": f"linear probe on frozen pretrained {what} (L2 C={probe.c})"}
+
+
+def baseline_model(build, cfg, probe: Probe) -> torch.nn.Module:
+    """The pretrained baseline as a run model: ``build(cfg)`` with a linear head, the probe copied into it.
+
+    Args:
+        build: ``build(cfg) -> model`` (the task's own model builder on its backbone spec and labels).
+        cfg: The run's config (its head is made linear: the probe is linear whatever the run trained).
+        probe: The fitted probe.
+    """
+    linear = cfg.model_copy(update={"head": cfg.head.model_copy(update={"kind": "linear"})})
+    return load_into_head(build(linear), probe).eval()

@@ -31,7 +31,14 @@ from transferkit.inference import forward_in_order, ordered_loader
 from transferkit.manifest import ImagePreprocess, RunManifest, write_manifest
 from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
 from transferkit.strategies.cache import extract_features
-from transferkit.strategies.probe import fit_probe
+from transferkit.strategies.probe import (
+    baseline_block,
+    baseline_model,
+    fit_probe,
+    load_into_head,
+    wants_features,
+    wants_probe,
+)
 from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 from transferkit.training.losses import balanced_class_weights
@@ -94,7 +101,7 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     log.info("strategy %s: %s of %s parameters train", cfg.strategy.name, f"{trainable:,}", f"{total:,}")
 
     features = None
-    if plan.cache == "features" or plan.probe_init or plan.closed_form or cfg.evaluation.pretrained_baseline:
+    if wants_features(plan, cfg):
         features = {
             n: extract_features(
                 model,
@@ -110,18 +117,14 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     metric = cfg.training.metric_for_best or primary_metric("single_label")[0]
     metrics: dict = {}
     probe = None
-    if features is not None and (cfg.evaluation.pretrained_baseline or plan.probe_init or plan.closed_form):
+    if features is not None and wants_probe(plan, cfg):
         probe = fit_probe(features["train"], targets["train"], features["validation"], targets["validation"], "single_label", len(labels), cfg.training.seed)  # fmt: skip
     if cfg.evaluation.pretrained_baseline and probe is not None:
-        metrics["pretrained_baseline"] = {
-            s: score(probe.logits(features[s]), targets[s], "single_label", labels)
-            for s in ("validation", "test")
-        } | {"method": f"linear probe on frozen pretrained features (L2 C={probe.c})"}
+        metrics["pretrained_baseline"] = baseline_block(probe, {
+            s: score(probe.logits(features[s]), targets[s], "single_label", labels) for s in ("validation", "test")
+        })  # fmt: skip
     if plan.probe_init or plan.closed_form:
-        layer = model.head.output_layer
-        with torch.no_grad():
-            layer.weight.copy_(torch.as_tensor(probe.weight))
-            layer.bias.copy_(torch.as_tensor(probe.bias))
+        load_into_head(model, probe)
 
     module, forward, sets, eval_sets = _training_view(
         model, plan, data, clean, features, targets, collator, cfg
@@ -150,7 +153,10 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         metrics[split] = score(logits, targets[split], "single_label", labels)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
     fallback = keep_better(
-        metrics, metric, cfg.evaluation.keep_better, lambda: _baseline_model(spec, cfg, labels, probe)
+        metrics,
+        metric,
+        cfg.evaluation.keep_better,
+        lambda: baseline_model(lambda c: build_image_model(spec, c, labels), cfg, probe),
     )
     if fallback is not None:  # the pretrained trunk + the probe: nothing strategy-specific to save
         model, plan, merged = fallback, StrategyPlan(param_groups=[]), False
@@ -184,18 +190,6 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         )
     accelerator.wait_for_everyone()
     return RunResult(run_dir, metrics)
-
-
-def _baseline_model(spec, cfg: RunConfig, labels: list[str], probe):
-    """The pretrained baseline as a run model: the untouched trunk with the probe as its linear head."""
-    from transferkit.image_model import build_image_model
-
-    linear = cfg.model_copy(update={"head": cfg.head.model_copy(update={"kind": "linear"})})
-    model = build_image_model(spec, linear, labels)
-    with torch.no_grad():
-        model.head.output_layer.weight.copy_(torch.as_tensor(probe.weight))
-        model.head.output_layer.bias.copy_(torch.as_tensor(probe.bias))
-    return model.eval()
 
 
 def _extract_hidden(model, dataset, collator, batch_size: int, group: int) -> list[torch.Tensor]:

@@ -31,7 +31,14 @@ from transferkit.manifest import RunManifest, TextFields, write_manifest
 from transferkit.modeling import build_model
 from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
 from transferkit.strategies.cache import extract_features, extract_hidden
-from transferkit.strategies.probe import fit_probe
+from transferkit.strategies.probe import (
+    baseline_block,
+    baseline_model,
+    fit_probe,
+    load_into_head,
+    wants_features,
+    wants_probe,
+)
 from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 from transferkit.training.losses import balanced_class_weights
@@ -97,7 +104,7 @@ def fit_text_classification(
 
     # Frozen pretrained features: the cache of frozen strategies, the probe of LP-FT and the baseline share them.
     features = None
-    if plan.cache == "features" or plan.probe_init or plan.closed_form or cfg.evaluation.pretrained_baseline:
+    if wants_features(plan, cfg):
         # adapters start as the identity: the pretrained trunk alone gives the same features, cheaper
         with plan.pretrained_view() if plan.pretrained_view else contextlib.nullcontext():
             features = {
@@ -115,7 +122,7 @@ def fit_text_classification(
     metric = cfg.training.metric_for_best or primary_metric(problem)[0]
     metrics: dict = {}
     probe = None
-    if features is not None and (cfg.evaluation.pretrained_baseline or plan.probe_init or plan.closed_form):
+    if features is not None and wants_probe(plan, cfg):
         probe = fit_probe(
             features["train"],
             targets["train"],
@@ -126,15 +133,12 @@ def fit_text_classification(
             cfg.training.seed,
         )
     if cfg.evaluation.pretrained_baseline and probe is not None:
-        metrics["pretrained_baseline"] = {
+        metrics["pretrained_baseline"] = baseline_block(probe, {
             split: score(probe.logits(features[split]), targets[split], problem, labels)
             for split in ("validation", "test")
-        } | {"method": f"linear probe on frozen pretrained features (L2 C={probe.c})"}
+        })  # fmt: skip
     if plan.probe_init or plan.closed_form:
-        layer = model.head.output_layer
-        with torch.no_grad():
-            layer.weight.copy_(torch.as_tensor(probe.weight))
-            layer.bias.copy_(torch.as_tensor(probe.bias))
+        load_into_head(model, probe)
 
     module, forward, sets = _training_view(model, plan, data, features, targets, collator, cfg)
 
@@ -170,7 +174,10 @@ def fit_text_classification(
         metrics[split] = score(logits, targets[split], problem, labels)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
     fallback = keep_better(
-        metrics, metric, cfg.evaluation.keep_better, lambda: _baseline_model(spec, cfg, labels, probe)
+        metrics,
+        metric,
+        cfg.evaluation.keep_better,
+        lambda: baseline_model(lambda c: build_model(spec, c, labels), cfg, probe),
     )
     if fallback is not None:  # the run's model is the pretrained trunk + the probe: nothing strategy-specific
         model, plan, exported = fallback, StrategyPlan(param_groups=[]), False
@@ -214,16 +221,6 @@ def fit_text_classification(
         )
     accelerator.wait_for_everyone()
     return RunResult(run_dir, metrics)
-
-
-def _baseline_model(spec, cfg: RunConfig, labels: list[str], probe):
-    """The pretrained baseline as a run model: the untouched trunk with the probe as its linear head."""
-    linear = cfg.model_copy(update={"head": cfg.head.model_copy(update={"kind": "linear"})})
-    model = build_model(spec, linear, labels)
-    with torch.no_grad():
-        model.head.output_layer.weight.copy_(torch.as_tensor(probe.weight))
-        model.head.output_layer.bias.copy_(torch.as_tensor(probe.bias))
-    return model.eval()
 
 
 def _training_view(model, plan, data, features, targets, collator, cfg):
