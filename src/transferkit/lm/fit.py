@@ -188,20 +188,11 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
         backbone=spec.name,
         task=cfg.task.type,
         best_validation_metric={"name": metric, "value": result.best_metric, "step": result.best_step},
-        training={
-            "steps": result.steps,
-            "stopped_early": result.stopped_early,
-            "resumed_from_step": result.resumed_from,
-            "train_seconds": round(train_seconds, 3),
-            "train_samples_per_second": round(result.samples_per_second, 2),
-            "train_tokens": result.train_tokens,
-            "train_tokens_per_second": round(result.train_tokens / train_seconds, 2)
-            if train_seconds
-            else 0.0,
-            "packed_rows": len(data["train"]) if g.packing else None,
-            "wall_seconds": round(time.perf_counter() - t_start, 3),
-            "schedule": result.schedule,
-        },
+        training=result.summary(
+            time.perf_counter() - t_start,
+            train_tokens_per_second=round(result.train_tokens / train_seconds, 2) if train_seconds else 0.0,
+            packed_rows=len(data["train"]) if g.packing else None,
+        ),
     )
     if main:
         _write_outputs(

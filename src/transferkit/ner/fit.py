@@ -230,13 +230,7 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
         trainable_parameters=trainable, total_parameters=total, strategy=cfg.strategy.name,
         backbone=spec.name, task=cfg.task.type, scheme=scheme,
         best_validation_metric={"name": metric, "value": result.best_metric, "step": result.best_step},
-        training={
-            "steps": result.steps, "stopped_early": result.stopped_early, "resumed_from_step": result.resumed_from,
-            "train_seconds": round(result.train_seconds, 3),
-            "train_samples_per_second": round(result.samples_per_second, 2),
-            "train_tokens": result.train_tokens, "windows_split": split_count,
-            "wall_seconds": round(time.perf_counter() - t_start, 3), "schedule": result.schedule,
-        },
+        training=result.summary(time.perf_counter() - t_start, windows_split=split_count),
     )  # fmt: skip
     if main:
         _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, result.history, splits, spec, merged)

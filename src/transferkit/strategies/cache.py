@@ -7,6 +7,7 @@ example and reused every epoch (and for the pretrained baseline). Small caches s
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,24 @@ def extract_hidden(
     finally:
         model.train(was_training)
     return out
+
+
+def frozen_features(model, datasets: dict, collator, cfg, plan, run_dir: Path, accelerator=None) -> dict:
+    """Pooled frozen-trunk features of every split (``RUN/cache/<split>.npy`` when cached on disk).
+
+    Adapters start as the identity, so the plan's ``pretrained_view`` (adapters off) gives the same features
+    without their extra compute.
+    """
+    with plan.pretrained_view() if plan.pretrained_view else contextlib.nullcontext():
+        return {
+            name: extract_features(
+                model,
+                ds,
+                collator,
+                cfg.training.eval_batch_size,
+                plan.cache_location,
+                Path(run_dir) / "cache" / f"{name}.npy",
+                accelerator,
+            )  # fmt: skip
+            for name, ds in datasets.items()
+        }

@@ -24,6 +24,20 @@ class TrainResult:
     def samples_per_second(self) -> float:
         return self.train_samples / self.train_seconds if self.train_seconds else 0.0
 
+    def summary(self, wall_seconds: float, **extra) -> dict:
+        """``metrics.json`` -> ``training``, the same block for every task (``extra``: task-specific fields)."""
+        return {
+            "steps": self.steps,
+            "stopped_early": self.stopped_early,
+            "resumed_from_step": self.resumed_from,
+            "train_seconds": round(self.train_seconds, 3),
+            "train_samples_per_second": round(self.samples_per_second, 2),
+            "train_tokens": self.train_tokens,
+            **extra,
+            "wall_seconds": round(wall_seconds, 3),
+            "schedule": self.schedule,
+        }
+
 
 @dataclass
 class LoopState:

@@ -146,7 +146,9 @@ def _fit(data: dict[str, Path], output: Path, *overrides: str, resume: Path | No
 
     with pytest.MonkeyPatch.context() as mp:
         api = text_fit  # the text recipe
-        mp.setattr(api, "extract_features", counted(api.extract_features))
+        import transferkit.strategies.cache as cache  # the shared frozen-feature pass calls it
+
+        mp.setattr(cache, "extract_features", counted(cache.extract_features))
         mp.setattr(api, "extract_hidden", counted(api.extract_hidden))
         mp.setattr(api, "save_confusion_matrix", lambda *a, **k: None)
         mp.setattr(api, "save_training_curves", lambda *a, **k: None)

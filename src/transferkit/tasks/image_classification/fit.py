@@ -30,7 +30,7 @@ from transferkit.evaluation.scoring import score
 from transferkit.inference import forward_in_order, ordered_loader
 from transferkit.manifest import ImagePreprocess, RunManifest, write_manifest
 from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
-from transferkit.strategies.cache import extract_features
+from transferkit.strategies.cache import frozen_features
 from transferkit.strategies.probe import (
     baseline_block,
     baseline_model,
@@ -102,18 +102,7 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
 
     features = None
     if wants_features(plan, cfg):
-        features = {
-            n: extract_features(
-                model,
-                ds,
-                collator,
-                cfg.training.eval_batch_size,
-                plan.cache_location,
-                run_dir / "cache" / f"{n}.npy",
-                accelerator,
-            )  # fmt: skip
-            for n, ds in clean.items()
-        }
+        features = frozen_features(model, clean, collator, cfg, plan, run_dir, accelerator)
     metric = cfg.training.metric_for_best or primary_metric("single_label")[0]
     metrics: dict = {}
     probe = None
@@ -167,11 +156,7 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         trainable_parameters=trainable, total_parameters=total, strategy=cfg.strategy.name, backbone=spec.name,
         task=cfg.task.type, problem="single_label",
         best_validation_metric={"name": metric, "value": result.best_metric, "step": result.best_step},
-        training={
-            "steps": result.steps, "stopped_early": result.stopped_early, "resumed_from_step": result.resumed_from,
-            "train_seconds": round(result.train_seconds, 3), "train_samples_per_second": round(result.samples_per_second, 2),
-            "wall_seconds": round(time.perf_counter() - t_start, 3), "schedule": result.schedule,
-        },
+        training=result.summary(time.perf_counter() - t_start),
     )  # fmt: skip
     if main:
         _write_outputs(

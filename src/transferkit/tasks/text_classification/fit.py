@@ -4,7 +4,6 @@ training -> evaluation -> guard -> run folder. ``transferkit.fit`` reaches it th
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import time
@@ -30,7 +29,7 @@ from transferkit.inference import forward_in_order
 from transferkit.manifest import RunManifest, TextFields, write_manifest
 from transferkit.modeling import build_model
 from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
-from transferkit.strategies.cache import extract_features, extract_hidden
+from transferkit.strategies.cache import extract_hidden, frozen_features
 from transferkit.strategies.probe import (
     baseline_block,
     baseline_model,
@@ -105,20 +104,7 @@ def fit_text_classification(
     # Frozen pretrained features: the cache of frozen strategies, the probe of LP-FT and the baseline share them.
     features = None
     if wants_features(plan, cfg):
-        # adapters start as the identity: the pretrained trunk alone gives the same features, cheaper
-        with plan.pretrained_view() if plan.pretrained_view else contextlib.nullcontext():
-            features = {
-                name: extract_features(
-                    model,
-                    ds,
-                    collator,
-                    cfg.training.eval_batch_size,
-                    plan.cache_location,
-                    run_dir / "cache" / f"{name}.npy",
-                    accelerator,
-                )
-                for name, ds in data.items()
-            }
+        features = frozen_features(model, data, collator, cfg, plan, run_dir, accelerator)
     metric = cfg.training.metric_for_best or primary_metric(problem)[0]
     metrics: dict = {}
     probe = None
@@ -192,16 +178,7 @@ def fit_text_classification(
         task=cfg.task.type,
         problem=problem,
         best_validation_metric={"name": metric, "value": result.best_metric, "step": result.best_step},
-        training={
-            "steps": result.steps,
-            "stopped_early": result.stopped_early,
-            "resumed_from_step": result.resumed_from,
-            "train_seconds": round(result.train_seconds, 3),
-            "train_samples_per_second": round(result.samples_per_second, 2),
-            "train_tokens": result.train_tokens,
-            "wall_seconds": round(time.perf_counter() - t_start, 3),
-            "schedule": result.schedule,
-        },
+        training=result.summary(time.perf_counter() - t_start),
     )
     if main:
         _write_outputs(
