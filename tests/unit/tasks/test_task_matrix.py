@@ -218,6 +218,33 @@ def test_predictor_keeps_the_one_contract(task: str, runs) -> None:
 
 
 @pytest.mark.parametrize("task", task_names())
+def test_cli_predict_and_evaluate_every_task_alike(task: str, runs, capsys) -> None:
+    """``transferkit evaluate`` / ``predict`` with the column flags (``--path-column`` for image runs,
+    ``--text-column`` otherwise) on renamed columns; ``--input`` without ``--output`` prints its rows."""
+    from transferkit.cli.main import main
+
+    folder, data, run = runs(task)
+    text, label = _case(task).columns
+    flag = "--path-column" if task_spec(task).inputs == "image" else "--text-column"
+    renamed = _renamed(data, {text: "x", label: "y"})
+    report = folder / "cli-metrics.json"
+    assert main(["-q", "evaluate", str(run.run_dir), "--data", str(renamed), flag, "x", "--label-column", "y",
+                 "--output", str(report)]) == 0  # fmt: skip
+    expected = _measured(transferkit.load(run.run_dir).evaluate(data))
+    assert _measured(json.loads(report.read_text())) == expected
+    unlabelled = _renamed(_case(task).predict_input(folder), {text: "x"})
+    capsys.readouterr()
+    assert main(["-q", "predict", str(run.run_dir), "--input", str(unlabelled), flag, "x"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rows = pd.read_json(unlabelled, lines=True) if unlabelled.suffix == ".jsonl" else pd.read_csv(unlabelled)
+    # each input row, with its prediction columns added
+    assert len(printed) == len(rows) and all(set(r) > set(rows.columns) for r in printed)
+    given = "--image" if task_spec(task).inputs == "image" else "--text"
+    assert main(["-q", "predict", str(run.run_dir), given, str(_case(task).inputs(folder)[0])]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+@pytest.mark.parametrize("task", task_names())
 def test_resume_equals_uninterrupted(task: str, runs, interrupted_copy, tmp_path: Path) -> None:
     _, _, whole = runs(task)
     cut = interrupted_copy(whole.run_dir, tmp_path / "cut", 2)
