@@ -14,6 +14,7 @@ from transferkit.errors import DataError, RunError
 from transferkit.evaluation.scoring import probabilities, score
 from transferkit.inference import forward_in_order
 from transferkit.predictor import apply_unmerged_adapter
+from transferkit.predictors import BasePredictor, refuse_existing, write_table
 
 
 def as_image_list(inputs) -> list:
@@ -27,7 +28,7 @@ def as_image_list(inputs) -> list:
     return list(inputs)
 
 
-class ImagePredictor:
+class ImagePredictor(BasePredictor):
     """A loaded image run: ``predict`` images into labels with probabilities.
 
     Args:
@@ -89,15 +90,28 @@ class ImagePredictor:
             out.append({"label": self.labels[best], "score": float(row[best]), "scores": scores})
         return out
 
-    def evaluate(self, path: str | Path, path_column: str = "path", label_column: str = "label", on_bad_image: str = "fail") -> dict:  # fmt: skip
+    def evaluate(
+        self,
+        path: str | Path,
+        input_column: str | None = None,
+        label_column: str | None = None,
+        on_bad_image: str = "fail",
+    ) -> dict:
         """Metrics on labelled images: an image folder, a CSV of path,label or an ``.npz`` file.
+
+        Args:
+            path: The folder, table or ``.npz`` file.
+            input_column: A table's column of image paths (default ``path``).
+            label_column: A table's label column (default ``label``).
+            on_bad_image: ``fail`` on an unreadable image, or ``skip`` it with a warning.
 
         Raises:
             DataError: for a bad source or column, an unreadable image, or labels this model never saw.
         """
         from transferkit.data.images import check_images, read_images
 
-        frame = check_images(read_images(path, path_column, label_column), on_bad_image, str(path))
+        frame = read_images(path, input_column or "path", label_column or "label")
+        frame = check_images(frame, on_bad_image, str(path))
         names = [str(v) for v in frame["label"]]
         unseen = sorted(set(names) - set(self.labels))
         if unseen:
@@ -108,29 +122,19 @@ class ImagePredictor:
         targets = np.array([index[n] for n in names], dtype=np.int64)
         return score(self.logits(frame["text"].tolist()), targets, self.problem, self.labels)
 
-    def predict_file(self, path: str | Path, output: str | Path, path_column: str = "path") -> Path:
-        """Reads a CSV/TSV/JSONL/Parquet list of image paths (relative to it); writes the same rows plus
-        ``predicted_label``, ``score`` and ``p_<label>`` columns to a new file (never overwriting one)."""
+    def predict_file(self, path: str | Path, output: str | Path, input_column: str | None = None) -> Path:
+        """Reads a CSV/TSV/JSONL/Parquet list of image paths (relative to it) in ``input_column`` (default
+        ``path``); writes the same rows plus ``predicted_label``, ``score`` and ``p_<label>`` columns to a new
+        file (never overwriting one)."""
         from transferkit.data.images import read_image_csv
         from transferkit.data.readers import read_table
-        from transferkit.utils.io import atomic_save_via
 
-        output = Path(output)
-        if output.exists():
-            raise DataError(
-                f"{output}: already exists; choose another --output (files are never overwritten)"
-            )
-        refs = read_image_csv(Path(path), path_column, None)["text"].tolist()
+        refuse_existing(output)
+        refs = read_image_csv(Path(path), input_column or "path", None)["text"].tolist()
         preds = self.predict(refs)
         out = read_table(path).copy()
         out["predicted_label"] = [p["label"] for p in preds]
         out["score"] = [p["score"] for p in preds]
         for name in self.labels:
             out[f"p_{name}"] = [p["scores"][name] for p in preds]
-        suffix = output.suffix.lower()
-        if suffix in (".jsonl", ".ndjson"):
-            return atomic_save_via(output, lambda p: out.to_json(p, orient="records", lines=True))
-        if suffix in (".parquet", ".pq"):
-            return atomic_save_via(output, lambda p: out.to_parquet(p, index=False))
-        sep = "\t" if suffix in (".tsv", ".tab") else ","
-        return atomic_save_via(output, lambda p: out.to_csv(p, index=False, sep=sep))
+        return write_table(out, output)

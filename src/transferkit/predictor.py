@@ -17,6 +17,7 @@ from transferkit.data.text import Collator, TokenizedDataset
 from transferkit.errors import DataError
 from transferkit.evaluation.scoring import probabilities, score
 from transferkit.inference import forward_in_order
+from transferkit.predictors import BasePredictor, refuse_existing, write_table
 
 
 def apply_unmerged_adapter(model, run_dir: Path) -> bool:
@@ -35,8 +36,8 @@ def apply_unmerged_adapter(model, run_dir: Path) -> bool:
     return True
 
 
-class Predictor:
-    """A loaded run: ``predict`` texts into labels with probabilities.
+class Predictor(BasePredictor):
+    """A loaded text-classification run: ``predict`` texts into labels with probabilities.
 
     Args:
         run_dir: A folder written by ``transferkit fit``.
@@ -92,9 +93,19 @@ class Predictor:
         return out
 
     def evaluate(
-        self, path: str | Path, text_column: str = "text", label_column: str = "label", separator: str = "|"
+        self,
+        path: str | Path,
+        input_column: str | None = None,
+        label_column: str | None = None,
+        separator: str = "|",
     ) -> dict:
         """Metrics on a labelled file (same keys as ``metrics.json``'s splits).
+
+        Args:
+            path: CSV/TSV/JSONL/Parquet file.
+            input_column: The text column (default ``text``).
+            label_column: The label column (default ``label``).
+            separator: Between the labels of one multi-label cell.
 
         Raises:
             DataError: for a bad file or column, or labels this model never saw.
@@ -102,7 +113,7 @@ class Predictor:
         from transferkit.data import read_labelled
         from transferkit.data.targets import encode_targets
 
-        frame = read_labelled(path, text_column, label_column, self.problem, separator)
+        frame = read_labelled(path, input_column or "text", label_column or "label", self.problem, separator)
         if self.problem != "regression":
             seen = {lab for labs in frame["label"] for lab in (labs if isinstance(labs, list) else [labs])}
             unseen = sorted(seen - set(self.labels))
@@ -113,21 +124,18 @@ class Predictor:
         targets = encode_targets(frame, self.problem, self.labels)
         return score(self.logits(frame["text"].tolist()), targets, self.problem, self.labels)
 
-    def predict_file(self, path: str | Path, output: str | Path, text_column: str = "text") -> Path:
-        """Reads CSV/TSV/JSONL/Parquet; writes the same rows plus ``predicted_label``, ``score`` and ``p_<label>``
-        columns (``predicted_labels`` for multi-label, ``predicted_value`` for regression), never overwriting a file."""
-        from transferkit.utils.io import atomic_save_via
-
-        if Path(output).exists():
-            raise DataError(
-                f"{output}: already exists; choose another --output (files are never overwritten)"
-            )
+    def predict_file(self, path: str | Path, output: str | Path, input_column: str | None = None) -> Path:
+        """Reads CSV/TSV/JSONL/Parquet with texts in ``input_column`` (default ``text``); writes the same rows
+        plus ``predicted_label``, ``score`` and ``p_<label>`` columns (``predicted_labels`` for multi-label,
+        ``predicted_value`` for regression), never overwriting a file."""
+        refuse_existing(output)
+        column = input_column or "text"
         frame = read_table(path)
-        if text_column not in frame.columns:
+        if column not in frame.columns:
             raise DataError(
-                f"{path}: no column {text_column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column"
+                f"{path}: no column {column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column"
             )
-        preds = self.predict(frame[text_column].astype(str).tolist())
+        preds = self.predict(frame[column].astype(str).tolist())
         out = frame.copy()
         # new columns never replace the user's own (e.g. a gold `label` column stays as it was)
         if self.problem == "regression":
@@ -139,20 +147,7 @@ class Predictor:
             out["score"] = [p["score"] for p in preds]
         for name in self.labels:
             out[f"p_{name}"] = [p["scores"][name] for p in preds]
-        output = Path(output)
-        if output.exists():
-            raise DataError(
-                f"{output}: already exists; choose another --output (files are never overwritten)"
-            )
-        suffix = output.suffix.lower()
-        if suffix in (".jsonl", ".ndjson"):
-            return atomic_save_via(
-                output, lambda p: out.to_json(p, orient="records", lines=True, force_ascii=False)
-            )
-        if suffix in (".parquet", ".pq"):
-            return atomic_save_via(output, lambda p: out.to_parquet(p, index=False))
-        sep = "\t" if suffix in (".tsv", ".tab") else ","
-        return atomic_save_via(output, lambda p: out.to_csv(p, index=False, sep=sep))
+        return write_table(out, output)
 
 
 __all__ = ["Predictor"]

@@ -207,7 +207,7 @@ def test_predict_file_jsonl(predictor, tmp_path: Path) -> None:
     source = pd.DataFrame({"review": TEXTS})
     src = tmp_path / "in.jsonl"
     source.to_json(src, orient="records", lines=True)
-    out = predictor.predict_file(src, tmp_path / "out.jsonl", text_column="review")
+    out = predictor.predict_file(src, tmp_path / "out.jsonl", input_column="review")
     frame = pd.read_json(out, lines=True).rename(columns={"review": "text"})
     _check_predictions(frame, source.rename(columns={"review": "text"}))
 

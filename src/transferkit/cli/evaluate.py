@@ -10,40 +10,15 @@ import os
 from transferkit.cli.common import _print
 from transferkit.errors import TransferkitError
 
-# table columns, in this order, of the metrics a non-token run reports
-METRIC_KEYS = (
-    "accuracy",
-    "f1_macro",
-    "precision_macro",
-    "recall_macro",
-    "mae",
-    "rmse",
-    "r2",
-    "perplexity",
-    "exact_match",
-    "rouge_l",
-    "num_examples",
-)
-
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics of a run on a labelled file")
     p.add_argument("run", help="run folder")
     p.add_argument("--data", required=True, help="labelled file (CSV, TSV, JSONL, Parquet)")
-    p.add_argument("--text-column", help="text column (default: text; token runs: the tokens column)")
-    p.add_argument("--label-column", help="label column (default: label; token runs: the tags column)")
-    p.add_argument("--path-column", default="path", help="image runs: column of image paths in a CSV")
+    p.add_argument("--text-column", help="input column (default: text; token runs: the tokens column; generation: the prompt field)")  # fmt: skip
+    p.add_argument("--label-column", help="label column (default: label; token runs: the tags column; generation: the completion field)")  # fmt: skip
+    p.add_argument("--path-column", help="image runs: column of image paths in a CSV (default: path)")
     p.add_argument("--output", help="also write the metrics as JSON to this new file")
-
-
-def _evaluate(model, inputs: str, args) -> dict:
-    if inputs == "image":
-        return model.evaluate(args.data, args.path_column, args.label_column or "label")
-    if inputs == "tokens":  # --text-column / --label-column name the tokens / tags columns
-        return model.evaluate(args.data, args.text_column, args.label_column)
-    if inputs == "prompt":  # prompt / completion columns come from the run's settings
-        return model.evaluate(args.data)
-    return model.evaluate(args.data, args.text_column or "text", args.label_column or "label")
 
 
 def cmd_evaluate(args) -> int:
@@ -56,12 +31,10 @@ def cmd_evaluate(args) -> int:
     from transferkit.tasks import task_spec
 
     model = load(args.run)
-    inputs = task_spec(model.task).inputs
-    metrics = _evaluate(model, inputs, args)
-    if inputs == "tokens":
-        keys = [*task_spec(model.task).metric_keys, "num_sentences"]
-    else:
-        keys = [k for k in METRIC_KEYS if k in metrics]
+    spec = task_spec(model.task)
+    column = args.path_column if spec.inputs == "image" else args.text_column
+    metrics = model.evaluate(args.data, column, args.label_column)  # None: the task's own column
+    keys = [k for k in (*spec.metric_keys, "num_examples", "num_sentences") if k in metrics]
     _print(format_metrics_table({args.data: metrics}, keys=keys))
     if args.output:
         if os.path.exists(args.output):

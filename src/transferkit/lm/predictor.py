@@ -16,9 +16,10 @@ from transferkit.config import GenerationTaskConfig
 from transferkit.errors import DataError
 from transferkit.lm.data import Example, LMCollator, LMDataset, prompt_ids, read_examples, render
 from transferkit.lm.generate import generate_ids, generation_scores, perplexity, stream_text
+from transferkit.predictors import BasePredictor, refuse_existing, write_table
 
 
-class GenerationPredictor:
+class GenerationPredictor(BasePredictor):
     """Loads ``RUN/model`` (a plain causal LM) with the prompt rendering the run was trained with.
 
     Args:
@@ -101,17 +102,29 @@ class GenerationPredictor:
             top_p,
         )
 
-    def evaluate(self, path: str | Path, *_, **columns) -> dict:
+    def evaluate(
+        self,
+        path: str | Path,
+        input_column: str | None = None,
+        label_column: str | None = None,
+        **columns: str | None,
+    ) -> dict:
         """Perplexity, exact match and ROUGE-L (greedy) on a JSONL file of prompt/completion pairs or chats.
 
         Args:
             path: The JSONL file.
-            **columns: ``prompt_column`` / ``completion_column`` / ``messages_column`` overrides.
+            input_column: The prompt field (default: the run's ``generation.prompt_column``).
+            label_column: The completion field (default: the run's ``generation.completion_column``).
+            **columns: Other ``generation`` column settings, e.g. ``messages_column``.
         """
         from transferkit.inference import forward_in_order
         from transferkit.lm.model import CausalLMTransfer, lm_forward
 
-        settings = self.settings.model_copy(update={k: v for k, v in columns.items() if v is not None})
+        update = {k: v for k, v in columns.items() if v is not None}
+        update |= {
+            k: v for k, v in (("prompt_column", input_column), ("completion_column", label_column)) if v
+        }
+        settings = self.settings.model_copy(update=update)
         examples = read_examples(path, settings)
         data = LMDataset(examples, self.tokenizer, settings, self.max_length)
         wrapped = CausalLMTransfer(self.model)
@@ -134,29 +147,18 @@ class GenerationPredictor:
         text, _, templated = render(example, self.tokenizer, settings)
         return prompt_ids(text, self.tokenizer, templated)[-self.max_length :]
 
-    def predict_file(self, path: str | Path, output: str | Path, prompt_column: str = "prompt", **_) -> Path:
-        """Reads prompts from CSV/TSV/JSONL/Parquet and writes the rows plus a ``generated`` column to a new file."""
+    def predict_file(self, path: str | Path, output: str | Path, input_column: str | None = None) -> Path:
+        """Reads prompts from ``input_column`` (default: the run's prompt column) of a CSV/TSV/JSONL/Parquet file;
+        writes the rows plus a ``generated`` column to a new file (never overwriting one)."""
         from transferkit.data.readers import read_table
-        from transferkit.utils.io import atomic_save_via
 
-        output = Path(output)
-        if output.exists():
-            raise DataError(
-                f"{output}: already exists; choose another --output (files are never overwritten)"
-            )
+        refuse_existing(output)
+        column = input_column or self.settings.prompt_column
         frame = read_table(path)
-        if prompt_column not in frame.columns:
+        if column not in frame.columns:
             raise DataError(
-                f"{path}: no column {prompt_column!r} (columns: {', '.join(map(str, frame.columns))}); set the prompt column"
+                f"{path}: no column {column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column"
             )
         out = frame.copy()
-        out["generated"] = [p["text"] for p in self.predict(frame[prompt_column].astype(str).tolist())]
-        suffix = output.suffix.lower()
-        if suffix in (".jsonl", ".ndjson"):
-            return atomic_save_via(
-                output, lambda p: out.to_json(p, orient="records", lines=True, force_ascii=False)
-            )
-        if suffix in (".parquet", ".pq"):
-            return atomic_save_via(output, lambda p: out.to_parquet(p, index=False))
-        sep = "\t" if suffix in (".tsv", ".tab") else ","
-        return atomic_save_via(output, lambda p: out.to_csv(p, index=False, sep=sep))
+        out["generated"] = [p["text"] for p in self.predict(frame[column].astype(str).tolist())]
+        return write_table(out, output)

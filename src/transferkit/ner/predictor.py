@@ -26,6 +26,7 @@ from transferkit.evaluation.ner import entity_metrics
 from transferkit.inference import forward_in_order
 from transferkit.manifest import TokenFields
 from transferkit.ner.modeling import load_token_model
+from transferkit.predictors import BasePredictor, refuse_existing
 
 # dotted initials keep their final dot, as CoNLL writes them ("U.S.", "e.g."); other words keep inner
 # hyphens, apostrophes and dots ("don't", "Jean-Luc", "3.5"); every other non-space character is a word
@@ -74,7 +75,7 @@ def token_settings(folder: Path) -> dict:
     return (yaml.safe_load(cfg_file.read_text()) or {}).get("tokens", {})
 
 
-class TokenPredictor:
+class TokenPredictor(BasePredictor):
     """A loaded token-classification run: ``predict`` texts or token lists into entity spans.
 
     Args:
@@ -161,33 +162,41 @@ class TokenPredictor:
             out.append(spans)
         return out
 
-    def _read(self, path, tokens_column, tags_column, scheme, tag_column, file_format, with_tags=True):
+    def _read(self, path, tokens_column, tags_column, tag_column, file_format):
         s = self.settings
         return read_sentences(
             path,
             file_format or s.get("file_format", "auto"),
             tag_column if tag_column is not None else s.get("tag_column", -1),
             tokens_column or s.get("tokens_column", "tokens"),
-            (tags_column or s.get("tags_column", "tags")) if with_tags else None,
+            tags_column or s.get("tags_column", "tags"),
         )
 
     def evaluate(
         self,
         path: str | Path,
-        tokens_column: str | None = None,
-        tags_column: str | None = None,
+        input_column: str | None = None,
+        label_column: str | None = None,
         scheme: str | None = None,
         tag_column: int | None = None,
         file_format: str | None = None,
     ) -> dict:
         """Entity metrics on a tagged CoNLL or JSONL file (same keys as ``metrics.json``'s splits).
 
-        Column, scheme and format settings default to the run's own (``tokens.*`` of its config).
+        Every setting defaults to the run's own (``tokens.*`` of its config).
+
+        Args:
+            path: The CoNLL or JSONL/Parquet file.
+            input_column: The tokens column of a table.
+            label_column: The tags column of a table.
+            scheme: The file's tagging scheme (converted to the model's).
+            tag_column: The tag column of a CoNLL file (an index).
+            file_format: ``conll``, ``jsonl`` or ``auto``.
 
         Raises:
             DataError: for a bad file, a malformed tag sequence, or entity types this model never saw.
         """
-        frame = self._read(path, tokens_column, tags_column, scheme, tag_column, file_format)
+        frame = self._read(path, input_column, label_column, tag_column, file_format)
         source = scheme or self.settings.get("scheme", self.scheme)
         gold = [
             convert(list(t), source, self.scheme, w)
@@ -201,11 +210,11 @@ class TokenPredictor:
             )
         return entity_metrics(gold, self.tag(frame["tokens"].tolist()), self.scheme)
 
-    def predict_rows(
-        self, path: str | Path, text_column: str = "text", tokens_column: str | None = None
-    ) -> list[dict]:
-        """Predicts a file of raw texts (CSV/TSV/JSONL/Parquet with ``text_column``), of token lists (JSONL /
-        Parquet with ``tokens_column``) or a CoNLL file (tags, if any, are ignored).
+    def predict_rows(self, path: str | Path, input_column: str | None = None) -> list[dict]:
+        """Predicts a table (CSV/TSV/JSONL/Parquet) or a CoNLL file (tags, if any, are ignored).
+
+        A table's ``input_column`` holds raw texts or token lists (either, per row); by default the run's
+        tokens column if the table has it, else ``text``.
 
         Returns:
             Each input row (JSON-ready) with ``entities`` added, and ``predicted_tags`` for token input.
@@ -213,18 +222,23 @@ class TokenPredictor:
         from transferkit.data.conll import is_table
         from transferkit.data.readers import read_table
 
-        tokens_column = tokens_column or self.settings.get("tokens_column", "tokens")
         if is_table(path) or Path(path).suffix.lower() in (".csv", ".tsv", ".tab"):
             frame = read_table(path)
             rows = frame.to_dict("records")
-            if tokens_column in frame.columns:
-                inputs = [[str(t) for t in r[tokens_column]] for r in rows]
-            elif text_column in frame.columns:
-                inputs = [str(r[text_column]) for r in rows]
-            else:
+            column = input_column
+            if column is None:
+                tokens_column = self.settings.get("tokens_column", "tokens")
+                column = tokens_column if tokens_column in frame.columns else "text"
+            if column not in frame.columns:
+                wanted = repr(column) if input_column else f"'text' or {tokens_column!r}"
                 raise DataError(
-                    f"{path}: no column {text_column!r} or {tokens_column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column"
+                    f"{path}: no column {wanted} (columns: {', '.join(map(str, frame.columns))}); set --text-column"
                 )
+            # a str cell is a raw text; a list (JSONL) or array (Parquet) cell is a token list
+            inputs = [
+                str(v) if isinstance(v, str) or not hasattr(v, "__iter__") else [str(t) for t in v]
+                for v in (r[column] for r in rows)
+            ]
         else:
             frame = read_sentences(path, "conll", None)
             rows = [{"tokens": t} for t in frame["tokens"]]
@@ -241,22 +255,12 @@ class TokenPredictor:
             out.append(record)
         return out
 
-    def predict_file(
-        self,
-        path: str | Path,
-        output: str | Path,
-        text_column: str = "text",
-        tokens_column: str | None = None,
-    ) -> Path:
+    def predict_file(self, path: str | Path, output: str | Path, input_column: str | None = None) -> Path:
         """:meth:`predict_rows` written as JSONL to ``output`` (a new file; never overwritten)."""
         from transferkit.utils.io import atomic_write_text
 
-        output = Path(output)
-        if output.exists():
-            raise DataError(
-                f"{output}: already exists; choose another --output (files are never overwritten)"
-            )
-        rows = self.predict_rows(path, text_column, tokens_column)
+        output = refuse_existing(output)
+        rows = self.predict_rows(path, input_column)
         atomic_write_text(
             output, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
         )

@@ -1,6 +1,7 @@
 """The task matrix: every registered task gets a case, and the same columns are checked per task, on tiny
 random models: fit -> save -> load -> predict -> evaluate -> predict_file; resume after an interruption equals
-an uninterrupted run; ONNX export + reload where the task's spec names an exporter; a serving adapter exists.
+an uninterrupted run; ONNX export + reload where the task's spec names an exporter; a serving adapter exists;
+the predictor keeps the one contract (:class:`~transferkit.predictors.BasePredictor`) with its columns renamed.
 
 Adding a task means registering its spec and adding a case to ``CASES``: a registered task without one fails
 every column.
@@ -8,6 +9,7 @@ every column.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ import pytest
 from PIL import Image
 
 import transferkit
+from transferkit.errors import TransferkitError
+from transferkit.predictors import BasePredictor
 from transferkit.tasks import task_names, task_spec
 
 RUN = ["training.progress=false", "output.tensorboard=false", "training.max_steps=4",
@@ -35,6 +39,7 @@ class Case:
     ]  # folder -> the labelled file (train = validation = test: tiny, deterministic)
     inputs: Callable[[Path], list]  # folder -> what predict() takes
     predict_input: Callable[[Path], Path]  # folder -> the unlabelled file predict_file() reads
+    columns: tuple[str, str]  # the task's default input and label columns (input_column / label_column=None)
     overrides: tuple[str, ...] = ()
 
 
@@ -88,13 +93,18 @@ def _prompts(folder: Path) -> Path:
 
 
 CASES: dict[str, Case] = {
-    "text-classification": Case("tiny-bert", _text, lambda f: ["a great film"], _text_unlabelled),
-    "token-classification": Case("tiny-bert", _tokens, lambda f: ["Ann met Bob in Rome"], _tokens),
+    "text-classification": Case(
+        "tiny-bert", _text, lambda f: ["a great film"], _text_unlabelled, ("text", "label")
+    ),
+    "token-classification": Case(
+        "tiny-bert", _tokens, lambda f: ["Ann met Bob in Rome"], _tokens, ("tokens", "tags")
+    ),
     "image-classification": Case(
         "tiny-efficientnet",
         _images,
         lambda f: [str(f / "0.png")],
         _images_unlabelled,
+        ("path", "label"),
         ("image.image_size=32",),
     ),  # fmt: skip
     "generation": Case(
@@ -102,6 +112,7 @@ CASES: dict[str, Case] = {
         _pairs,
         lambda f: ["Q9: the capital of Zorbia?"],
         _prompts,
+        ("prompt", "completion"),
         ("generation.eval_samples=2", "generation.max_new_tokens=3"),
     ),  # fmt: skip
 }
@@ -156,6 +167,83 @@ def test_fit_save_load_predict_evaluate_predict_file(task: str, runs) -> None:
     assert out.is_file() and out.stat().st_size > 0
 
 
+def _renamed(path: Path, names: dict[str, str]) -> Path:
+    """A copy of a CSV / JSONL file beside it (image paths stay relative to it) with columns renamed."""
+    out = path.with_name(f"renamed-{path.name}")
+    if path.suffix == ".csv":
+        pd.read_csv(path).rename(columns=names).to_csv(out, index=False)
+    else:
+        pd.read_json(path, lines=True).rename(columns=names).to_json(out, orient="records", lines=True)
+    return out
+
+
+def _measured(metrics: dict) -> dict:
+    """Metrics without throughput (measured, not computed)."""
+    return {k: v for k, v in metrics.items() if not k.endswith("_per_second")}
+
+
+@pytest.mark.parametrize("task", task_names())
+def test_predictor_keeps_the_one_contract(task: str, runs) -> None:
+    """Every predictor is a BasePredictor whose evaluate / predict_file take (path, input_column,
+    label_column) / (path, output, input_column), None meaning the task's own columns."""
+    folder, data, run = runs(task)
+    model = transferkit.load(run.run_dir)
+    assert isinstance(model, BasePredictor)
+    assert (
+        model.task == task
+        and Path(model.run_dir).resolve() == Path(run.run_dir).resolve()
+        and isinstance(model.labels, list)
+    )
+    assert model.metrics["task"] == task
+    for method, names in (
+        (model.evaluate, ["path", "input_column", "label_column"]),
+        (model.predict_file, ["path", "output", "input_column"]),
+    ):
+        params = list(inspect.signature(method).parameters.values())[: len(names)]
+        assert [p.name for p in params] == names, method
+        assert all(p.default is None for p in params if p.name.endswith("_column")), method
+    text, label = _case(task).columns
+    renamed = _renamed(data, {text: "x", label: "y"})
+    assert _measured(model.evaluate(renamed, "x", "y")) == _measured(model.evaluate(data, None, None))
+    by_name = model.evaluate(renamed, input_column="x", label_column="y")
+    assert _measured(by_name) == _measured(model.evaluate(data))
+    unlabelled = _case(task).predict_input(folder)
+    out = model.predict_file(_renamed(unlabelled, {text: "x"}), folder / "renamed.jsonl", input_column="x")
+    rows = pd.read_json(out, lines=True)
+    assert len(rows) == len(
+        pd.read_json(model.predict_file(unlabelled, folder / "default.jsonl"), lines=True)
+    )
+    with pytest.raises(TransferkitError, match="'x'"):
+        model.predict_file(unlabelled, folder / "missing.jsonl", input_column="x")
+
+
+@pytest.mark.parametrize("task", task_names())
+def test_cli_predict_and_evaluate_every_task_alike(task: str, runs, capsys) -> None:
+    """``transferkit evaluate`` / ``predict`` with the column flags (``--path-column`` for image runs,
+    ``--text-column`` otherwise) on renamed columns; ``--input`` without ``--output`` prints its rows."""
+    from transferkit.cli.main import main
+
+    folder, data, run = runs(task)
+    text, label = _case(task).columns
+    flag = "--path-column" if task_spec(task).inputs == "image" else "--text-column"
+    renamed = _renamed(data, {text: "x", label: "y"})
+    report = folder / "cli-metrics.json"
+    assert main(["-q", "evaluate", str(run.run_dir), "--data", str(renamed), flag, "x", "--label-column", "y",
+                 "--output", str(report)]) == 0  # fmt: skip
+    expected = _measured(transferkit.load(run.run_dir).evaluate(data))
+    assert _measured(json.loads(report.read_text())) == expected
+    unlabelled = _renamed(_case(task).predict_input(folder), {text: "x"})
+    capsys.readouterr()
+    assert main(["-q", "predict", str(run.run_dir), "--input", str(unlabelled), flag, "x"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rows = pd.read_json(unlabelled, lines=True) if unlabelled.suffix == ".jsonl" else pd.read_csv(unlabelled)
+    # each input row, with its prediction columns added
+    assert len(printed) == len(rows) and all(set(r) > set(rows.columns) for r in printed)
+    given = "--image" if task_spec(task).inputs == "image" else "--text"
+    assert main(["-q", "predict", str(run.run_dir), given, str(_case(task).inputs(folder)[0])]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
 @pytest.mark.parametrize("task", task_names())
 def test_resume_equals_uninterrupted(task: str, runs, interrupted_copy, tmp_path: Path) -> None:
     _, _, whole = runs(task)
@@ -181,6 +269,7 @@ def test_export_and_reload_where_the_task_exports(task: str, runs, tmp_path: Pat
     folder, data, run = runs(task)
     exported = transferkit.load(export_run(run.run_dir, tmp_path / "onnx"))
     original = transferkit.load(run.run_dir)
+    assert isinstance(exported, type(original)) and isinstance(exported, BasePredictor)
     inputs = _case(task).inputs(folder)
     assert _rounded(exported.predict(inputs)) == _rounded(original.predict(inputs))
     a, b = exported.evaluate(data), original.evaluate(data)

@@ -1,0 +1,88 @@
+"""The one contract every predictor keeps, whatever its task: what ``transferkit.load(RUN)`` returns.
+
+Entry points (``transferkit predict`` / ``evaluate``, serving, comparisons) use only what is declared here,
+so they call every task the same way. A predictor may take more (keyword) parameters after the shared ones,
+e.g. the label separator of multi-label text files or ``on_bad_image`` for images.
+
+This module stays light (no torch): the task registry and the CLI import it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from transferkit.errors import DataError
+
+
+class BasePredictor(ABC):
+    """A loaded run (or exported folder) of any task.
+
+    Attributes:
+        task: The task name the run was trained for (a key of :data:`transferkit.tasks.TASKS`).
+        labels: The label (or tag) names, in the model's output order; empty for generation.
+        metrics: The run's ``metrics.json`` (empty for a folder without one).
+        run_dir: The folder it was loaded from.
+
+    ``input_column`` / ``label_column`` set to None mean the task's own default columns: ``text`` / ``label``
+    (text classification), ``path`` / ``label`` (images), the run's tokens / tags columns (token
+    classification) and the run's prompt / completion columns (generation).
+    """
+
+    task: str
+    labels: list[str]
+    metrics: dict
+    run_dir: Path
+
+    @abstractmethod
+    def predict(self, inputs: Any) -> list:
+        """One JSON-ready prediction per input, in input order (one bare input counts as a list of one)."""
+
+    @abstractmethod
+    def evaluate(
+        self, path: str | Path, input_column: str | None = None, label_column: str | None = None
+    ) -> dict:
+        """Metrics on a labelled file, with the keys of the run's ``metrics.json`` splits.
+
+        Raises:
+            DataError: for a bad file or column, or labels the model never saw.
+        """
+
+    @abstractmethod
+    def predict_file(self, path: str | Path, output: str | Path, input_column: str | None = None) -> Path:
+        """Predicts every row of ``path`` and writes them, with the predictions, to the new file ``output``.
+
+        Returns:
+            ``output``.
+
+        Raises:
+            DataError: for a bad file or column, or an ``output`` that already exists (never overwritten).
+        """
+
+
+def refuse_existing(output: str | Path) -> Path:
+    """``output`` as a Path; DataError if it exists (predictions never overwrite a file)."""
+    output = Path(output)
+    if output.exists():
+        raise DataError(f"{output}: already exists; choose another --output (files are never overwritten)")
+    return output
+
+
+def write_table(frame, output: str | Path) -> Path:
+    """Writes a DataFrame atomically as JSONL, Parquet, TSV or CSV (by ``output``'s suffix) to a new file."""
+    from transferkit.utils.io import atomic_save_via
+
+    output = refuse_existing(output)
+    suffix = output.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return atomic_save_via(
+            output, lambda p: frame.to_json(p, orient="records", lines=True, force_ascii=False)
+        )
+    if suffix in (".parquet", ".pq"):
+        return atomic_save_via(output, lambda p: frame.to_parquet(p, index=False))
+    sep = "\t" if suffix in (".tsv", ".tab") else ","
+    return atomic_save_via(output, lambda p: frame.to_csv(p, index=False, sep=sep))
+
+
+__all__ = ["BasePredictor", "refuse_existing", "write_table"]
