@@ -3,7 +3,7 @@ each, every one registered as a :class:`~transferkit.tasks.registry.TaskSpec` by
 package's ``__init__.py``.
 
 A task package provides ``fit(cfg, frames, resume) -> RunResult`` and ``load(run_dir, batch_size) ->
-predictor`` (the predictor keeps :class:`transferkit.predictor.PredictorContract`); the run folder's manifest
+predictor`` (the predictor keeps :class:`transferkit.predictors.BasePredictor`); the run folder's manifest
 (``labels.json``) records ``"task"``, and everything downstream (load, predict, evaluate, serve, export)
 reads the spec of that task. Adding a task: see CONTRIBUTING.md ("Adding a task").
 

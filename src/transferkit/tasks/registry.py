@@ -25,7 +25,7 @@ class TaskSpec:
         name: ``task.type`` in the config (``--task``).
         description: One line for ``transferkit tasks``.
         fit: ``fit(cfg, frames, resume) -> RunResult``: train, evaluate and write the run folder.
-        load: ``load(run_dir, batch_size) -> predictor`` (see :class:`transferkit.predictor.PredictorContract`).
+        load: ``load(run_dir, batch_size) -> predictor`` (see :class:`transferkit.predictors.BasePredictor`).
         inputs: What ``predict`` takes: texts, token lists / raw texts (entity spans out), images or prompts.
         metric_keys: Columns of the metrics table the CLI prints after ``fit`` and ``evaluate``.
         config_section: The ``RunConfig`` section holding the task's own settings, if any.
