@@ -60,11 +60,14 @@ def _draw(
     except ValueError as err:
         if labels is None:
             raise DataError(
-                f"{source}: {n} {unit} are too few to split off {what} ({_reason(err)}); "
+                f"{source}: only {n} {unit} left, too few to split off the {what} set ({_reason(err)}); "
                 f"give a {what} file or more data"
             ) from None
         logger.warning(
-            "%s: cannot stratify the %s (%s); drawing it without stratification", source, what, _reason(err)
+            "%s: cannot stratify the %s split (%s); splitting without stratification",
+            source,
+            what,
+            _reason(err),
         )
         return _draw(n, held, seed, None, source, what, unit)
     return kept, out
@@ -77,7 +80,7 @@ def hold_out(
     seed: int,
     labels: Sequence[Any] | None = None,
     source: str = "train",
-    unit: str = "examples",
+    unit: str = "example(s)",
 ) -> HeldOut:
     """Splits test, then validation, off ``n`` training examples (see the module docstring).
 
@@ -89,7 +92,7 @@ def hold_out(
         seed: ``data.split_seed``.
         labels: One label per example to stratify by, or ``None`` for a plain seeded shuffle.
         source: The training source, named in messages.
-        unit: What the examples are called in messages ("rows", "sentences").
+        unit: What the examples are called in messages ("row(s)", "sentence(s)").
 
     Returns:
         Positions of the train, validation and test examples.
@@ -106,12 +109,12 @@ def hold_out(
     codes = None if labels is None else np.asarray(labels, dtype=object)
     test = validation = None
     if test_size is not None:
-        kept, test = _draw(n, math.ceil(test_size * n), seed, codes, source, "test split", unit)
+        kept, test = _draw(n, math.ceil(test_size * n), seed, codes, source, "test", unit)
         train = train[kept]
     if validation_size is not None:
         sub = None if codes is None else codes[train]
         count = math.ceil(validation_size * n)  # of the whole file, not of what test left
-        kept, held = _draw(len(train), count, seed, sub, source, "validation split", unit)
+        kept, held = _draw(len(train), count, seed, sub, source, "validation", unit)
         train, validation = train[kept], train[held]
     return HeldOut(train, validation, test)
 

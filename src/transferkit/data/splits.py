@@ -307,7 +307,7 @@ def load_splits(
             seed,
             train.frame["label"] if stratify else None,
             train.source,
-            "rows",
+            "row(s)",
         )
         if test is None:
             test = _held(train, held.test, True)

@@ -87,7 +87,7 @@ def load_token_splits(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None = N
     if missing:  # a plain seeded shuffle: sentences have no single label to stratify by
         train = parts["train"]
         held = hold_out(
-            len(train), missing.get("validation"), missing.get("test"), seed, None, source, "sentences"
+            len(train), missing.get("validation"), missing.get("test"), seed, None, source, "sentence(s)"
         )
         for name in ("train", *missing):
             parts[name] = _rows(train, getattr(held, name))
