@@ -10,8 +10,8 @@ Text and image classification (:mod:`transferkit.data.splits`), token classifica
   20 / 20 / 160). A part given as a file is not split off, and the other part keeps its size.
 - **Order and RNG.** Test is split off the whole file first, then validation off the rest, both by
   scikit-learn's ``train_test_split`` with ``random_state=data.split_seed``: one numpy ``RandomState``
-  seeded from ``data.split_seed`` per draw (what text classification has always used, so its splits are
-  unchanged). Index arrays come back in that draw's order.
+  seeded from ``data.split_seed`` per draw (the draw text classification has always used, so its splits
+  did not move). Index arrays come back in that draw's order.
 - **Stratification.** With one label per example (text ``single_label``, images) the draws are stratified
   by label; when a class is too rare to stratify, the draw is repeated without stratification and a warning
   is logged (logger ``transferkit.data``). Otherwise (multi-label, regression, tokens, generation) it is a
