@@ -29,9 +29,15 @@ class DataConfig(Section):
         "token classification: CoNLL or JSONL.",
     )
     validation: str | None = Field(
-        None, description="Validation file; if absent, split from train (stratified, seeded)."
+        None,
+        description="Validation file; if absent, data.validation_size of train is split off (seeded; stratified "
+        "when each example has one label).",
     )
-    test: str | None = Field(None, description="Test file; if absent, split from train (stratified, seeded).")
+    test: str | None = Field(
+        None,
+        description="Test file; if absent, data.test_size of train is split off (seeded; stratified when each "
+        "example has one label).",
+    )
     text_column: str = Field("text", description="Column holding the input text.")
     label_column: str = Field(
         "label", description="Column holding the label (class name, list of names, or number)."
@@ -40,17 +46,32 @@ class DataConfig(Section):
         0.1,
         gt=0,
         lt=1,
-        description="Fraction of train held out for validation when no validation file is given.",
+        description="Fraction of the whole training file held out for validation when no validation file is given "
+        "(ceil(validation_size * n) of n examples, the same for every task).",
     )
     test_size: float = Field(
-        0.1, gt=0, lt=1, description="Fraction of train held out for test when no test file is given."
+        0.1,
+        gt=0,
+        lt=1,
+        description="Fraction of the whole training file held out for test when no test file is given "
+        "(ceil(test_size * n) of n examples, the same for every task).",
     )
-    split_seed: int = Field(42, description="Seed of the stratified train/validation/test split.")
+    split_seed: int = Field(
+        42,
+        description="Seed of the train/validation/test split and of the max_*_samples subsamples (the same "
+        "draw for every task; stratified by label for single-label classification and images).",
+    )
     max_train_samples: int | None = Field(
-        None, gt=0, description="Use at most this many training examples (seeded, stratified subsample)."
+        None,
+        gt=0,
+        description="Use at most this many training examples (a seeded subsample, stratified when each "
+        "example has one label).",
     )
     max_eval_samples: int | None = Field(
-        None, gt=0, description="Use at most this many validation and test examples each."
+        None,
+        gt=0,
+        description="Use at most this many validation and test examples each (seeded subsample, like "
+        "max_train_samples).",
     )
     label_separator: str = Field(
         "|", min_length=1, description="Separator of labels in one cell for multi-label data ('a|b')."

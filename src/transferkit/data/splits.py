@@ -9,13 +9,13 @@ DataFrames (Python API) or from the catalog (which is read like any user file). 
    the integer 1 becomes ``"1"``) for single_label, a list of names (cells split on
    ``data.label_separator``, or real lists in JSONL/Parquet/DataFrames) for multi_label, a ``float`` for
    regression;
-3. splits what is missing from train: the test part (``data.test_size`` of train) first, then the
-   validation part (``data.validation_size`` of the *original* train) from the rest. Splits use
-   scikit-learn's ``train_test_split`` with ``random_state=data.split_seed``, stratified by label for
-   single_label (so the same seed and data always give the same split); when a class is too rare to
-   stratify, the split falls back to an unstratified one and logs a warning;
+3. splits what is missing from train with :func:`transferkit.data.split.hold_out`, the split every task
+   shares: ``data.test_size`` and ``data.validation_size`` are fractions of the whole training file,
+   drawn with ``data.split_seed``, stratified by label for single_label (plain seeded shuffle for
+   multi_label and regression); when a class is too rare to stratify, the draw falls back to an
+   unstratified one and logs a warning;
 4. subsamples train to ``data.max_train_samples`` and validation and test to ``data.max_eval_samples``
-   each (seeded, stratified for single_label);
+   each (:func:`transferkit.data.split.subsample`: seeded, stratified for single_label);
 5. refuses validation/test labels never seen in training and fewer than two classes, and warns (logger
    ``transferkit.data``) about heavy class imbalance and texts shared by train and test.
 
@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from transferkit.config import DataConfig
 from transferkit.data.catalog import DATASETS, load_catalog_dataset
 from transferkit.data.readers import read_table
+from transferkit.data.split import hold_out, subsample
 from transferkit.errors import DataError
 
 logger = logging.getLogger("transferkit.data")
@@ -205,52 +205,13 @@ def _read_sources(
     return parts, source
 
 
-def _reason(err: ValueError) -> str:
-    """The first sentence of scikit-learn's message (the rest repeats it)."""
-    return str(err).split(". ")[0].strip().rstrip(".")
-
-
-def _split(part: _Part, size: float, seed: int, stratify: bool, what: str) -> tuple[_Part, _Part]:
-    """Splits ``size`` (a fraction) off ``part``; returns (rest, split-off)."""
-    frame = part.frame
-    labels = frame["label"] if stratify else None
-    try:
-        rest, held = train_test_split(frame, test_size=size, random_state=seed, stratify=labels)
-    except ValueError as err:
-        if labels is None:
-            raise DataError(
-                f"{part.source}: only {len(frame)} row(s) left, too few to split off {what} ({_reason(err)}); "
-                f"give a {what} file"
-            ) from None
-        logger.warning(
-            "%s: cannot stratify the %s split (%s); splitting without stratification",
-            part.source,
-            what,
-            _reason(err),
-        )
-        return _split(part, size, seed, False, what)
-    return (
-        _Part(rest.reset_index(drop=True), part.source, part.from_train),
-        _Part(held.reset_index(drop=True), part.source, True),
-    )
+def _held(part: _Part, positions: np.ndarray, from_train: bool) -> _Part:
+    return _Part(part.frame.iloc[positions].reset_index(drop=True), part.source, from_train)
 
 
 def _subsample(part: _Part, limit: int | None, seed: int, stratify: bool) -> _Part:
-    frame = part.frame
-    if limit is None or len(frame) <= limit:
-        return part
-    labels = frame["label"] if stratify else None
-    try:
-        kept, _ = train_test_split(frame, train_size=limit, random_state=seed, stratify=labels)
-    except ValueError as err:
-        logger.warning(
-            "%s: cannot stratify the subsample of %d rows (%s); sampling without stratification",
-            part.source,
-            limit,
-            _reason(err),
-        )
-        kept = frame.sample(n=limit, random_state=seed)
-    return _Part(kept.sort_index().reset_index(drop=True), part.source, part.from_train)
+    labels = part.frame["label"] if stratify else None
+    return _held(part, subsample(len(part.frame), limit, seed, labels, part.source), part.from_train)
 
 
 def _label_counts(frame: pd.DataFrame, problem: str) -> Counter[str]:
@@ -337,15 +298,22 @@ def load_splits(
             f"{train.source}: {problem} needs at least two classes in training, found {names}; "
             "check --label-column (or use task.problem=regression)"
         )
-    n_train = len(train.frame)
-    test = parts.get("test")
-    if test is None:
-        train, test = _split(train, cfg.test_size, seed, stratify, "test")
-    validation = parts.get("validation")
-    if validation is None:
-        # validation_size is a fraction of the original train, which may have lost its test part already
-        size = cfg.validation_size * n_train / len(train.frame)
-        train, validation = _split(train, size, seed, stratify, "validation")
+    test, validation = parts.get("test"), parts.get("validation")
+    if test is None or validation is None:
+        held = hold_out(
+            len(train.frame),
+            None if validation is not None else cfg.validation_size,
+            None if test is not None else cfg.test_size,
+            seed,
+            train.frame["label"] if stratify else None,
+            train.source,
+            "row(s)",
+        )
+        if test is None:
+            test = _held(train, held.test, True)
+        if validation is None:
+            validation = _held(train, held.validation, True)
+        train = _held(train, held.train, False)
 
     labels: list[str] = []
     if problem != "regression":

@@ -2,7 +2,9 @@
 
 Sources are the catalog (``data.dataset``, e.g. conll2003), files (``data.train`` / ``validation`` /
 ``test``: CoNLL or JSONL) or pandas DataFrames with list columns (Python API). Missing validation / test
-sets are split from train (seeded shuffle, ``data.validation_size`` / ``data.test_size``). Tags are checked
+sets are split from train by :func:`transferkit.data.split.hold_out`, the split every task shares (a plain
+seeded shuffle: ``data.validation_size`` / ``data.test_size`` are fractions of the whole training file), and
+``data.max_train_samples`` / ``max_eval_samples`` subsample by :func:`transferkit.data.split.subsample`. Tags are checked
 under ``tokens.scheme`` and converted to ``tokens.target_scheme``; the label set holds every tag of the
 target scheme for each entity type seen in training.
 """
@@ -17,6 +19,7 @@ import pandas as pd
 from transferkit.config import RunConfig
 from transferkit.data.catalog import DATASETS, load_catalog_dataset
 from transferkit.data.conll import WHERE, convert, entity_types, frame_to_sentences, label_set, read_sentences
+from transferkit.data.split import hold_out, subsample
 from transferkit.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -61,23 +64,8 @@ def _read(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None) -> tuple[dict,
     return parts, tk.scheme, str(data.train)
 
 
-def _take(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    if n is None or n >= len(frame):
-        return frame
-    keep = np.sort(np.random.default_rng(seed).choice(len(frame), size=n, replace=False))
-    return frame.iloc[keep].reset_index(drop=True)
-
-
-def _split(frame: pd.DataFrame, fraction: float, seed: int, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    n = int(round(len(frame) * fraction))
-    if n < 1 or n >= len(frame):
-        raise DataError(
-            f"{len(frame)} training sentences are too few to split off a {what} set; give --{what} or more data"
-        )
-    order = np.random.default_rng(seed).permutation(len(frame))
-    held = np.sort(order[:n])
-    rest = np.sort(order[n:])
-    return frame.iloc[rest].reset_index(drop=True), frame.iloc[held].reset_index(drop=True)
+def _rows(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    return frame.iloc[positions].reset_index(drop=True)
 
 
 def load_token_splits(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None = None) -> TokenSplits:
@@ -94,15 +82,16 @@ def load_token_splits(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None = N
             convert(list(t), scheme, target, w) for t, w in zip(frame["tags"], frame[WHERE], strict=True)
         ]
         parts[name] = frame
-    train = parts["train"]
-    n_train = len(train)
-    if "test" not in parts:
-        train, parts["test"] = _split(train, cfg.data.test_size, seed, "test")
-    if "validation" not in parts:
-        train, parts["validation"] = _split(
-            train, cfg.data.validation_size * n_train / len(train), seed + 1, "validation"
+    d = cfg.data
+    missing = {name: getattr(d, f"{name}_size") for name in ("validation", "test") if name not in parts}
+    if missing:  # a plain seeded shuffle: sentences have no single label to stratify by
+        train = parts["train"]
+        held = hold_out(
+            len(train), missing.get("validation"), missing.get("test"), seed, None, source, "sentence(s)"
         )
-    types = entity_types(train["tags"])
+        for name in ("train", *missing):
+            parts[name] = _rows(train, getattr(held, name))
+    types = entity_types(parts["train"]["tags"])
     if not types:
         raise DataError(
             f"{source}: no entities in the training sentences (every tag is O); check tokens.tag_column"
@@ -114,9 +103,6 @@ def load_token_splits(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None = N
                 raise DataError(
                     f"{where}: entity type(s) {', '.join(sorted(unseen))} never seen in training (it has {', '.join(sorted(types))})"
                 )
-    out = {
-        "train": _take(train, cfg.data.max_train_samples, seed),
-        "validation": _take(parts["validation"], cfg.data.max_eval_samples, seed),
-        "test": _take(parts["test"], cfg.data.max_eval_samples, seed),
-    }
+    limits = {"train": d.max_train_samples, "validation": d.max_eval_samples, "test": d.max_eval_samples}
+    out = {name: _rows(parts[name], subsample(len(parts[name]), limits[name], seed)) for name in SPLITS}
     return TokenSplits(**out, labels=label_set(types, target), scheme=target, source=source)

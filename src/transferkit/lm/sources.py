@@ -3,11 +3,11 @@ instructions (``generation.prompt_template`` around each text; the label is the 
 
 from __future__ import annotations
 
-import random
-
+import numpy as np
 import pandas as pd
 
 from transferkit.config import RunConfig
+from transferkit.data.split import hold_out, subsample
 from transferkit.errors import DataError
 from transferkit.lm.data import Example, example_from_record, read_examples
 
@@ -47,29 +47,17 @@ def frame_examples(frame: pd.DataFrame, cfg: RunConfig, source: str) -> list[Exa
     )
 
 
-def _split(examples: list[Example], size: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """(rest, held out): a seeded random ``size`` fraction held out (at least one example)."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    n = max(1, int(round(len(examples) * size)))
-    if n >= len(examples):
-        raise DataError(f"too few examples ({len(examples)}) to hold out validation and test; give more")
-    held = set(order[:n])
-    return [e for i, e in enumerate(examples) if i not in held], [examples[i] for i in sorted(held)]
-
-
-def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
-    if limit is None or len(examples) <= limit:
-        return examples
-    keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
-    return [examples[i] for i in keep]
+def _pick(examples: list[Example], positions: np.ndarray) -> list[Example]:
+    return [examples[i] for i in positions]
 
 
 def load_generation_splits(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None = None) -> tuple[dict, str]:
     """Train / validation / test examples and a description of their source.
 
-    Missing validation / test parts are held out from train (``data.validation_size`` / ``data.test_size``,
-    seeded by ``data.split_seed``); ``data.max_train_samples`` / ``max_eval_samples`` subsample (seeded).
+    Missing validation / test parts are held out from train by :func:`transferkit.data.split.hold_out`, the
+    split every task shares (a plain seeded shuffle: ``data.validation_size`` / ``data.test_size`` are
+    fractions of the whole training file); ``data.max_train_samples`` / ``max_eval_samples`` subsample by
+    :func:`transferkit.data.split.subsample`.
     """
     d = cfg.data
     parts: dict[str, list[Example] | None] = dict.fromkeys(SPLITS)
@@ -88,13 +76,15 @@ def load_generation_splits(cfg: RunConfig, frames: dict[str, pd.DataFrame] | Non
         if parts["train"] is None:
             raise DataError("no training data: set data.train (a JSONL file) or pass frames={'train': ...}")
         source = ", ".join(f"{s}={getattr(d, s)}" for s in SPLITS if getattr(d, s))
-        train = parts["train"]
-        if parts["test"] is None:
-            train, parts["test"] = _split(train, d.test_size, d.split_seed)
-        if parts["validation"] is None:
-            train, parts["validation"] = _split(train, d.validation_size, d.split_seed + 1)
-        parts["train"] = train
-    parts["train"] = _subsample(parts["train"], d.max_train_samples, d.split_seed)
-    for s in ("validation", "test"):
-        parts[s] = _subsample(parts[s], d.max_eval_samples, d.split_seed)
+        missing = {s: getattr(d, f"{s}_size") for s in ("validation", "test") if parts[s] is None}
+        if missing:
+            train = parts["train"]
+            held = hold_out(
+                len(train), missing.get("validation"), missing.get("test"), d.split_seed, None, source
+            )
+            for s in ("train", *missing):
+                parts[s] = _pick(train, getattr(held, s))
+    limits = {"train": d.max_train_samples, "validation": d.max_eval_samples, "test": d.max_eval_samples}
+    for s in SPLITS:
+        parts[s] = _pick(parts[s], subsample(len(parts[s]), limits[s], d.split_seed))
     return parts, source
