@@ -122,14 +122,14 @@ def instrument(sampler: Sampler) -> None:
         def applied(*a, **k):
             with sampler.phase("strategy.apply"):
                 plan = apply(*a, **k)
-            if plan.export_model is not None:
-                export = plan.export_model
+            if plan.unload_adapter is not None:
+                export = plan.unload_adapter
 
                 def export_marked(*a, **k):
-                    with sampler.phase("plan.export_model"):
+                    with sampler.phase("plan.unload_adapter"):
                         return export(*a, **k)
 
-                plan.export_model = export_marked
+                plan.unload_adapter = export_marked
             return plan
 
         return dataclasses.replace(strategy, apply=applied)

@@ -27,7 +27,7 @@ from transferkit.errors import RunError
 from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest
 from transferkit.utils.io import atomic_write_json, atomic_write_text, publish_folder
 
-MODELING_FILE = Path(__file__).parent / "export" / "modeling_transferkit.py"
+MODELING_FILE = Path(__file__).parent / "remote_code" / "modeling_transferkit.py"
 AUTO_MAP = {
     "AutoConfig": "modeling_transferkit.TransferkitConfig",
     "AutoModelForSequenceClassification": "modeling_transferkit.TransferkitForSequenceClassification",

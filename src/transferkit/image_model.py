@@ -33,8 +33,8 @@ from transferkit.backbones.efficientnet import (
 from transferkit.backbones.vision import HFVisionBackbone, is_vision_config
 from transferkit.config import RunConfig
 from transferkit.errors import ConfigError
-from transferkit.export.modeling_transferkit import Head
 from transferkit.modeling import backbone_dict
+from transferkit.remote_code.modeling_transferkit import Head
 
 log = logging.getLogger("transferkit")
 
@@ -138,7 +138,7 @@ def build_image_model(
     return model
 
 
-def export_transformers(model: TransferkitForImageClassification, folder: Path, processor=None) -> bool:
+def save_stock_transformers(model: TransferkitForImageClassification, folder: Path, processor=None) -> bool:
     """Writes the stock transformers ``*ForImageClassification`` of the backbone's family with these weights.
 
     Only for Hugging Face backbones with a linear head at their native input size; the stock model's logits

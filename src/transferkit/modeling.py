@@ -7,7 +7,10 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from transferkit.backbones import BackboneSpec
 from transferkit.config import RunConfig
-from transferkit.export.modeling_transferkit import TransferkitConfig, TransferkitForSequenceClassification
+from transferkit.remote_code.modeling_transferkit import (
+    TransferkitConfig,
+    TransferkitForSequenceClassification,
+)
 
 PROBLEM_TYPES = {
     "single_label": "single_label_classification",

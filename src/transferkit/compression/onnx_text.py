@@ -42,7 +42,7 @@ class _Logits(torch.nn.Module):
         return self.model(**dict(zip(self.names, tensors, strict=True))).logits  # (B, C)
 
 
-def export_model(
+def write_onnx_model(
     model: torch.nn.Module, tokenizer, path: Path, opset: int = 17, per_token: bool = False
 ) -> list[str]:
     """Writes ``model`` (token ids -> logits) as ONNX to ``path``; returns the input names.
@@ -101,7 +101,7 @@ def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model", attn_implementation="eager")
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
-    names = export_model(model, tokenizer, folder / ONNX_FILE, opset)
+    names = write_onnx_model(model, tokenizer, folder / ONNX_FILE, opset)
     tokenizer.save_pretrained(folder / TOKENIZER_DIR)
     manifest = read_manifest(run_dir)
     return {

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from transferkit.compression.export import ONNX_FILE, read_export
-from transferkit.compression.onnx_text import TOKENIZER_DIR, export_model, max_abs_diff, session
+from transferkit.compression.onnx_text import TOKENIZER_DIR, max_abs_diff, session, write_onnx_model
 from transferkit.manifest import TokenFields, read_manifest
 from transferkit.ner.predictor import TokenPredictor, token_settings
 
@@ -29,7 +29,7 @@ def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
 
     model = load_token_model(run_dir / "model").eval()
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
-    names = export_model(model, tokenizer, folder / ONNX_FILE, opset, per_token=True)
+    names = write_onnx_model(model, tokenizer, folder / ONNX_FILE, opset, per_token=True)
     tokenizer.save_pretrained(folder / TOKENIZER_DIR)
     manifest = read_manifest(run_dir)
     tokens = manifest.tokens or TokenFields()

@@ -23,8 +23,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
 from transferkit.artifacts import MODELING_FILE
 from transferkit.backbones import BackboneSpec
 from transferkit.config import RunConfig
-from transferkit.export.modeling_transferkit import TransferkitConfig, TransferkitForTokenClassification
 from transferkit.modeling import backbone_dict
+from transferkit.remote_code.modeling_transferkit import TransferkitConfig, TransferkitForTokenClassification
 from transferkit.utils.io import publish_folder
 
 log = logging.getLogger("transferkit")

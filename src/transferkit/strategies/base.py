@@ -69,11 +69,11 @@ class StrategyPlan:
         on_train_begin: Called once with the number of optimizer steps the loop will run.
         state_dict / load_state_dict: The strategy's own training state (e.g. AdaLoRA's importance scores),
             saved in every checkpoint and restored on resume.
-        export_model: ``export_model(model, in_place=False)`` turns the trained model into a plain
-            ``TransferkitForSequenceClassification`` for saving (e.g. merges LoRA weights), a copy unless
-            ``in_place``; None saves the model as it is.
-        export_merges: ``export_model`` folds everything that trained into the plain model (same predictions),
-            so a run exports in place before its final evaluation and scores exactly what it saves.
+        unload_adapter: ``unload_adapter(model, in_place=False)``, the adapter merge: takes the adapter out of
+            the trained model, merged into its weights (or dropped, leaving the pretrained trunk, with
+            ``merge=False``), giving the task's plain model; a copy unless ``in_place``; None: nothing to unload.
+        merges_adapter: ``unload_adapter`` folds everything that trained into the plain model (same predictions),
+            so a run merges in place before its final evaluation and scores exactly what it saves.
         pretrained_view: A context manager in which the model computes its untouched pretrained function
             (e.g. adapters switched off), used for the frozen-feature pass before training.
         save_extra: Writes strategy-specific files into the run folder (e.g. the PEFT adapter).
@@ -93,33 +93,33 @@ class StrategyPlan:
     on_train_begin: Callable[[int], None] | None = None
     state_dict: Callable[[], dict] | None = None
     load_state_dict: Callable[[dict], None] | None = None
-    export_model: Callable[..., nn.Module] | None = None
-    export_merges: bool = False
+    unload_adapter: Callable[..., nn.Module] | None = None
+    merges_adapter: bool = False
     pretrained_view: Callable[[], Any] | None = None
     save_extra: Callable[[nn.Module, Path], None] | None = None
 
     def merge_adapter(self, model: nn.Module, run_dir: Path, save_model: bool, main: bool) -> bool:
         """The adapter merge, one step shared by every task, run before the final evaluation.
 
-        When ``export_model`` folds everything that trained into the weights (``export_merges``), the adapter
+        When ``unload_adapter`` folds everything that trained into the weights (``merges_adapter``), the adapter
         is saved first (``RUN/adapter``) and then merged into ``model`` in place: the final evaluation scores
         exactly what is saved, without the adapter's extra activations and without a copy of the model.
 
         Returns:
             True when ``model`` is now the plain model to save (nothing left to export).
         """
-        if self.export_model is None or not self.export_merges or not save_model:
+        if self.unload_adapter is None or not self.merges_adapter or not save_model:
             return False
         if main and self.save_extra is not None:
             self.save_extra(model, run_dir)  # the adapter itself, before it is merged away
-        self.export_model(model, in_place=True)
+        self.unload_adapter(model, in_place=True)
         return True
 
     def plain_model(self, model: nn.Module, merged: bool) -> nn.Module:
         """The model to save: ``model`` itself once merged, else exported in place (never a copy)."""
-        if merged or self.export_model is None:
+        if merged or self.unload_adapter is None:
             return model
-        return self.export_model(model, in_place=True)
+        return self.unload_adapter(model, in_place=True)
 
 
 StrategyApply = Callable[[nn.Module, StrategySettings, TrainingConfig], StrategyPlan]

@@ -68,7 +68,7 @@ def test_prune_reaches_sparsity_and_predicts(tiny_run, tmp_path: Path) -> None:
 def test_structured_pruning_zeroes_whole_rows() -> None:
     from transformers import BertConfig
 
-    from transferkit.export.modeling_transferkit import (
+    from transferkit.remote_code.modeling_transferkit import (
         TransferkitConfig,
         TransferkitForSequenceClassification,
     )

@@ -11,7 +11,11 @@ from transferkit.backbones import BACKBONES, resolve_backbone
 from transferkit.backbones.contract import hidden_after, layer_groups, num_features, run_from
 from transferkit.config import load_config
 from transferkit.errors import ConfigError
-from transferkit.image_model import TransferkitForImageClassification, build_image_model, export_transformers
+from transferkit.image_model import (
+    TransferkitForImageClassification,
+    build_image_model,
+    save_stock_transformers,
+)
 
 TINY = ["tiny-vit", "tiny-resnet", "tiny-convnext", "tiny-efficientnet"]
 
@@ -66,7 +70,7 @@ def test_stock_transformers_copy_gives_the_same_logits(name: str, tmp_path: Path
     from transformers import AutoModelForImageClassification
 
     model = tiny_model(name)
-    assert export_transformers(model, tmp_path / "stock")
+    assert save_stock_transformers(model, tmp_path / "stock")
     stock = AutoModelForImageClassification.from_pretrained(tmp_path / "stock").eval()
     assert type(stock).__name__ != "TransferkitForImageClassification"
     x = torch.randn(2, 3, 32, 32)
@@ -76,7 +80,7 @@ def test_stock_transformers_copy_gives_the_same_logits(name: str, tmp_path: Path
 
 
 def test_no_stock_copy_for_efficientnet(tmp_path: Path) -> None:
-    assert not export_transformers(tiny_model("tiny-efficientnet"), tmp_path / "stock")
+    assert not save_stock_transformers(tiny_model("tiny-efficientnet"), tmp_path / "stock")
     assert not (tmp_path / "stock").exists()
 
 

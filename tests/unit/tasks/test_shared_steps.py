@@ -53,13 +53,13 @@ def test_every_task_merges_the_adapter_in_place_before_the_final_evaluation(
     original = StrategyPlan.merge_adapter
 
     def spy(self, model, run_dir, save_model, main):
-        real = self.export_model
+        real = self.unload_adapter
 
         def export(m, in_place=False):
             calls.append({"in_place": in_place, "metrics_written": (run_dir / "metrics.json").exists()})
             return real(m, in_place=in_place)
 
-        self.export_model = export
+        self.unload_adapter = export
         return original(self, model, run_dir, save_model, main)
 
     monkeypatch.setattr(StrategyPlan, "merge_adapter", spy)

@@ -81,7 +81,7 @@ class AdaptedBackbone:
         if self.schedule is not None:
             self.schedule.prepare_save()
 
-    def export_model(self, model: nn.Module, in_place: bool = False) -> nn.Module:
+    def unload_adapter(self, model: nn.Module, in_place: bool = False) -> nn.Module:
         """``model`` with the adapter merged into the backbone weights (``merge=False``: removed, leaving the
         pretrained trunk), as a plain model.
 
@@ -165,8 +165,8 @@ def _plan(
         on_train_begin=schedule.set_total_steps if schedule and follow_run_length else None,
         state_dict=schedule.state_dict if schedule else None,
         load_state_dict=schedule.load_state_dict if schedule else None,
-        export_model=adapted.export_model,
-        export_merges=merge,
+        unload_adapter=adapted.unload_adapter,
+        merges_adapter=merge,
         pretrained_view=peft_model.disable_adapter,
         save_extra=adapted.save_extra,
     )

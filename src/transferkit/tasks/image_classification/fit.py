@@ -209,7 +209,7 @@ def _training_view(model, plan, data, clean, features, targets, collator, cfg):
 def _write_outputs(
     run_dir, cfg, model, plan, preprocess, metrics, history, splits, spec, trainable, total, merged
 ):
-    from transferkit.image_model import export_transformers
+    from transferkit.image_model import save_stock_transformers
     from transferkit.tasks.image_classification.card import write_image_card
 
     manifest = RunManifest(
@@ -227,7 +227,7 @@ def _write_outputs(
         # an unmerged adapter (--no-merge) leaves the pretrained trunk in RUN/model: no stock copy of that
         if not _unmerged_adapter(run_dir):
             with publish_folder(run_dir / "transformers") as tmp:  # replaces one a killed save left
-                if not export_transformers(final, tmp, preprocess.processor):
+                if not save_stock_transformers(final, tmp, preprocess.processor):
                     raise DiscardFolder  # no stock transformers class computes this model
     cm = metrics["test"].get("confusion_matrix")
     if cm:

@@ -24,10 +24,10 @@ from transferkit.errors import RunError
 from transferkit.evaluation import primary_metric, save_confusion_matrix, save_training_curves
 from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.scoring import score
-from transferkit.export.modeling_transferkit import pool
 from transferkit.inference import forward_in_order
 from transferkit.manifest import RunManifest, TextFields, write_manifest
 from transferkit.modeling import build_model
+from transferkit.remote_code.modeling_transferkit import pool
 from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
 from transferkit.strategies.cache import extract_hidden, frozen_features
 from transferkit.strategies.probe import (

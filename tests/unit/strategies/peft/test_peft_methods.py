@@ -17,8 +17,11 @@ import transferkit
 from transferkit.backbones import resolve_backbone
 from transferkit.config import load_config
 from transferkit.errors import ConfigError
-from transferkit.export.modeling_transferkit import TransferkitConfig, TransferkitForSequenceClassification
 from transferkit.modeling import build_model
+from transferkit.remote_code.modeling_transferkit import (
+    TransferkitConfig,
+    TransferkitForSequenceClassification,
+)
 from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
 from transferkit.strategies.peft.targets import auto_targets
 
@@ -120,7 +123,7 @@ def test_training_leaves_base_weights_bit_identical_and_export_merges(name: str,
 
     batch = tok(TEXTS, padding=True, return_tensors="pt")
     before = _logits(model, batch)
-    exported = plan.export_model(model)
+    exported = plan.unload_adapter(model)
     assert type(exported) is TransferkitForSequenceClassification
     assert not any(isinstance(m, BaseTunerLayer) for m in exported.modules())
     fresh = TransferkitForSequenceClassification(model.config)
@@ -261,7 +264,7 @@ def test_causal_lm_backbones_adapt_and_merge(name: str, backbone: dict) -> None:
         opt.step()
         opt.zero_grad()
     model.eval()
-    merged = plan.export_model(model)
+    merged = plan.unload_adapter(model)
     torch.testing.assert_close(_logits(merged, batch), _logits(model, batch), atol=1e-4, rtol=0)
 
 
@@ -312,7 +315,7 @@ def test_in_place_export_unloads_without_a_copy(merge: bool) -> None:
     _train(model, plan, tok, steps=10)
     batch = tok(TEXTS, padding=True, return_tensors="pt")
     before = _logits(model, batch)
-    out = plan.export_model(model, in_place=True)
+    out = plan.unload_adapter(model, in_place=True)
     assert out is model
     assert not any(isinstance(m, BaseTunerLayer) for m in model.modules())
     assert model.state_dict().keys() == TransferkitForSequenceClassification(model.config).state_dict().keys()
