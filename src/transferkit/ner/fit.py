@@ -22,7 +22,7 @@ from transformers import AutoTokenizer
 
 from transferkit import artifacts
 from transferkit.backbones import resolve_backbone
-from transferkit.backbones.contract import run_from, supports_hidden_cache
+from transferkit.backbones.contract import run_from
 from transferkit.config import RunConfig
 from transferkit.data.token_splits import TokenSplits, load_token_splits
 from transferkit.data.tokens import IGNORE, HiddenTokens, TokenCollator, TokenWindows, word_logits
@@ -33,7 +33,8 @@ from transferkit.inference import forward_in_order, ordered_loader
 from transferkit.manifest import RunManifest, TokenFields, write_manifest
 from transferkit.ner.card import write_token_model_card
 from transferkit.ner.modeling import build_token_model, save_token_model
-from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
+from transferkit.strategies import StrategyPlan, count_parameters
+from transferkit.strategies.base import plan_for
 from transferkit.strategies.cache import extract_hidden
 from transferkit.strategies.probe import (
     baseline_block,
@@ -163,13 +164,8 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
     ))  # fmt: skip
     run_dir = artifacts.open_run(cfg, accelerator, resume)
     decision = auto.remember(run_dir, decision, main)
-    plan = STRATEGIES.get(cfg.strategy.name).apply(model, strategy_settings(cfg.strategy), cfg.training)
-    if plan.cache == "hidden" and (
-        accelerator.num_processes > 1 or not supports_hidden_cache(model.backbone)
-    ):
-        plan.cache = None
+    plan = plan_for(model, cfg.strategy, cfg.training, accelerator.num_processes)
     trainable, total = count_parameters(model)
-    log.info("strategy %s: %s of %s parameters train", cfg.strategy.name, f"{trainable:,}", f"{total:,}")
 
     features, probe, metrics = None, None, {}
     if wants_features(plan, cfg):

@@ -282,3 +282,25 @@ def num_groups(model: nn.Module) -> int:
     from transferkit.backbones.contract import layer_groups
 
     return len(layer_groups(model.backbone))
+
+
+def plan_for(
+    model: nn.Module, strategy: StrategyConfig, training: TrainingConfig, processes: int
+) -> StrategyPlan:
+    """The configured strategy applied to ``model``, every task's first step after building its model.
+
+    Hidden-state caching needs one process and a backbone whose top groups can run from cached hidden states
+    (the backbone contract says which); otherwise the frozen bottom is re-run every step.
+    """
+    import logging
+
+    from transferkit.backbones.contract import supports_hidden_cache
+
+    log = logging.getLogger("transferkit")
+    plan = STRATEGIES.get(strategy.name).apply(model, strategy_settings(strategy), training)
+    if plan.cache == "hidden" and (processes > 1 or not supports_hidden_cache(model.backbone)):
+        log.info("the frozen bottom is re-run every step (hidden-state caching needs one process and a backbone that supports it)")  # fmt: skip
+        plan.cache = None
+    trainable, total = count_parameters(model)
+    log.info("strategy %s: %s of %s parameters train", strategy.name, f"{trainable:,}", f"{total:,}")
+    return plan

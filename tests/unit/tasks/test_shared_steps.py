@@ -80,7 +80,9 @@ def test_image_hidden_caching_is_decided_by_the_backbone_contract(tmp_path, monk
         asked.append(type(backbone).__name__)
         return False
 
-    monkeypatch.setattr(image_task, "supports_hidden_cache", contract)
+    import transferkit.backbones.contract as backbone_contract  # plan_for asks it, for every task
+
+    monkeypatch.setattr(backbone_contract, "supports_hidden_cache", contract)
     monkeypatch.setattr(
         image_task, "_extract_hidden", lambda *a, **k: pytest.fail("cached despite the contract")
     )

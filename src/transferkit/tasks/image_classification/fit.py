@@ -20,7 +20,7 @@ import torch
 
 from transferkit import artifacts
 from transferkit.backbones import resolve_backbone
-from transferkit.backbones.contract import hidden_after, run_from, supports_hidden_cache
+from transferkit.backbones.contract import hidden_after, run_from
 from transferkit.config import RunConfig
 from transferkit.data.image_transforms import Augment, ImageCollator, ImageDataset, TensorDataset
 from transferkit.errors import ConfigError
@@ -29,7 +29,8 @@ from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.scoring import score
 from transferkit.inference import forward_in_order, ordered_loader
 from transferkit.manifest import ImagePreprocess, RunManifest, write_manifest
-from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
+from transferkit.strategies import StrategyPlan, count_parameters
+from transferkit.strategies.base import plan_for
 from transferkit.strategies.cache import frozen_features
 from transferkit.strategies.probe import (
     baseline_block,
@@ -86,19 +87,11 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     run_dir = artifacts.open_run(cfg, accelerator, resume)
     decision = auto.remember(run_dir, decision, main)
 
-    plan = STRATEGIES.get(cfg.strategy.name).apply(model, strategy_settings(cfg.strategy), cfg.training)
+    plan = plan_for(model, cfg.strategy, cfg.training, accelerator.num_processes)
     if augment.active and plan.cache is not None:
         log.info("augmentation is on: feature caching is off (augmented images change every epoch)")
         plan.cache = None
-    if plan.cache == "hidden" and (
-        accelerator.num_processes > 1 or not supports_hidden_cache(model.backbone)
-    ):
-        log.info(
-            "the frozen bottom is re-run every step (partial caching needs one process and a known family)"
-        )
-        plan.cache = None
     trainable, total = count_parameters(model)
-    log.info("strategy %s: %s of %s parameters train", cfg.strategy.name, f"{trainable:,}", f"{total:,}")
 
     features = None
     if wants_features(plan, cfg):

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer
 from transferkit import artifacts
 from transferkit.artifacts import DATAFRAME, SPLITS, RunResult
 from transferkit.backbones import resolve_backbone
-from transferkit.backbones.contract import run_from, supports_hidden_cache
+from transferkit.backbones.contract import run_from
 from transferkit.config import RunConfig
 from transferkit.data import DatasetSplits, load_splits
 from transferkit.data.targets import encode_targets
@@ -28,7 +28,8 @@ from transferkit.inference import forward_in_order
 from transferkit.manifest import RunManifest, TextFields, write_manifest
 from transferkit.modeling import build_model
 from transferkit.remote_code.modeling_transferkit import pool
-from transferkit.strategies import STRATEGIES, StrategyPlan, count_parameters, strategy_settings
+from transferkit.strategies import StrategyPlan, count_parameters
+from transferkit.strategies.base import plan_for
 from transferkit.strategies.cache import extract_hidden, frozen_features
 from transferkit.strategies.probe import (
     baseline_block,
@@ -90,16 +91,8 @@ def fit_text_classification(
     run_dir = artifacts.open_run(cfg, accelerator, resume)
     decision = auto.remember(run_dir, decision, main)
 
-    plan = STRATEGIES.get(cfg.strategy.name).apply(model, strategy_settings(cfg.strategy), cfg.training)
-    if plan.cache == "hidden" and (
-        accelerator.num_processes > 1 or not supports_hidden_cache(model.backbone)
-    ):
-        log.info(
-            "the frozen bottom is re-run every step (hidden-state caching needs one process and a plain block stack)"
-        )
-        plan.cache = None
+    plan = plan_for(model, cfg.strategy, cfg.training, accelerator.num_processes)
     trainable, total = count_parameters(model)
-    log.info("strategy %s: %s of %s parameters train", cfg.strategy.name, f"{trainable:,}", f"{total:,}")
 
     # Frozen pretrained features: the cache of frozen strategies, the probe of LP-FT and the baseline share them.
     features = None
