@@ -191,6 +191,26 @@ clf("a new example", top_k=None)
     atomic_write_text(run_dir / "README.md", text)
 
 
+def save_predictions(run_dir: Path, metrics: dict) -> None:
+    """Moves the per-example predictions the scorers attached out of ``metrics`` (every block: splits,
+    baseline, discarded fine-tuned scores) and writes the test split's to ``test_predictions.json``
+    (``{"y_true": [...], "y_pred": [...]}``: class names, or tag lists per sentence for NER). Called before
+    anything else reads ``metrics`` for writing; ``metrics.json`` stays the last file a run writes."""
+    from transferkit.evaluation.scoring import PREDICTIONS
+
+    test = metrics.get("test", {}).get(PREDICTIONS)
+
+    def strip(block) -> None:
+        if isinstance(block, dict):
+            block.pop(PREDICTIONS, None)
+            for value in block.values():
+                strip(value)
+
+    strip(metrics)
+    if test is not None:
+        atomic_write_json(run_dir / "test_predictions.json", test)
+
+
 def save_json(path: Path, obj) -> None:
     """Atomic JSON write (no NaN)."""
     atomic_write_json(path, obj)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from transformers import AutoConfig, PretrainedConfig
@@ -93,6 +93,11 @@ def resolve_backbone(cfg: BackboneConfig) -> BackboneSpec:
     Raises:
         RegistryError: if the name is none of the three.
     """
+    spec = _resolve(cfg)
+    return spec if cfg.pretrained else replace(spec, weights=None)  # same architecture, random weights
+
+
+def _resolve(cfg: BackboneConfig) -> BackboneSpec:
     if cfg.name in BACKBONES:
         return BACKBONES.get(cfg.name)(cfg)
     if Path(cfg.name).exists() and not Path(cfg.name).is_dir():

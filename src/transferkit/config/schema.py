@@ -101,6 +101,11 @@ class BackboneConfig(Section):
     dropout: float | None = Field(
         None, ge=0, lt=1, description="Override the backbone's hidden/attention dropout; None keeps its own."
     )
+    pretrained: bool = Field(
+        True,
+        description="Load the pretrained weights; false builds the same architecture with random weights "
+        "(the 'scratch' baseline of `transferkit compare`).",
+    )
 
 
 class TaskConfig(Section):
@@ -258,6 +263,11 @@ class TrainingConfig(Section):
     )
     max_epochs: float = Field(
         20, gt=0, description="Data-derived schedule: train at most this many epochs (tiny sets)."
+    )
+    feature_store: str | None = Field(
+        None,
+        description="Folder of frozen-trunk features shared by runs on the same backbone settings: inputs seen "
+        "by an earlier run are read back instead of recomputed (`transferkit compare` sets it).",
     )
     time_budget: float | None = Field(
         None,

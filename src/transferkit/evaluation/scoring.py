@@ -18,8 +18,17 @@ def probabilities(logits: torch.Tensor, problem: str) -> torch.Tensor:
     return logits.float()
 
 
-def score(logits: torch.Tensor, targets: np.ndarray, problem: str, labels: list[str]) -> dict:
-    """Metrics of (N, C) logits against targets (class ids, multi-hot rows or floats), loss included."""
+PREDICTIONS = "_predictions"  # per-example truth and prediction; artifacts.save_predictions writes them apart
+
+
+def score(
+    logits: torch.Tensor, targets: np.ndarray, problem: str, labels: list[str], predictions: bool = False
+) -> dict:
+    """Metrics of (N, C) logits against targets (class ids, multi-hot rows or floats), loss included.
+
+    ``predictions`` adds the per-example class names under ``PREDICTIONS`` (single_label), for the run's
+    ``test_predictions.json``.
+    """
     logits = torch.as_tensor(logits).float()
     y = torch.as_tensor(targets)
     if problem == "regression":
@@ -40,4 +49,6 @@ def score(logits: torch.Tensor, targets: np.ndarray, problem: str, labels: list[
         y.numpy().tolist(), probs.argmax(-1).numpy().tolist(), labels, probabilities=p64
     )
     out["loss"] = float(F.cross_entropy(logits, y.long()))
+    if predictions:
+        out[PREDICTIONS] = {"y_true": [labels[i] for i in y.long().tolist()], "y_pred": [labels[i] for i in probs.argmax(-1).tolist()]}
     return out

@@ -214,6 +214,7 @@ def save_lm(lm, tokenizer, run_dir: Path) -> Path:
 def _write_outputs(
     run_dir, cfg, model, plan, tokenizer, metrics, history, source, examples, spec, merged
 ) -> None:
+    artifacts.save_predictions(run_dir, metrics)  # first: everything below reads plain metrics
     g = cfg.generation
     manifest = RunManifest(
         task=cfg.task.type,

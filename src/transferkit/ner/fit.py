@@ -29,6 +29,7 @@ from transferkit.data.tokens import IGNORE, HiddenTokens, TokenCollator, TokenWi
 from transferkit.evaluation import save_training_curves
 from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.ner import entity_metrics
+from transferkit.evaluation.scoring import PREDICTIONS
 from transferkit.inference import forward_in_order, ordered_loader
 from transferkit.manifest import RunManifest, TokenFields, write_manifest
 from transferkit.ner.card import write_token_model_card
@@ -58,11 +59,16 @@ def continuation_ids(labels: list[str]) -> dict[int, int]:
     return {i: index.get("I-" + n[2:], i) for i, n in enumerate(labels) if n.startswith("B-")}
 
 
-def score_windows(windows: TokenWindows, logits: torch.Tensor, true_tags, labels, scheme) -> dict:
+def score_windows(
+    windows: TokenWindows, logits: torch.Tensor, true_tags, labels, scheme, predictions: bool = False
+) -> dict:
     """Entity metrics (and the loss) of ``(N, T, C)`` window logits against the sentences' word tags."""
     per_word = word_logits(windows, logits)
     pred = [[labels[i] for i in w.argmax(-1).tolist()] for w in per_word]
-    out = entity_metrics([list(t) for t in true_tags], pred, scheme)
+    truth = [list(t) for t in true_tags]
+    out = entity_metrics(truth, pred, scheme)
+    if predictions:  # per-sentence tags for the run's test_predictions.json
+        out[PREDICTIONS] = {"y_true": truth, "y_pred": pred}
     if windows.labels is not None:
         t = logits.shape[1]
         target = torch.tensor([(lab + [IGNORE] * t)[:t] for lab in windows.labels])  # (N, T)
@@ -178,7 +184,7 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
         probe = fit_probe(x_tr, y_tr, x_va, y_va, "single_label", len(labels), seed)
     if cfg.evaluation.pretrained_baseline and probe is not None:
         metrics["pretrained_baseline"] = baseline_block(probe, {
-            s: score_windows(data[s], _padded_logits(probe, features[s]), getattr(splits, s)["tags"], labels, scheme)
+            s: score_windows(data[s], _padded_logits(probe, features[s]), getattr(splits, s)["tags"], labels, scheme, True)
             for s in ("validation", "test")
         }, "token features")  # fmt: skip
     if plan.probe_init or plan.closed_form:
@@ -209,7 +215,7 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
             lambda b: forward(module, b), sets[split], collator, cfg.training.eval_batch_size, accelerator,
             max_tokens=cfg.training.eval_max_tokens,
         )  # fmt: skip
-        metrics[split] = score_windows(data[split], logits, getattr(splits, split)["tags"], labels, scheme)
+        metrics[split] = score_windows(data[split], logits, getattr(splits, split)["tags"], labels, scheme, True)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
     fallback = keep_better(
         metrics,
@@ -235,6 +241,7 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
 
 
 def _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, history, splits, spec, merged) -> None:
+    artifacts.save_predictions(run_dir, metrics)  # first: everything below reads plain metrics
     manifest = RunManifest(
         task=cfg.task.type,
         labels=splits.labels,

@@ -91,13 +91,125 @@ def extract_hidden(
     return out
 
 
-def frozen_features(model, datasets: dict, collator, cfg, plan, run_dir: Path, accelerator=None) -> dict:
+class _Renumbered(Dataset):
+    """A subset that keeps the token lengths the ordered loader sorts by."""
+
+    def __init__(self, subset):
+        self.subset = subset
+        lengths = getattr(subset.dataset, "lengths", None)
+        if lengths is not None:
+            self.lengths = [lengths[i] for i in subset.indices]
+
+    def __len__(self) -> int:
+        return len(self.subset)
+
+    def __getitem__(self, i: int):
+        return self.subset[i]
+
+
+class FeatureStore:
+    """Frozen-trunk features shared by runs: ``training.feature_store`` (``transferkit compare`` sets it).
+
+    A frozen, pretrained trunk maps one input to one feature vector whatever the run, so runs on the same
+    backbone settings (the fingerprint: backbone section, task, image size) read the vectors of inputs seen
+    before and compute only the new ones. Layout: ``STORE/<fingerprint>/<n>.npy`` + ``<n>.keys.json``
+    chunks, each written atomically, so an interrupted run loses at most its own chunk.
+    Counters ``computed`` / ``reused`` / ``seconds`` say what a run got from it.
+    """
+
+    def __init__(self, root: Path, cfg):
+        import hashlib
+        import json
+
+        parts = {"backbone": cfg.backbone.model_dump(), "task": cfg.task.type}
+        if getattr(cfg, "image", None) is not None and cfg.task.type == "image-classification":
+            parts["image"] = cfg.image.image_size
+        digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.dir = Path(root) / digest
+        self.computed = self.reused = 0
+        self.seconds = 0.0
+
+    def _index(self) -> dict[str, tuple[Path, int]]:
+        import json
+
+        index: dict[str, tuple[Path, int]] = {}
+        for keys_file in sorted(self.dir.glob("*.keys.json")):
+            npy = keys_file.with_name(keys_file.name.replace(".keys.json", ".npy"))
+            if npy.is_file():
+                for row, key in enumerate(json.loads(keys_file.read_text())):
+                    index[key] = (npy, row)
+        return index
+
+    def features(self, keys: list[str], compute) -> torch.Tensor:
+        """(N, D) features of ``keys`` in order; ``compute(positions) -> (M, D)`` makes the missing ones."""
+        import hashlib
+        import json
+        import time
+
+        from transferkit.utils.io import atomic_write_text
+
+        hashed = [hashlib.sha256(k.encode()).hexdigest() for k in keys]
+        index = self._index()
+        missing = sorted({i for i, h in enumerate(hashed) if h not in index})
+        first = {}
+        for i in missing:  # one computation per distinct input
+            first.setdefault(hashed[i], i)
+        todo = sorted(first.values())
+        fresh = None
+        if todo:
+            t0 = time.perf_counter()
+            fresh = torch.as_tensor(np.asarray(compute(todo), dtype=np.float32))
+            self.seconds += time.perf_counter() - t0
+            self.dir.mkdir(parents=True, exist_ok=True)
+            name = f"{time.time_ns()}"
+            tmp = self.dir / f"{name}.partial.npy"
+            np.save(tmp, fresh.numpy())
+            tmp.replace(self.dir / f"{name}.npy")
+            atomic_write_text(self.dir / f"{name}.keys.json", json.dumps([hashed[i] for i in todo]))
+        self.computed += len(todo)
+        self.reused += len(keys) - len(todo)
+        where = {hashed[i]: row for row, i in enumerate(todo)}
+        maps: dict[Path, np.ndarray] = {}
+        rows = []
+        for h in hashed:
+            if h in where:
+                rows.append(fresh[where[h]])
+            else:
+                npy, row = index[h]
+                if npy not in maps:
+                    maps[npy] = np.load(npy, mmap_mode="r")
+                rows.append(torch.from_numpy(np.array(maps[npy][row], dtype=np.float32)))
+        return torch.stack(rows) if rows else torch.zeros(0)
+
+
+def frozen_features(
+    model, datasets: dict, collator, cfg, plan, run_dir: Path, accelerator=None, keys: dict | None = None
+) -> dict:
     """Pooled frozen-trunk features of every split (``RUN/cache/<split>.npy`` when cached on disk).
 
     Adapters start as the identity, so the plan's ``pretrained_view`` (adapters off) gives the same features
-    without their extra compute.
+    without their extra compute. With ``training.feature_store`` set and ``keys`` (one string per example
+    and split: the text, the image path or URI), features of inputs seen by an earlier run are read back
+    (see :class:`FeatureStore`) and the counts are kept in ``frozen_features.store``.
     """
+    store_root = getattr(cfg.training, "feature_store", None)
+    single = accelerator is None or accelerator.num_processes == 1
     with plan.pretrained_view() if plan.pretrained_view else contextlib.nullcontext():
+        if store_root and keys is not None and single and cfg.backbone.pretrained:
+            from torch.utils.data import Subset
+
+            store = FeatureStore(Path(store_root), cfg)
+            out = {}
+            for name, ds in datasets.items():
+
+                def compute(positions, ds=ds):
+                    sub = _Renumbered(Subset(ds, positions))
+                    return extract_features(model, sub, collator, cfg.training.eval_batch_size, "memory")
+
+                out[name] = store.features([str(k) for k in keys[name]], compute)
+            frozen_features.store = {"computed": store.computed, "reused": store.reused, "seconds": store.seconds}
+            return out
+        frozen_features.store = None
         return {
             name: extract_features(
                 model,
@@ -110,3 +222,6 @@ def frozen_features(model, datasets: dict, collator, cfg, plan, run_dir: Path, a
             )  # fmt: skip
             for name, ds in datasets.items()
         }
+
+
+frozen_features.store = None

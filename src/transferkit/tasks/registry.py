@@ -32,6 +32,15 @@ class TaskSpec:
         onnx_exporter: Module with ``export_onnx`` / ``load_onnx`` for ``transferkit export --format onnx``.
         compressible: ``transferkit compress`` (int8, pruning, distillation) applies.
         refused_strategies: Strategy name -> why it does not apply to this task.
+        main_metric: The test metric ``transferkit compare`` plots and ranks by.
+        higher_is_better: Direction of ``main_metric``.
+        budget_unit: What a label budget counts: "per class" (drawn stratified by ``label_column``),
+            "sentences" or "examples".
+        label_column: Column of a catalog frame holding the class (stratified budgets); None: none.
+        frame_overrides: Settings that make a catalog data set's frames readable as DataFrames.
+        classical: ``(name, baseline(frames) -> result)``: the from-scratch classical baseline of
+            ``compare`` (see :mod:`transferkit.compare.baselines` for the result), or None.
+        classical_note: Why there is no classical baseline, when there is none.
     """
 
     name: str
@@ -44,6 +53,13 @@ class TaskSpec:
     onnx_exporter: str | None = None
     compressible: bool = False
     refused_strategies: dict[str, str] = field(default_factory=dict)
+    main_metric: str = "f1_macro"
+    higher_is_better: bool = True
+    budget_unit: Literal["per class", "sentences", "examples"] = "per class"
+    label_column: str | None = "label"
+    frame_overrides: tuple[str, ...] = ()
+    classical: tuple[str, Callable[..., dict]] | None = None
+    classical_note: str | None = None
 
     def check_strategy(self, name: str) -> None:
         """Raises ConfigError naming why, when ``name`` does not apply to this task."""

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from transferkit.config import TrainingConfig
 from transferkit.data.text import Collator, LengthGroupedBatchSampler
+from transferkit.evaluation.scoring import PREDICTIONS
 from transferkit.inference import forward_in_order, ordered_loader, single_process_budget
 from transferkit.strategies.base import StrategyPlan
 from transferkit.training.best import BestKeeper
@@ -303,6 +304,7 @@ class _Run:
         )
         self.set_modes()
         scores = self.scores_of(logits)
+        scores.pop(PREDICTIONS, None)  # per-example predictions are for the final evaluation only
         record = {
             "step": state.step,
             "epoch": round(state.step / self.schedule.steps_per_epoch, 4),

@@ -29,6 +29,10 @@ register_task(
         inputs="prompt",
         metric_keys=("perplexity", "exact_match", "rouge_l"),
         config_section="generation",
+        main_metric="exact_match",
+        budget_unit="examples",
+        label_column=None,
+        classical_note="generation has no classical baseline; scratch (the same LM config from random init) is the from-scratch reference",
         refused_strategies={name: _NEW_HEAD for name in ("head", "linear-probe", "lp-ft", "gradual")},
     )
 )

@@ -23,6 +23,12 @@ def load(run_dir: str | Path, batch_size: int = 64):
     return ImagePredictor(run_dir, batch_size)
 
 
+def _pixels(frames):
+    from transferkit.tasks.image_classification.baselines import pixels_logistic
+
+    return pixels_logistic(frames)
+
+
 register_task(
     TaskSpec(
         name="image-classification",
@@ -32,5 +38,7 @@ register_task(
         inputs="image",
         metric_keys=("accuracy", "f1_macro", "precision_macro", "recall_macro"),
         config_section="image",
+        frame_overrides=("image.path_column=text",),  # catalog images are references in `text`
+        classical=("pixels+lr", lambda frames: _pixels(frames)),
     )
 )

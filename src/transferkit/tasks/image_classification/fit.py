@@ -95,7 +95,7 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
 
     features = None
     if wants_features(plan, cfg):
-        features = frozen_features(model, clean, collator, cfg, plan, run_dir, accelerator)
+        features = frozen_features(model, clean, collator, cfg, plan, run_dir, accelerator, _image_keys(images))
     metric = cfg.training.metric_for_best or primary_metric("single_label")[0]
     metrics: dict = {}
     probe = None
@@ -103,7 +103,7 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         probe = fit_probe(features["train"], targets["train"], features["validation"], targets["validation"], "single_label", len(labels), cfg.training.seed)  # fmt: skip
     if cfg.evaluation.pretrained_baseline and probe is not None:
         metrics["pretrained_baseline"] = baseline_block(probe, {
-            s: score(probe.logits(features[s]), targets[s], "single_label", labels) for s in ("validation", "test")
+            s: score(probe.logits(features[s]), targets[s], "single_label", labels, True) for s in ("validation", "test")
         })  # fmt: skip
     if plan.probe_init or plan.closed_form:
         load_into_head(model, probe)
@@ -132,7 +132,7 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     module.eval()
     for split in ("validation", "test"):
         logits = forward_in_order(lambda b: forward(module, b), eval_sets[split], collator, cfg.training.eval_batch_size, accelerator)  # fmt: skip
-        metrics[split] = score(logits, targets[split], "single_label", labels)
+        metrics[split] = score(logits, targets[split], "single_label", labels, True)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
     fallback = keep_better(
         metrics,
@@ -145,6 +145,8 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         shutil.rmtree(run_dir / "adapter", ignore_errors=True)
     if decision is not None:
         metrics["auto"] = decision
+    if features is not None and frozen_features.store is not None:  # what training.feature_store gave
+        metrics["feature_store"] = frozen_features.store
     metrics.update(
         trainable_parameters=trainable, total_parameters=total, strategy=cfg.strategy.name, backbone=spec.name,
         task=cfg.task.type, problem="single_label",
@@ -199,9 +201,24 @@ def _training_view(model, plan, data, clean, features, targets, collator, cfg):
     return model, lambda m, b: m(pixel_values=b["pixel_values"]).logits, data, clean
 
 
+def _image_keys(images: dict[str, list]) -> dict[str, list[str]]:
+    """Feature-store keys: a data URI as is, a file by path, size and modification time."""
+    import os
+
+    def key(v) -> str:
+        v = str(v)
+        if v.startswith("data:") or not os.path.exists(v):
+            return v
+        st = os.stat(v)
+        return f"{os.path.abspath(v)}|{st.st_size}|{st.st_mtime_ns}"
+
+    return {n: [key(v) for v in vals] for n, vals in images.items()}
+
+
 def _write_outputs(
     run_dir, cfg, model, plan, preprocess, metrics, history, splits, spec, trainable, total, merged
 ):
+    artifacts.save_predictions(run_dir, metrics)  # first: everything below reads plain metrics
     from transferkit.image_model import save_stock_transformers
     from transferkit.tasks.image_classification.card import write_image_card
 

@@ -36,6 +36,12 @@ def load(run_dir: str | Path, batch_size: int = 64):
     return Predictor(run_dir, batch_size)
 
 
+def _tfidf(frames):
+    from transferkit.tasks.text_classification.baselines import tfidf_logistic
+
+    return tfidf_logistic(frames)
+
+
 register_task(
     TaskSpec(
         name="text-classification",
@@ -46,5 +52,6 @@ register_task(
         metric_keys=("accuracy", "f1_macro", "precision_macro", "recall_macro", "mae", "rmse", "r2"),
         onnx_exporter="transferkit.compression.onnx_text",
         compressible=True,  # prune / distil work on TransferkitForSequenceClassification
+        classical=("tfidf+lr", lambda frames: _tfidf(frames)),
     )
 )

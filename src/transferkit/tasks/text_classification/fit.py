@@ -97,7 +97,8 @@ def fit_text_classification(
     # Frozen pretrained features: the cache of frozen strategies, the probe of LP-FT and the baseline share them.
     features = None
     if wants_features(plan, cfg):
-        features = frozen_features(model, data, collator, cfg, plan, run_dir, accelerator)
+        keys = {n: getattr(splits, n)["text"].tolist() for n in SPLITS}
+        features = frozen_features(model, data, collator, cfg, plan, run_dir, accelerator, keys)
     metric = cfg.training.metric_for_best or primary_metric(problem)[0]
     metrics: dict = {}
     probe = None
@@ -113,7 +114,7 @@ def fit_text_classification(
         )
     if cfg.evaluation.pretrained_baseline and probe is not None:
         metrics["pretrained_baseline"] = baseline_block(probe, {
-            split: score(probe.logits(features[split]), targets[split], problem, labels)
+            split: score(probe.logits(features[split]), targets[split], problem, labels, True)
             for split in ("validation", "test")
         })  # fmt: skip
     if plan.probe_init or plan.closed_form:
@@ -150,7 +151,7 @@ def fit_text_classification(
             lambda b: forward(module, b), sets[split], collator, cfg.training.eval_batch_size, accelerator,
             max_tokens=cfg.training.eval_max_tokens,
         )  # fmt: skip
-        metrics[split] = score(logits, targets[split], problem, labels)
+        metrics[split] = score(logits, targets[split], problem, labels, True)
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
     fallback = keep_better(
         metrics,
@@ -163,6 +164,8 @@ def fit_text_classification(
         shutil.rmtree(run_dir / "adapter", ignore_errors=True)  # the discarded model's adapter
     if decision is not None:
         metrics["auto"] = decision
+    if features is not None and frozen_features.store is not None:  # what training.feature_store gave
+        metrics["feature_store"] = frozen_features.store
     metrics.update(
         trainable_parameters=trainable,
         total_parameters=total,
@@ -237,6 +240,7 @@ def _write_outputs(
     total,
     exported=False,
 ) -> None:
+    artifacts.save_predictions(run_dir, metrics)  # first: everything below reads plain metrics
     manifest = RunManifest(
         task=cfg.task.type,
         problem=cfg.task.problem,

@@ -19,6 +19,12 @@ def load(run_dir: str | Path, batch_size: int = 64):
     return TokenPredictor(run_dir, batch_size)
 
 
+def _tag_counts(frames):
+    from transferkit.ner.baselines import most_frequent_tag
+
+    return most_frequent_tag(frames)
+
+
 register_task(
     TaskSpec(
         name="token-classification",
@@ -29,5 +35,9 @@ register_task(
         metric_keys=("f1", "precision", "recall", "f1_macro", "accuracy"),
         config_section="tokens",
         onnx_exporter="transferkit.compression.onnx_tokens",
+        main_metric="f1",
+        budget_unit="sentences",
+        label_column=None,
+        classical=("most-frequent-tag", lambda frames: _tag_counts(frames)),
     )
 )
