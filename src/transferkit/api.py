@@ -89,9 +89,12 @@ def load(run_dir: str | Path, batch_size: int = 64):
 
 
 def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = False) -> RunResult:
-    """Hands the run to its task's module (see :mod:`transferkit.tasks`)."""
+    """Hands the run to its task's module (see :mod:`transferkit.tasks`), then to experiment tracking."""
     from transferkit.tasks import task_spec
+    from transferkit.tracking import log_run
 
     spec = task_spec(cfg.task.type)
     spec.check_strategy(cfg.strategy.name)
-    return spec.fit(cfg, frames, resume)
+    result = spec.fit(cfg, frames, resume)
+    log_run(cfg, result.run_dir, result.metrics)  # nothing unless tracking.mlflow is set; never raises
+    return result

@@ -1,5 +1,5 @@
 """Typed run configuration: one YAML (or flags) describes data, backbone, task, strategy, training,
-evaluation and output.
+evaluation, output and tracking.
 
 ``schema`` holds the section models, ``loading`` turns a YAML file plus overrides into a validated
 :class:`RunConfig` (``load_config``), reporting every error at once with its field path.
@@ -27,6 +27,7 @@ from transferkit.config.schema import (
     StrategyConfig,
     TaskConfig,
     TokenTaskConfig,
+    TrackingConfig,
     TrainingConfig,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "StrategyConfig",
     "TaskConfig",
     "TokenTaskConfig",
+    "TrackingConfig",
     "TrainingConfig",
     "build_config",
     "deep_merge",

@@ -1,5 +1,5 @@
 """The run configuration's schema: one pydantic model per section (data, backbone, task and its per-task
-sections, head, strategy, training, evaluation, output) and :class:`RunConfig`, the whole run.
+sections, head, strategy, training, evaluation, output, tracking) and :class:`RunConfig`, the whole run.
 
 Every field carries a description that ``transferkit config explain`` prints. Loading, merging and
 reporting errors live in :mod:`transferkit.config.loading`.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -362,6 +362,38 @@ class OutputConfig(Section):
     tensorboard: bool = Field(True, description="Write TensorBoard event files under RUN/logs.")
 
 
+class TrackingConfig(Section):
+    """Experiment tracking beyond the run folder (TensorBoard under output.tensorboard stays the default)."""
+
+    mlflow: str | None = Field(
+        None,
+        description="MLflow tracking URI (e.g. sqlite:///mlruns.db or http://host:5000); each finished fit becomes "
+        "one MLflow run: the resolved config as params, the step and evaluation history and the final metrics, "
+        "task/strategy/backbone tags, the plots, model card, metrics.json and config.yaml as artifacts. None: off. "
+        "A tracking failure is one warning; the run itself never fails because of it.",
+    )
+    experiment: str = Field(
+        "transferkit", min_length=1, description="MLflow experiment the run is logged in."
+    )
+    run_name: str | None = Field(None, description="MLflow run name; None: the run folder's name.")
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra MLflow tags (e.g. budget, seed), besides task/strategy/backbone.",
+    )
+    parent_run_id: str | None = Field(
+        None,
+        description="Log the run as a child of this MLflow run (set by `transferkit compare`, one child per cell).",
+    )
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tag_values_as_text(cls, tags):
+        # `tracking.tags.seed=42` parses to an int; MLflow tags are text
+        if isinstance(tags, dict):
+            return {k: v if isinstance(v, str | dict | list) else str(v) for k, v in tags.items()}
+        return tags
+
+
 class RunConfig(Section):
     """A whole run. Load with :func:`load_config`."""
 
@@ -384,6 +416,9 @@ class RunConfig(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="The optimisation loop.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="What is measured.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where results go.")
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="Experiment tracking (MLflow)."
+    )
 
     @model_validator(mode="after")
     def _has_data(self) -> RunConfig:
