@@ -17,12 +17,8 @@ def add_parsers(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from transferkit.compare.report import build_report
+    from transferkit.compare.report import build_report, summary_text
 
     summary = build_report(Path(args.dir), n_boot=args.bootstrap)
-    if not args.quiet:
-        print(summary["verdict"])
-        for warning in summary["warnings"]:
-            print(f"WARNING: {warning}")
-    print(f"report: {summary['html']} (markdown: {summary['markdown']}, plots in {Path(args.dir) / 'plots'})")
+    print(summary_text(summary) if not args.quiet else f"report: {summary['html']}")
     return 0

@@ -192,6 +192,7 @@ def gain(grid: Grid, strategy: str, baseline: str, budget: Any, n_boot: int = 10
     a, b = grid.arm(strategy, budget), grid.arm(baseline, budget)
     if not a or not b:
         return None
+    paired = [c.get("seed") for c in a] == [c.get("seed") for c in b]  # seed i of both: the same data subset
     if grid.metric in stats.METRICS:
         preds = [grid.predictions(c) for c in a + b]
         if all(p is not None for p in preds):
@@ -202,12 +203,15 @@ def gain(grid: Grid, strategy: str, baseline: str, budget: Any, n_boot: int = 10
                     [p["y_pred"] for p in preds[: len(a)]],
                     [p["y_pred"] for p in preds[len(a) :]],
                     n_boot=n_boot,
+                    paired=paired,
                 )
             except ValueError as e:
                 grid.notes.append(
                     f"{strategy} vs {baseline} at {budget}: predictions unusable ({e}); seeds only"
                 )
-    return stats.bootstrap_gain_from_scores([c["test"] for c in a], [c["test"] for c in b], n_boot=n_boot)
+    return stats.bootstrap_gain_from_scores(
+        [c["test"] for c in a], [c["test"] for c in b], n_boot=n_boot, paired=paired
+    )
 
 
 def _warning(grid: Grid, g: stats.Gain) -> str | None:
@@ -299,51 +303,6 @@ def best_cell(grid: Grid) -> dict | None:
     return max(grid.done, key=lambda c: c[key] if grid.higher else -c[key])
 
 
-def _fmt(value: float | None, std: float | None = None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f} +/- {std:.3f}" if std is not None else f"{value:.3f}"
-
-
-def verdict(grid: Grid, gain_rows: list[dict], reach: dict) -> str:
-    """One paragraph written from the numbers."""
-    if not grid.done:
-        return "No cell has finished yet: nothing to compare."
-    sentences = []
-    for row in gain_rows:
-        s = f"At {row['label']} {row['strategy']} is the best transfer strategy ({_fmt(row['mean'], row['std'])})"
-        for kind in ("scratch", "classical"):
-            g = row["vs"].get(kind)
-            if g is None:
-                continue
-            side = "above" if g["estimate"] >= 0 else "below"
-            ci = (
-                f" [95% CI {g['low']:.3f}, {g['high']:.3f}]"
-                if g["low"] is not None
-                else " (no interval: one seed)"
-            )
-            s += f", {abs(g['estimate']):.3f} {side} {g['baseline']}{ci}"
-            if g.get("warning"):
-                s += f": {g['warning'].upper()}"
-        sentences.append(s + ".")
-    if all(row["vs"].get("scratch") is None for row in gain_rows):
-        sentences.append("There is no finished scratch baseline to measure transfer against.")
-    target = reach.get("target")
-    if target:
-        for name, hit in reach["strategies"].items():
-            if name in grid.names("scratch"):
-                continue
-            if hit is None:
-                sentences.append(
-                    f"{name} does not reach scratch's best ({target['value']:.3f}) at any budget."
-                )
-            elif hit["budget"] != target["budget"]:
-                sentences.append(
-                    f"{name} reaches scratch's best with {hit['label']} instead of {target['label']}."
-                )
-    return " ".join(sentences)
-
-
 def build_report(dir: Path, n_boot: int = 1000) -> dict:  # noqa: A002  (the name the compare contract uses)
     """Analyses a compare folder and writes ``report.html``, ``report.md`` and ``plots/*.png`` into it.
 
@@ -389,10 +348,18 @@ def build_report(dir: Path, n_boot: int = 1000) -> dict:  # noqa: A002  (the nam
             for r in gain_rows
             if r["vs"].get("scratch") and r["vs"]["scratch"]["warning"]
         ],
-        "verdict": verdict(grid, gain_rows, reach),
+        "verdict": report_render.verdict(grid, gain_rows, reach),
     }
     summary["plots"] = {k: str(v) for k, v in report_plots.draw_all(grid, summary, best).items()}
     summary["notes"] = list(dict.fromkeys(grid.notes))
     html_path, md_path = report_render.write(grid, results, summary, best)
     summary.update(html=str(html_path), markdown=str(md_path))
     return summary
+
+
+def summary_text(summary: Mapping[str, Any]) -> str:
+    """A few lines for a terminal: the verdict, the warnings, where the report is (``compare`` prints this)."""
+    lines = [summary["verdict"], *(f"WARNING: {w}" for w in summary["warnings"])]
+    if summary.get("html"):
+        lines.append(f"report: {summary['html']} (markdown: {summary['markdown']})")
+    return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""report.html and report.md of a compare, rendered from one list of blocks so the two never drift apart.
+"""The words of a compare report: the verdict paragraph, and report.html / report.md rendered from one list
+of blocks so the two never drift apart.
 
 A block is ``("h2", title)``, ``("p", text)``, ``("warn", text)``, ``("table", headers, rows)`` or
 ``("img", plot name, path, caption)``. The HTML page is self-contained: inline CSS and the plots as base64
@@ -33,6 +34,51 @@ def _f(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _fmt(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f} +/- {std:.3f}" if std is not None else f"{value:.3f}"
+
+
+def verdict(grid: Grid, gain_rows: list[dict], reach: dict) -> str:
+    """One paragraph written from the numbers."""
+    if not grid.done:
+        return "No cell has finished yet: nothing to compare."
+    sentences = []
+    for row in gain_rows:
+        s = f"At {row['label']} {row['strategy']} is the best transfer strategy ({_fmt(row['mean'], row['std'])})"
+        for kind in ("scratch", "classical"):
+            g = row["vs"].get(kind)
+            if g is None:
+                continue
+            side = "above" if g["estimate"] >= 0 else "below"
+            ci = (
+                f" [95% CI {g['low']:.3f}, {g['high']:.3f}]"
+                if g["low"] is not None
+                else " (no interval: one seed)"
+            )
+            s += f", {abs(g['estimate']):.3f} {side} {g['baseline']}{ci}"
+            if g.get("warning"):
+                s += f": {g['warning'].upper()}"
+        sentences.append(s + ".")
+    if all(row["vs"].get("scratch") is None for row in gain_rows):
+        sentences.append("There is no finished scratch baseline to measure transfer against.")
+    target = reach.get("target")
+    if target:
+        for name, hit in reach["strategies"].items():
+            if name in grid.names("scratch"):
+                continue
+            if hit is None:
+                sentences.append(
+                    f"{name} does not reach scratch's best ({target['value']:.3f}) at any budget."
+                )
+            elif hit["budget"] != target["budget"]:
+                sentences.append(
+                    f"{name} reaches scratch's best with {hit['label']} instead of {target['label']}."
+                )
+    return " ".join(sentences)
+
+
 def _plan_rows(grid: Grid, results: dict) -> list[tuple]:
     plan, features = grid.plan, results.get("features") or {}
     seeds = plan.get("seeds") or sorted({c.get("seed") for c in grid.cells if c.get("seed") is not None})
@@ -45,7 +91,7 @@ def _plan_rows(grid: Grid, results: dict) -> list[tuple]:
         ("seeds", ", ".join(map(str, seeds))),
         ("cpu", plan.get("cpu")),
         ("created", plan.get("created")),
-        ("total wall time", f"{_f(results.get('wall_seconds'), 1)} s"),
+        ("total wall time", f"{results['wall_seconds']:.1f} s" if results.get("wall_seconds") else None),
     ]
     if features:
         rows.append(

@@ -143,25 +143,38 @@ def _percentiles(diffs: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _seed_draws(rng: np.random.Generator, n_a: int, n_b: int, n_boot: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seed indices per replicate, (B, S_a) and (B, S_b); the same draws for both arms when paired."""
+def _seed_draws(
+    rng: np.random.Generator, n_a: int, n_b: int, n_boot: int, paired: bool | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seed indices per replicate, (B, S_a) and (B, S_b); the same draws for both arms when paired
+    (default: when both arms have as many seeds)."""
+    paired = n_a == n_b if paired is None else paired and n_a == n_b
     draws_a = rng.integers(0, n_a, size=(n_boot, n_a))
-    draws_b = draws_a if n_a == n_b else rng.integers(0, n_b, size=(n_boot, n_b))
+    draws_b = draws_a if paired else rng.integers(0, n_b, size=(n_boot, n_b))
     return draws_a, draws_b
 
 
 def bootstrap_gain_from_scores(
-    scores_a: Sequence[float], scores_b: Sequence[float], n_boot: int = 1000, seed: int = 0
+    scores_a: Sequence[float],
+    scores_b: Sequence[float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    paired: bool | None = None,
 ) -> Gain:
     """Seeds-only bootstrap of mean(A) - mean(B), for cells whose predictions are missing.
 
-    With the same number of seeds in both arms, seed i of A is paired with seed i of B (same data subset).
+    Args:
+        scores_a / scores_b: One test score per seed of each arm.
+        n_boot: Replicates.
+        seed: Seed of the resampling.
+        paired: Draw the same seeds for both arms (seed i of A and of B saw the same data subset); default:
+            when both arms have as many seeds.
     """
     a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     estimate = float(a.mean() - b.mean())
     if len(a) < 2 and len(b) < 2:
         return Gain(estimate, None, None, "seeds only", (len(a), len(b)))
-    draws_a, draws_b = _seed_draws(np.random.default_rng(seed), len(a), len(b), n_boot)
+    draws_a, draws_b = _seed_draws(np.random.default_rng(seed), len(a), len(b), n_boot, paired)
     diffs = a[draws_a].mean(axis=1) - b[draws_b].mean(axis=1)
     return Gain(estimate, *_percentiles(diffs), "seeds only", (len(a), len(b)))
 
@@ -173,6 +186,7 @@ def paired_bootstrap_gain(
     preds_b: Sequence[Sequence[Any]],
     n_boot: int = 1000,
     seed: int = 0,
+    paired: bool | None = None,
 ) -> Gain:
     """Paired bootstrap of mean(A) - mean(B) over seeds and test examples.
 
@@ -187,6 +201,7 @@ def paired_bootstrap_gain(
             baseline), all over the same test examples in the same order.
         n_boot: Replicates.
         seed: Seed of the resampling (the report is reproducible).
+        paired: Draw the same seeds for both arms; default: when both arms have as many seeds.
 
     Returns:
         A :class:`Gain` with ``method="seeds x test examples"``.
@@ -221,7 +236,7 @@ def paired_bootstrap_gain(
         for arm, counts in ((per_seed_a, counts_a), (per_seed_b, counts_b)):
             for s, c in enumerate(counts):
                 arm[s, start : start + size] = score_from_counts(metric, weights @ c, total)
-    draws_a, draws_b = _seed_draws(rng, len(counts_a), len(counts_b), n_boot)
+    draws_a, draws_b = _seed_draws(rng, len(counts_a), len(counts_b), n_boot, paired)
     cols = np.arange(n_boot)[:, None]
     diffs = per_seed_a[draws_a, cols].mean(axis=1) - per_seed_b[draws_b, cols].mean(axis=1)
     return Gain(estimate, *_percentiles(diffs), "seeds x test examples", (len(preds_a), len(preds_b)), n)

@@ -164,3 +164,61 @@ def test_cli_report_prints_where_it_wrote(good, capsys) -> None:
     assert main(["report", str(folder), "--bootstrap", "50"]) == 0
     out = capsys.readouterr().out
     assert f"report: {folder / 'report.html'}" in out and "lp-ft" in out
+
+
+def _write_task(folder: Path, metric: str, unit: str, preds: dict, y_true, per_type=None) -> Path:
+    """A two-arm grid (lp-ft vs scratch) of another task from explicit predictions {(arm, budget, seed): y_pred}."""
+    import numpy as np
+
+    from transferkit.compare.stats import score_predictions
+
+    cells = []
+    for (arm, budget, seed), y_pred in preds.items():
+        cell_id = f"{arm}-b{budget}-s{seed}"
+        rel = f"cells/{cell_id}/test_predictions.json"
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(json.dumps({"y_true": y_true, "y_pred": y_pred}))
+        score = score_predictions(metric, y_true, y_pred)
+        kind = "transfer" if arm == "lp-ft" else "scratch"
+        cells.append(
+            {"id": cell_id, "strategy": arm, "kind": kind, "budget": budget, "examples": budget, "seed": seed,
+             "status": "done", "validation": score + float(np.random.default_rng(seed).normal(0, 0.001)),
+             "test": score, "test_metrics": {metric: score, "per_type": per_type} if per_type else {metric: score},
+             "wall_seconds": 10.0, "predictions": rel}
+        )  # fmt: skip
+    plan = {"task": "x", "metric": metric, "higher_is_better": True, "budget_unit": unit, "seeds": [0, 1],
+            "classical": None, "classical_note": "generation has no classical baseline"}  # fmt: skip
+    (folder / "results.json").write_text(json.dumps({"version": 1, "plan": plan, "cells": cells}))
+    return folder
+
+
+def test_ner_grid_scores_entities_and_shows_per_type_f1(tmp_path: Path) -> None:
+    good, bad = ["B-PER", "I-PER", "O", "B-LOC"], ["O", "O", "O", "B-LOC"]
+    y_true = [good] * 60
+    preds = {}
+    for seed in (0, 1):
+        preds[("lp-ft", 50, seed)] = [good if i % 10 else bad for i in range(60)]
+        preds[("scratch", 50, seed)] = [good if i % 2 else bad for i in range(60)]
+    per_type = {"PER": {"precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 60}}
+    folder = _write_task(tmp_path, "f1", "sentences", preds, y_true, per_type)
+    summary = build_report(folder, n_boot=BOOT)
+    g = summary["gains"][0]["vs"]["scratch"]
+    assert g["method"] == "seeds x test examples" and g["n_examples"] == 60
+    # entity F1: lp-ft finds 114 of 120 entities (precision 1), scratch 90 of 120
+    assert g["estimate"] == pytest.approx(2 * 114 / 234 - 2 * 90 / 210)
+    assert "confusion" not in summary["plots"]
+    md = (folder / "report.md").read_text()
+    assert "| PER | 0.900 | 0.800 | 0.850 | 60 |" in md and "50 sentences" in md
+    assert "generation has no classical baseline" in md
+
+
+def test_generation_grid_with_exact_match_and_no_y_true(tmp_path: Path) -> None:
+    preds = {
+        (arm, 20, s): [i % k == 0 for i in range(100)]
+        for arm, k in (("lp-ft", 1), ("scratch", 2))
+        for s in (0, 1)
+    }
+    summary = build_report(_write_task(tmp_path, "exact_match", "examples", preds, None), n_boot=BOOT)
+    g = summary["gains"][0]["vs"]["scratch"]
+    assert g["estimate"] == pytest.approx(0.5) and g["low"] < 0.5 < g["high"]
+    assert g["method"] == "seeds x test examples"
