@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transferkit.errors import TransferkitError
+
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("report", help="rebuild the report of a compare folder (report.html, report.md)")
@@ -19,6 +21,8 @@ def add_parsers(sub) -> None:
 def cmd_report(args) -> int:
     from transferkit.compare.report import build_report, summary_text
 
+    if args.bootstrap < 1:
+        raise TransferkitError(f"--bootstrap must be at least 1, got {args.bootstrap}")
     summary = build_report(Path(args.dir), n_boot=args.bootstrap)
     print(summary_text(summary) if not args.quiet else f"report: {summary['html']}")
     return 0

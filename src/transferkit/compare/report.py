@@ -209,6 +209,8 @@ def gain(grid: Grid, strategy: str, baseline: str, budget: Any, n_boot: int = 10
                 grid.notes.append(
                     f"{strategy} vs {baseline} at {budget}: predictions unusable ({e}); seeds only"
                 )
+    else:
+        grid.notes.append(f"{grid.metric} cannot be recomputed from predictions: gains resample seeds only")
     return stats.bootstrap_gain_from_scores(
         [c["test"] for c in a], [c["test"] for c in b], n_boot=n_boot, paired=paired
     )
@@ -317,6 +319,7 @@ def build_report(dir: Path, n_boot: int = 1000) -> dict:  # noqa: A002  (the nam
 
     Raises:
         RunError: If ``results.json`` is missing or corrupt.
+        ValueError: If ``n_boot`` is below 1.
 
     Example:
         >>> summary = build_report(Path("compare-rt"))  # doctest: +SKIP
@@ -324,6 +327,8 @@ def build_report(dir: Path, n_boot: int = 1000) -> dict:  # noqa: A002  (the nam
     """
     from transferkit.compare import report_plots, report_render
 
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     folder = Path(dir)
     results = load_results(folder)
     grid = Grid(folder, results)

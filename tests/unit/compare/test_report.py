@@ -61,6 +61,7 @@ def test_summary_numbers(good) -> None:
     curve = {p["budget"]: p for p in summary["curves"]["lp-ft"]}
     assert curve["all"]["size"] == pytest.approx(500.0) and curve[8]["size"] == pytest.approx(8.0)
     assert summary["best_cell"].startswith("lp-ft-ball")
+    json.dumps(summary, allow_nan=False)  # compare may save it
 
 
 def test_negative_transfer_is_warned(tmp_path: Path) -> None:
@@ -146,6 +147,7 @@ def test_lower_is_better_flips_the_warning(tmp_path: Path) -> None:
     # lower is better: the best transfer strategy is the one with the lowest validation score
     assert all(r["strategy"] == "linear-probe" for r in summary["gains"])
     assert summary["labels_to_reach"]["strategies"]["linear-probe"] is None
+    assert any("perplexity cannot be recomputed" in n for n in summary["notes"])
 
 
 @pytest.mark.parametrize("content", [None, "{not json", '{"plan": {}}', '{"plan": {}, "cells": [1]}'])
