@@ -88,7 +88,7 @@ class Grid:
 
     def budgets(self) -> list[Any]:
         seen = []
-        for b in [*self.plan.get("budgets", []), *(c.get("budget") for c in self.cells)]:
+        for b in [*(self.plan.get("budgets") or []), *(c.get("budget") for c in self.cells)]:
             if b is not None and b not in seen:
                 seen.append(b)
         return sorted(seen, key=self.size)
@@ -195,6 +195,11 @@ def gain(grid: Grid, strategy: str, baseline: str, budget: Any, n_boot: int = 10
     paired = [c.get("seed") for c in a] == [c.get("seed") for c in b]  # seed i of both: the same data subset
     if grid.metric in stats.METRICS:
         preds = [grid.predictions(c) for c in a + b]
+        unsaved = [c.get("id", c["strategy"]) for c in a + b if not c.get("predictions")]
+        if unsaved:
+            grid.notes.append(
+                f"no saved test predictions for {', '.join(unsaved)}: their gains resample seeds only"
+            )
         if all(p is not None for p in preds):
             try:
                 return stats.paired_bootstrap_gain(

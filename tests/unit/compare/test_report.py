@@ -86,6 +86,8 @@ def test_mean_below_scratch_without_a_clear_interval(tmp_path: Path) -> None:
     assert g["method"] == "seeds only" and g["estimate"] == pytest.approx(-0.01)
     assert g["low"] < 0 < g["high"] and g["warning"] == "transfer not better than scratch"
     assert summary["warnings"] == ["8 per class: lp-ft vs scratch: transfer not better than scratch"]
+    assert any("no saved test predictions" in n and "scratch-b8-s1" in n for n in summary["notes"])
+    assert "no saved test predictions" in (folder / "report.md").read_text()
 
 
 def test_labels_to_reach(tmp_path: Path) -> None:
