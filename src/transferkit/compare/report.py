@@ -310,7 +310,7 @@ def best_cell(grid: Grid) -> dict | None:
     return max(grid.done, key=lambda c: c[key] if grid.higher else -c[key])
 
 
-def build_report(dir: Path, n_boot: int = 1000) -> dict:  # noqa: A002  (the name the compare contract uses)
+def build_report(dir: Path, n_boot: int = 1000) -> dict:  # `dir`: the name the compare contract uses
     """Analyses a compare folder and writes ``report.html``, ``report.md`` and ``plots/*.png`` into it.
 
     Args:
