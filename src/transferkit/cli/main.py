@@ -1,5 +1,5 @@
-"""``transferkit`` commands: fit, evaluate, predict, generate, serve, export, compress, tasks, backbones,
-strategies, datasets, config explain.
+"""``transferkit`` commands: fit, evaluate, predict, generate, serve, export, compress, report, tasks,
+backbones, strategies, datasets, config explain.
 
 Each command is one thin module of this package (its parser and its ``cmd_*`` function); this module builds
 the parser from them and dispatches. Every user mistake ends in one line on stderr and exit status 2;
@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 # The command modules import the library inside their functions, so importing them here keeps
 # `transferkit --help` fast.
-from transferkit.cli import catalog, compression, config, evaluate, fit, generate, predict, serve
+from transferkit.cli import catalog, compression, config, evaluate, fit, generate, predict, report, serve
 from transferkit.errors import TransferkitError
 
 # the order of the modules is the order of the commands in `transferkit --help`
-COMMAND_MODULES = (fit, evaluate, predict, generate, serve, compression, catalog, config)
+COMMAND_MODULES = (fit, evaluate, predict, generate, serve, compression, report, catalog, config)
 
 COMMANDS = {
     "fit": fit.cmd_fit,
@@ -28,6 +28,7 @@ COMMANDS = {
     "serve": serve.cmd_serve,
     "export": compression.cmd_export,
     "compress": compression.cmd_compress,
+    "report": report.cmd_report,
     "generate": generate.cmd_generate,
     "tasks": catalog.cmd_tasks,
     "backbones": catalog.cmd_backbones,

@@ -1,0 +1,1 @@
+"""Strategy x label budget x seed grids of fine-tuning runs, their baselines and their reports."""
