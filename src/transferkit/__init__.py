@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["RunResult", "__version__", "fit", "load", "load_config"]
+__all__ = ["RunResult", "__version__", "compare", "fit", "load", "load_config"]
 
 
 def __getattr__(name: str):
@@ -19,6 +19,10 @@ def __getattr__(name: str):
         from transferkit import api
 
         return getattr(api, name)
+    if name == "compare":
+        from transferkit.comparison.runner import compare
+
+        return compare
     if name == "load":
         from transferkit.api import load
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from compare_synthetic import write_compare
-from transferkit.compare.report import build_report
+from transferkit.comparison.report import build_report
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"

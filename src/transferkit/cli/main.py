@@ -15,14 +15,26 @@ from collections.abc import Sequence
 
 # The command modules import the library inside their functions, so importing them here keeps
 # `transferkit --help` fast.
-from transferkit.cli import catalog, compression, config, evaluate, fit, generate, predict, report, serve
+from transferkit.cli import (
+    catalog,
+    compare,
+    compression,
+    config,
+    evaluate,
+    fit,
+    generate,
+    predict,
+    report,
+    serve,
+)
 from transferkit.errors import TransferkitError
 
 # the order of the modules is the order of the commands in `transferkit --help`
-COMMAND_MODULES = (fit, evaluate, predict, generate, serve, compression, report, catalog, config)
+COMMAND_MODULES = (fit, evaluate, predict, generate, serve, compression, compare, report, catalog, config)
 
 COMMANDS = {
     "fit": fit.cmd_fit,
+    "compare": compare.cmd_compare,
     "evaluate": evaluate.cmd_evaluate,
     "predict": predict.cmd_predict,
     "serve": serve.cmd_serve,

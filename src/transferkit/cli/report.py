@@ -19,7 +19,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from transferkit.compare.report import build_report, summary_text
+    from transferkit.comparison.report import build_report, summary_text
 
     if args.bootstrap < 1:
         raise TransferkitError(f"--bootstrap must be at least 1, got {args.bootstrap}")

@@ -50,5 +50,8 @@ def score(
     )
     out["loss"] = float(F.cross_entropy(logits, y.long()))
     if predictions:
-        out[PREDICTIONS] = {"y_true": [labels[i] for i in y.long().tolist()], "y_pred": [labels[i] for i in probs.argmax(-1).tolist()]}
+        out[PREDICTIONS] = {
+            "y_true": [labels[i] for i in y.long().tolist()],
+            "y_pred": [labels[i] for i in probs.argmax(-1).tolist()],
+        }
     return out

@@ -215,7 +215,9 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
             lambda b: forward(module, b), sets[split], collator, cfg.training.eval_batch_size, accelerator,
             max_tokens=cfg.training.eval_max_tokens,
         )  # fmt: skip
-        metrics[split] = score_windows(data[split], logits, getattr(splits, split)["tags"], labels, scheme, True)
+        metrics[split] = score_windows(
+            data[split], logits, getattr(splits, split)["tags"], labels, scheme, True
+        )
     metrics = {"test": metrics.pop("test"), "validation": metrics.pop("validation"), **metrics}
     fallback = keep_better(
         metrics,

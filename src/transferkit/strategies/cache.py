@@ -207,7 +207,11 @@ def frozen_features(
                     return extract_features(model, sub, collator, cfg.training.eval_batch_size, "memory")
 
                 out[name] = store.features([str(k) for k in keys[name]], compute)
-            frozen_features.store = {"computed": store.computed, "reused": store.reused, "seconds": store.seconds}
+            frozen_features.store = {
+                "computed": store.computed,
+                "reused": store.reused,
+                "seconds": store.seconds,
+            }
             return out
         frozen_features.store = None
         return {

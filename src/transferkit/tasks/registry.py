@@ -39,7 +39,7 @@ class TaskSpec:
         label_column: Column of a catalog frame holding the class (stratified budgets); None: none.
         frame_overrides: Settings that make a catalog data set's frames readable as DataFrames.
         classical: ``(name, baseline(frames) -> result)``: the from-scratch classical baseline of
-            ``compare`` (see :mod:`transferkit.compare.baselines` for the result), or None.
+            ``compare`` (see :mod:`transferkit.comparison.baselines` for the result), or None.
         classical_note: Why there is no classical baseline, when there is none.
     """
 

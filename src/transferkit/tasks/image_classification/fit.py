@@ -95,7 +95,9 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
 
     features = None
     if wants_features(plan, cfg):
-        features = frozen_features(model, clean, collator, cfg, plan, run_dir, accelerator, _image_keys(images))
+        features = frozen_features(
+            model, clean, collator, cfg, plan, run_dir, accelerator, _image_keys(images)
+        )
     metric = cfg.training.metric_for_best or primary_metric("single_label")[0]
     metrics: dict = {}
     probe = None

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from transferkit.compare.baselines import logistic_regression
+from transferkit.comparison.baselines import logistic_regression
 
 
 def tfidf_logistic(frames: dict[str, pd.DataFrame]) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-    x = {s: (vec.fit_transform if s == "train" else vec.transform)(f["text"].astype(str)) for s, f in frames.items()}
+    x = {
+        s: (vec.fit_transform if s == "train" else vec.transform)(f["text"].astype(str))
+        for s, f in frames.items()
+    }
     y = {s: f["label"].astype(str).to_numpy() for s, f in frames.items()}
     return logistic_regression(x, y)

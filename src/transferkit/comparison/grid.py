@@ -39,7 +39,9 @@ def parse_strategies(text: str | None, spec) -> tuple[list[str], dict[str, str]]
         if name not in STRATEGIES:
             raise ConfigError(f"--strategies: unknown strategy {name!r}; known: {', '.join(known)}")
         if name not in known:
-            raise ConfigError(f"--strategies: {name!r} chooses another strategy; list the strategies to compare")
+            raise ConfigError(
+                f"--strategies: {name!r} chooses another strategy; list the strategies to compare"
+            )
     if len(set(names)) != len(names):
         raise ConfigError(f"--strategies: {text!r} names a strategy twice")
     refused = {n: spec.refused_strategies[n] for n in names if n in spec.refused_strategies}

@@ -8,7 +8,7 @@ from seqeval.metrics import f1_score as seqeval_f1
 from seqeval.scheme import IOB2
 from sklearn.metrics import accuracy_score, f1_score
 
-from transferkit.compare.stats import (
+from transferkit.comparison.stats import (
     bootstrap_gain_from_scores,
     example_counts,
     paired_bootstrap_gain,

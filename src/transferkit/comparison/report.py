@@ -3,8 +3,8 @@
 
 :func:`build_report` analyses the grid (curves over budgets, transfer gains with bootstrap intervals, labels
 needed to reach scratch's best, the Pareto front of time and metric), draws the plots
-(:mod:`~transferkit.compare.report_plots`) and writes ``report.html`` (one self-contained file) and
-``report.md`` with ``plots/`` (:mod:`~transferkit.compare.report_render`). Partial grids are fine: pending
+(:mod:`~transferkit.comparison.report_plots`) and writes ``report.html`` (one self-contained file) and
+``report.md`` with ``plots/`` (:mod:`~transferkit.comparison.report_render`). Partial grids are fine: pending
 and failed cells are listed, missing arms are said to be missing.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from transferkit.compare import stats
+from transferkit.comparison import stats
 from transferkit.errors import RunError
 
 RESULTS_FILE = "results.json"
@@ -330,7 +330,7 @@ def build_report(dir: Path, n_boot: int = 1000) -> dict:  # `dir`: the name the 
         >>> summary = build_report(Path("compare-rt"))  # doctest: +SKIP
         >>> print(summary["verdict"])  # doctest: +SKIP
     """
-    from transferkit.compare import report_plots, report_render
+    from transferkit.comparison import report_plots, report_render
 
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")

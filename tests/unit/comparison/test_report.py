@@ -10,7 +10,7 @@ import pytest
 
 from compare_synthetic import arms, write_compare
 from transferkit.cli.main import main
-from transferkit.compare.report import build_report
+from transferkit.comparison.report import build_report
 from transferkit.errors import RunError
 
 BOOT = 300  # replicates: enough for the assertions, fast on two cores
@@ -174,7 +174,7 @@ def _write_task(folder: Path, metric: str, unit: str, preds: dict, y_true, per_t
     """A two-arm grid (lp-ft vs scratch) of another task from explicit predictions {(arm, budget, seed): y_pred}."""
     import numpy as np
 
-    from transferkit.compare.stats import score_predictions
+    from transferkit.comparison.stats import score_predictions
 
     cells = []
     for (arm, budget, seed), y_pred in preds.items():

@@ -1,7 +1,7 @@
 """``transferkit compare``: a grid of runs that shows what the transfer bought.
 
 Cells are strategy (or baseline) x label budget x seed. Validation and test are held out once, the same for
-every cell; each budget is a nested, stratified draw from the rest (:mod:`transferkit.compare.budgets`). A
+every cell; each budget is a nested, stratified draw from the rest (:mod:`transferkit.comparison.budgets`). A
 neural cell is a normal run folder (``DIR/cells/<id>``: predict, serve and export work on it); the frozen
 trunk's features are computed once for the whole grid (``training.feature_store`` = ``DIR/features``).
 ``results.json`` / ``results.csv`` are rewritten atomically after every cell, so an interrupted compare
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from transferkit.compare.budgets import ALL, cap_budgets, draw, parse_budgets
-from transferkit.compare.grid import SCRATCH, Cell, parse_strategies, plan_cells
+from transferkit.comparison.budgets import cap_budgets, draw, parse_budgets
+from transferkit.comparison.grid import Cell, parse_strategies, plan_cells
 from transferkit.errors import ConfigError, RunError, TransferkitError
 from transferkit.utils.io import atomic_write_json, atomic_write_text
 
@@ -46,7 +46,9 @@ def parse_duration(text: str | float | None) -> float | None:
     """``"45m"`` / ``"1h30m"`` / ``"90s"`` / ``"3600"`` -> seconds."""
     if text is None or isinstance(text, int | float):
         return None if text is None else float(text)
-    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    parts = re.fullmatch(
+        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text
+    )
     if not text.strip() or parts is None or not any(parts.groups()):
         raise ConfigError(f"--time-budget: {text!r} is not a duration (e.g. 45m, 1h30m, 900s)")
     h, m, s = (float(g) if g else 0.0 for g in parts.groups())
@@ -77,7 +79,9 @@ def load_frames(cfg, spec) -> dict[str, pd.DataFrame]:
     if data.dataset:
         frames = dict(load_catalog_dataset(data.dataset))
     elif data.train:
-        frames = {s: read_table(getattr(data, s)) for s in ("train", "validation", "test") if getattr(data, s)}
+        frames = {
+            s: read_table(getattr(data, s)) for s in ("train", "validation", "test") if getattr(data, s)
+        }
         rename = {data.text_column: "text", data.label_column: "label"}
         if spec.name == "image-classification":
             rename = {cfg.image.path_column: "text", data.label_column: "label"}
@@ -99,7 +103,9 @@ def load_frames(cfg, spec) -> dict[str, pd.DataFrame]:
     frames["train"] = pool
     for split in ("validation", "test"):
         f = frames[split].reset_index(drop=True)
-        keep = subsample(len(f), data.max_eval_samples, data.split_seed, f[lab].astype(str).tolist() if lab else None)
+        keep = subsample(
+            len(f), data.max_eval_samples, data.split_seed, f[lab].astype(str).tolist() if lab else None
+        )
         frames[split] = f.iloc[keep].reset_index(drop=True)
     return frames
 
@@ -163,10 +169,17 @@ def _run_neural(cell: Cell, root: Path, frames: dict, request: dict, spec, progr
         metrics = fit(resume=run_dir, frames=frames).metrics
     else:
         shutil.rmtree(run_dir, ignore_errors=True)  # started but nothing to resume from
-        cfg = load_config(request.get("config"), [*_base_overrides(request), *_cell_overrides(cell, root, spec, progress)])
+        cfg = load_config(
+            request.get("config"), [*_base_overrides(request), *_cell_overrides(cell, root, spec, progress)]
+        )
         if cfg.tracking.mlflow and request.get("parent_run_id"):
             cfg.tracking.parent_run_id = request["parent_run_id"]
-            cfg.tracking.tags = {**cfg.tracking.tags, "budget": str(cell.budget), "seed": str(cell.seed), "cell": cell.id}
+            cfg.tracking.tags = {
+                **cfg.tracking.tags,
+                "budget": str(cell.budget),
+                "seed": str(cell.seed),
+                "cell": cell.id,
+            }
         metrics = fit(cfg, frames=frames).metrics
     metric = spec.main_metric
     preds = run_dir / "test_predictions.json"
@@ -180,7 +193,7 @@ def _run_neural(cell: Cell, root: Path, frames: dict, request: dict, spec, progr
 
 
 def _run_baseline(cell: Cell, root: Path, frames: dict, spec) -> dict:
-    from transferkit.compare.baselines import majority
+    from transferkit.comparison.baselines import majority
 
     out = spec.classical[1](frames) if cell.kind == "classical" else majority(frames, spec.label_column)
     folder = root / "cells" / cell.id
@@ -296,7 +309,9 @@ def compare(
             request = json.loads((root / "plan.json").read_text())["request"]
             results = json.loads((root / "results.json").read_text())
         except (OSError, ValueError, KeyError) as err:
-            raise RunError(f"{root}: plan.json / results.json unreadable ({err}); start a new compare") from None
+            raise RunError(
+                f"{root}: plan.json / results.json unreadable ({err}); start a new compare"
+            ) from None
     else:
         request = _new_request(
             config=str(config) if config else None, dataset=dataset, task=task, backbone=backbone,
@@ -305,7 +320,9 @@ def compare(
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         root = Path(output or f"runs/compare-{request.get('dataset') or 'data'}-{stamp}")
         if (root / "plan.json").exists():
-            raise RunError(f"{root}: already holds a compare; continue it with --resume {root} or pick another --output")
+            raise RunError(
+                f"{root}: already holds a compare; continue it with --resume {root} or pick another --output"
+            )
         results = None
     cfg = _request_config({"config": request.get("config"), "overrides": _base_overrides(request)})
     spec = TASKS.get(cfg.task.type)
@@ -333,10 +350,24 @@ def compare(
         results = {"version": VERSION, "plan": plan, "cells": [c.record() | {"status": "pending"} for c in cells],
                    "wall_seconds": 0.0, "features": {}}  # fmt: skip
         _save(root, results)
-    return _run_grid(root, request, results, cells, frames, labels, spec, parse_duration(time_budget), progress, report, cfg)
+    return _run_grid(
+        root,
+        request,
+        results,
+        cells,
+        frames,
+        labels,
+        spec,
+        parse_duration(time_budget),
+        progress,
+        report,
+        cfg,
+    )
 
 
-def _run_grid(root, request, results, cells, frames, labels, spec, deadline_s, progress, report, cfg) -> CompareResult:
+def _run_grid(
+    root, request, results, cells, frames, labels, spec, deadline_s, progress, report, cfg
+) -> CompareResult:
     from transferkit.tracking import log_parent_results, parent_run
 
     by_id = {c["id"]: c for c in results["cells"]}
@@ -345,16 +376,22 @@ def _run_grid(root, request, results, cells, frames, labels, spec, deadline_s, p
     results["cells"] = [by_id[c.id] for c in cells]
     todo = [c for c in cells if by_id[c.id]["status"] != "done"]
     total, done0 = len(cells), len(cells) - len(todo)
-    log.info(f"compare: {total} cells ({done0} done before), {spec.name} on {results['plan']['dataset']}, folder {root}")
+    log.info(
+        f"compare: {total} cells ({done0} done before), {spec.name} on {results['plan']['dataset']}, folder {root}"
+    )
     start, spent = time.perf_counter(), []
     draws: dict[tuple, np.ndarray] = {}
     params = {"task": spec.name, "dataset": results["plan"]["dataset"], "strategies": request["strategies"],
               "budgets": ",".join(map(str, results["plan"]["budgets"])), "seeds": len(results["plan"]["seeds"])}  # fmt: skip
-    with parent_run(cfg.tracking.mlflow, cfg.tracking.experiment, f"compare {root.name}", params, {"kind": "compare"}) as pid:
+    with parent_run(
+        cfg.tracking.mlflow, cfg.tracking.experiment, f"compare {root.name}", params, {"kind": "compare"}
+    ) as pid:
         request["parent_run_id"] = pid
         for i, cell in enumerate(todo):
             if deadline_s is not None and time.perf_counter() - start > deadline_s:
-                log.warning(f"--time-budget spent: {len(todo) - i} cells left pending; continue with --resume {root}")
+                log.warning(
+                    f"--time-budget spent: {len(todo) - i} cells left pending; continue with --resume {root}"
+                )
                 break
             key = (cell.budget, cell.seed)
             if key not in draws:
@@ -387,13 +424,20 @@ def _run_grid(root, request, results, cells, frames, labels, spec, deadline_s, p
             eta = np.mean(spent) * (total - n)
             value = record.get("test")
             shown = f"test {spec.main_metric} {value:.4f}" if isinstance(value, float) else record["status"]
-            log.info(f"compare [{n}/{total}] {cell.id}: {shown} in {record['wall_seconds']:.1f} s; eta {eta / 60:.1f} min")
+            log.info(
+                f"compare [{n}/{total}] {cell.id}: {shown} in {record['wall_seconds']:.1f} s; eta {eta / 60:.1f} min"
+            )
         summary = None
         if report:
-            from transferkit.compare.report import build_report
+            from transferkit.comparison.report import build_report
 
             summary = build_report(root)
         finals = {f"{c['id']}.test": c["test"] for c in results["cells"] if isinstance(c.get("test"), float)}
-        log_parent_results(cfg.tracking.mlflow, pid, finals, [root / "results.json", root / "report.html"] if summary else [root / "results.json"])
+        log_parent_results(
+            cfg.tracking.mlflow,
+            pid,
+            finals,
+            [root / "results.json", root / "report.html"] if summary else [root / "results.json"],
+        )
     results["summary"] = summary
     return CompareResult(root, results)
