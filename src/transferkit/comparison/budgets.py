@@ -60,13 +60,30 @@ def cap_budgets(budgets: list, labels: np.ndarray | None, n: int, unit: str) -> 
     return kept, notes
 
 
-def draw(n: int, labels: np.ndarray | None, budget: int | str, seed: int) -> np.ndarray:
-    """Sorted positions of the ``budget`` draw among ``n`` pool examples (nested across budgets)."""
+def draw(
+    n: int, labels: np.ndarray | None, budget: int | str, seed: int, cover: list[set] | None = None
+) -> np.ndarray:
+    """Sorted positions of the ``budget`` draw among ``n`` pool examples (nested across budgets).
+
+    ``labels`` stratifies (``budget`` per class); without them, ``cover`` (the classes each example holds,
+    e.g. a sentence's entity types) puts one example of every class at the front of the seed's order, so
+    even the smallest budget sees each class.
+    """
     if budget == ALL:
         return np.arange(n)
     rng = np.random.default_rng(seed)
     if labels is None:
-        return np.sort(rng.permutation(n)[: int(budget)])
+        order = rng.permutation(n)
+        if cover is not None:
+            front: list[int] = []
+            seen: set = set()
+            for i in order:  # greedy, in the seed's order: the first example bringing an unseen class
+                if cover[i] - seen:
+                    front.append(int(i))
+                    seen |= cover[i]
+            chosen = set(front)
+            order = np.array(front + [int(i) for i in order if int(i) not in chosen], dtype=int)
+        return np.sort(order[: int(budget)])
     picked = []
     for cls in sorted(set(labels.tolist())):
         members = np.flatnonzero(labels == cls)

@@ -324,8 +324,11 @@ def compare(
                 f"{root}: already holds a compare; continue it with --resume {root} or pick another --output"
             )
         results = None
+    from transferkit.api import use_default_backbone
+
     cfg = _request_config({"config": request.get("config"), "overrides": _base_overrides(request)})
     spec = TASKS.get(cfg.task.type)
+    use_default_backbone(cfg, spec)
     for name, why in request["refused"].items():
         log.warning(f"--strategies: {name} is left out: it {why}")
     frames = load_frames(cfg, spec)
@@ -381,6 +384,7 @@ def _run_grid(
     )
     start, spent = time.perf_counter(), []
     draws: dict[tuple, np.ndarray] = {}
+    cover = spec.cover(frames["train"]) if spec.cover is not None and labels is None else None
     params = {"task": spec.name, "dataset": results["plan"]["dataset"], "strategies": request["strategies"],
               "budgets": ",".join(map(str, results["plan"]["budgets"])), "seeds": len(results["plan"]["seeds"])}  # fmt: skip
     with parent_run(
@@ -395,7 +399,7 @@ def _run_grid(
                 break
             key = (cell.budget, cell.seed)
             if key not in draws:
-                draws[key] = draw(len(frames["train"]), labels, cell.budget, cell.seed)
+                draws[key] = draw(len(frames["train"]), labels, cell.budget, cell.seed, cover)
             pos = draws[key]
             cell_frames = dict(frames, train=frames["train"].iloc[pos].reset_index(drop=True))
             record = by_id[cell.id]

@@ -41,6 +41,10 @@ class TaskSpec:
         classical: ``(name, baseline(frames) -> result)``: the from-scratch classical baseline of
             ``compare`` (see :mod:`transferkit.comparison.baselines` for the result), or None.
         classical_note: Why there is no classical baseline, when there is none.
+        default_backbone: The backbone used when ``backbone.name`` is not given (None: the config default).
+        cover: ``cover(frame) -> [set of classes per row]`` for budgets without a class per example: the
+            first rows of every budget draw hold each class once (NER: entity types), so small budgets
+            still see every type the validation set has.
     """
 
     name: str
@@ -60,6 +64,8 @@ class TaskSpec:
     frame_overrides: tuple[str, ...] = ()
     classical: tuple[str, Callable[..., dict]] | None = None
     classical_note: str | None = None
+    default_backbone: str | None = None
+    cover: Callable[[Any], list[set[str]]] | None = None
 
     def check_strategy(self, name: str) -> None:
         """Raises ConfigError naming why, when ``name`` does not apply to this task."""

@@ -30,6 +30,7 @@ register_task(
         metric_keys=("perplexity", "exact_match", "rouge_l"),
         config_section="generation",
         main_metric="exact_match",
+        default_backbone="smollm2-135m",
         budget_unit="examples",
         label_column=None,
         classical_note="generation has no classical baseline; scratch (the same LM config from random init) is the from-scratch reference",

@@ -38,6 +38,7 @@ register_task(
         inputs="image",
         metric_keys=("accuracy", "f1_macro", "precision_macro", "recall_macro"),
         config_section="image",
+        default_backbone="efficientnet-lite0",
         frame_overrides=("image.path_column=text",),  # catalog images are references in `text`
         classical=("pixels+lr", lambda frames: _pixels(frames)),
     )

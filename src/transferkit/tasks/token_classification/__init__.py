@@ -38,6 +38,7 @@ register_task(
         main_metric="f1",
         budget_unit="sentences",
         label_column=None,
+        cover=lambda frame: [{t.split("-", 1)[-1] for t in tags if t != "O"} for tags in frame["tags"]],
         classical=("most-frequent-tag", lambda frames: _tag_counts(frames)),
     )
 )
