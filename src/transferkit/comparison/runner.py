@@ -158,13 +158,14 @@ def _numbers(block: dict) -> dict:
 def _run_neural(cell: Cell, root: Path, frames: dict, request: dict, spec, progress: bool) -> dict:
     from transferkit.api import fit
     from transferkit.config import load_config
+    from transferkit.training.resume import newest_checkpoint
 
     run_dir = root / "cells" / cell.id
     if (run_dir / "metrics.json").is_file():  # finished before an interruption hit results.json
         import json
 
         metrics = json.loads((run_dir / "metrics.json").read_text())
-    elif (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+    elif newest_checkpoint(run_dir / "checkpoints") is not None:
         log.info(f"{cell.id}: resuming from its checkpoint")
         metrics = fit(resume=run_dir, frames=frames).metrics
     else:
