@@ -132,3 +132,28 @@ def test_durations() -> None:
     assert runner.parse_duration("90s") == 90 and runner.parse_duration("600") == 600
     with pytest.raises(ConfigError, match="--time-budget"):
         runner.parse_duration("soon")
+
+
+def test_a_compare_is_one_mlflow_parent_run_with_a_child_per_neural_cell(tmp_path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from tests.conftest import make_toy_frame
+
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    res = _grid(tmp_path, make_toy_frame(60), strategies="linear-probe", budgets="4", seeds=1,
+                overrides=[*SETTINGS, f"tracking.mlflow={uri}"])  # fmt: skip
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and parents[0].data.tags.get("kind") == "compare"
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert sorted(r.data.tags["strategy"] for r in children) == [
+        "full",
+        "linear-probe",
+    ]  # scratch trains full
+    assert {r.data.tags["budget"] for r in children} == {"4"} and {r.data.tags["seed"] for r in children} == {
+        "0"
+    }
+    done = [c for c in res.results["cells"] if isinstance(c.get("test"), float)]
+    assert len(parents[0].data.metrics) == len(done)
