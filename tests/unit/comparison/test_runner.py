@@ -136,7 +136,6 @@ def test_durations() -> None:
 
 def test_a_compare_is_one_mlflow_parent_run_with_a_child_per_neural_cell(tmp_path) -> None:
     from mlflow.tracking import MlflowClient
-
     from tests.conftest import make_toy_frame
 
     uri = f"sqlite:///{tmp_path}/mlruns.db"
