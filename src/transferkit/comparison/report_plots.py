@@ -53,7 +53,14 @@ def draw_curves(grid: Grid, curves: dict[str, list[dict]], path: Path) -> Path:
             hi = [y + s for y, s in zip(ys, std, strict=True)]
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
     if ax.get_legend_handles_labels()[0]:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        sizes = sorted(
+            {p["size"] for pts in curves.values() for p in pts if p["size"] not in (0, float("inf"))}
+        )
+        ax.set_xticks(sizes, labels=[f"{x:g}" for x in sizes])  # the budgets themselves, not powers of ten
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend()
     else:
         _no_data(ax)
