@@ -88,21 +88,8 @@ def load(run_dir: str | Path, batch_size: int = 64):
     return load_folder(run_dir, batch_size)
 
 
-def use_default_backbone(cfg: RunConfig, spec) -> None:
-    """A task whose inputs the default (text) backbone cannot read gets its own default backbone when
-    ``backbone.name`` was not given (images: efficientnet-lite0; generation: smollm2-135m)."""
-    if spec.default_backbone and "name" not in cfg.backbone.model_fields_set:
-        cfg.backbone.name = spec.default_backbone
-
-
 def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = False) -> RunResult:
     """Hands the run to its task's module (see :mod:`transferkit.tasks`), then to experiment tracking."""
-    from transferkit.tasks import task_spec
-    from transferkit.tracking import log_run
+    from transferkit.tasks import fit_task
 
-    spec = task_spec(cfg.task.type)
-    spec.check_strategy(cfg.strategy.name)
-    use_default_backbone(cfg, spec)
-    result = spec.fit(cfg, frames, resume)
-    log_run(cfg, result.run_dir, result.metrics)  # nothing unless tracking.mlflow is set; never raises
-    return result
+    return fit_task(cfg, frames, resume)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import transferkit.strategies  # noqa: F401  registers the strategy.* check that load_config runs
 from transferkit.comparison.budgets import cap_budgets, draw, parse_budgets
 from transferkit.comparison.grid import Cell, parse_strategies, plan_cells
 from transferkit.errors import ConfigError, RunError, TransferkitError
@@ -156,8 +157,8 @@ def _numbers(block: dict) -> dict:
 
 
 def _run_neural(cell: Cell, root: Path, frames: dict, request: dict, spec, progress: bool) -> dict:
-    from transferkit.api import fit
     from transferkit.config import load_config
+    from transferkit.tasks import fit_task
     from transferkit.training.resume import newest_checkpoint
 
     run_dir = root / "cells" / cell.id
@@ -167,7 +168,9 @@ def _run_neural(cell: Cell, root: Path, frames: dict, request: dict, spec, progr
         metrics = json.loads((run_dir / "metrics.json").read_text())
     elif newest_checkpoint(run_dir / "checkpoints") is not None:
         log.info(f"{cell.id}: resuming from its checkpoint")
-        metrics = fit(resume=run_dir, frames=frames).metrics
+        saved = load_config(run_dir / "config.yaml")
+        saved.output.dir = str(run_dir)
+        metrics = fit_task(saved, frames, resume=True).metrics
     else:
         shutil.rmtree(run_dir, ignore_errors=True)  # started but nothing to resume from
         cfg = load_config(
@@ -181,7 +184,7 @@ def _run_neural(cell: Cell, root: Path, frames: dict, request: dict, spec, progr
                 "seed": str(cell.seed),
                 "cell": cell.id,
             }
-        metrics = fit(cfg, frames=frames).metrics
+        metrics = fit_task(cfg, frames).metrics
     metric = spec.main_metric
     preds = run_dir / "test_predictions.json"
     return {
@@ -194,7 +197,7 @@ def _run_neural(cell: Cell, root: Path, frames: dict, request: dict, spec, progr
 
 
 def _run_baseline(cell: Cell, root: Path, frames: dict, spec) -> dict:
-    from transferkit.comparison.baselines import majority
+    from transferkit.evaluation.baselines import majority
 
     out = spec.classical[1](frames) if cell.kind == "classical" else majority(frames, spec.label_column)
     folder = root / "cells" / cell.id
@@ -325,7 +328,7 @@ def compare(
                 f"{root}: already holds a compare; continue it with --resume {root} or pick another --output"
             )
         results = None
-    from transferkit.api import use_default_backbone
+    from transferkit.tasks import use_default_backbone
 
     cfg = _request_config({"config": request.get("config"), "overrides": _base_overrides(request)})
     spec = TASKS.get(cfg.task.type)

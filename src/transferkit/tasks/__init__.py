@@ -34,3 +34,23 @@ def task_names() -> list[str]:
 
 
 __all__ = ["TASKS", "TaskSpec", "register_task", "task_names", "task_spec"]
+
+
+def use_default_backbone(cfg, spec: TaskSpec) -> None:
+    """A task whose inputs the default (text) backbone cannot read gets its own default backbone when
+    ``backbone.name`` was not given (images: efficientnet-lite0; generation: smollm2-135m)."""
+    if spec.default_backbone and "name" not in cfg.backbone.model_fields_set:
+        cfg.backbone.name = spec.default_backbone
+
+
+def fit_task(cfg, frames=None, resume: bool = False):
+    """Runs ``cfg`` through its task's fit, then experiment tracking: the one dispatch of every fit
+    (:func:`transferkit.fit` and each ``transferkit compare`` cell)."""
+    from transferkit.tracking import log_run
+
+    spec = task_spec(cfg.task.type)
+    spec.check_strategy(cfg.strategy.name)
+    use_default_backbone(cfg, spec)
+    result = spec.fit(cfg, frames, resume)
+    log_run(cfg, result.run_dir, result.metrics)  # nothing unless tracking.mlflow is set; never raises
+    return result

@@ -39,7 +39,7 @@ class TaskSpec:
         label_column: Column of a catalog frame holding the class (stratified budgets); None: none.
         frame_overrides: Settings that make a catalog data set's frames readable as DataFrames.
         classical: ``(name, baseline(frames) -> result)``: the from-scratch classical baseline of
-            ``compare`` (see :mod:`transferkit.comparison.baselines` for the result), or None.
+            ``compare`` (see :mod:`transferkit.evaluation.baselines` for the result), or None.
         classical_note: Why there is no classical baseline, when there is none.
         default_backbone: The backbone used when ``backbone.name`` is not given (None: the config default).
         cover: ``cover(frame) -> [set of classes per row]`` for budgets without a class per example: the

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from transferkit.comparison.baselines import logistic_regression
+from transferkit.evaluation.baselines import logistic_regression
 
 SIDE = 32
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from transferkit.comparison.baselines import logistic_regression
+from transferkit.evaluation.baselines import logistic_regression
 
 
 def tfidf_logistic(frames: dict[str, pd.DataFrame]) -> dict:

@@ -1,4 +1,4 @@
-"""The from-scratch baselines of ``transferkit compare`` that are not a neural run.
+"""From-scratch baselines that are not a neural run (used by ``transferkit compare``).
 
 Each baseline takes the cell's frames (``train`` / ``validation`` / ``test`` in the catalog's columns) and
 returns ``{"validation": float, "test": float, "test_metrics": {...}, "predictions": {"y_true", "y_pred"}}``
