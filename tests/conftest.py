@@ -15,6 +15,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import random  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
@@ -54,6 +55,23 @@ def make_toy_frame(rows: int = 120, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["text", "label"])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _free_module_scratch(tmp_path_factory: pytest.TempPathFactory):
+    """Deletes the folders a test module made with ``tmp_path_factory`` once the module is done.
+
+    A full run of the suite writes several GB of run folders and checkpoints; CI machines can have little
+    free disk. Function-scoped ``tmp_path`` folders of passed tests go at teardown
+    (``tmp_path_retention_policy = "failed"`` in pyproject.toml); this does the same for module-scoped ones.
+    Session-scoped fixtures name their folders ``session-*`` and keep them to the end.
+    """
+    base = tmp_path_factory.getbasetemp()
+    before = {p.name for p in base.iterdir()}
+    yield
+    for folder in base.iterdir():
+        if folder.name not in before and not folder.name.startswith("session-") and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def toy_frames() -> dict[str, pd.DataFrame]:
     """``{"train": DataFrame}`` for ``transferkit.fit(frames=...)``."""
@@ -71,7 +89,7 @@ def toy_csv(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def toy_csv_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same CSV as ``toy_csv``, written once per session (for session-scoped runs)."""
-    path = tmp_path_factory.mktemp("toy") / "toy.csv"
+    path = tmp_path_factory.mktemp("session-toy") / "toy.csv"
     make_toy_frame().to_csv(path, index=False)
     return path
 
@@ -87,7 +105,7 @@ def tiny_run_args(toy_csv_session: Path, tmp_path_factory: pytest.TempPathFactor
         "backbone": "tiny-bert",
         "strategy": "full",
         "epochs": 2,
-        "output": str(tmp_path_factory.mktemp("runs") / "tiny_full"),
+        "output": str(tmp_path_factory.mktemp("session-runs") / "tiny_full"),
         # the run must be the fine-tuned model itself, whatever the (random) baseline scores
         "overrides": [
             "training.learning_rate=1e-3",

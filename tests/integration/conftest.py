@@ -27,7 +27,7 @@ def live_keys() -> tuple[str, str]:
 def live_server(served_run: Path, tmp_path_factory: pytest.TempPathFactory):
     """``transferkit serve`` on the tiny run (one process for the session: starting one costs seconds of
     imports), with one API key from a key file and one from ``$TRANSFERKIT_API_KEYS``."""
-    folder = tmp_path_factory.mktemp("serve")
+    folder = tmp_path_factory.mktemp("session-serve")
     keyfile = folder / "keys"
     keyfile.write_text(f"# test keys\n{LIVE_KEYS[0]}\n")
     flags = [
