@@ -20,4 +20,6 @@ def int8_result(tiny_run, tmp_path_factory: pytest.TempPathFactory):
     """``compress --int8`` of ``tiny_run`` (measured on its test split)."""
     from transferkit.compression import compress_run
 
-    return compress_run(tiny_run.run_dir, int8=True, output=tmp_path_factory.mktemp("session-int8") / "int8", repeats=2)
+    return compress_run(
+        tiny_run.run_dir, int8=True, output=tmp_path_factory.mktemp("session-int8") / "int8", repeats=2
+    )
