@@ -15,12 +15,19 @@ def served_run(tiny_run) -> Path:
 
 
 LIVE_KEYS = ("key-from-file-123", "env-key-456")
+ADMIN_KEY = "admin-key-789"
 
 
 @pytest.fixture(scope="session")
 def live_keys() -> tuple[str, str]:
     """The live server's API keys: (from the key file, from the environment)."""
     return LIVE_KEYS
+
+
+@pytest.fixture(scope="session")
+def admin_key() -> str:
+    """The live server's admin key (``$TRANSFERKIT_ADMIN_KEYS``): API keys do not open ``/admin/*``."""
+    return ADMIN_KEY
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +48,10 @@ def live_server(served_run: Path, tmp_path_factory: pytest.TempPathFactory):
         "400000",
         "--api-key-file",
         str(keyfile),
+        "--reload-interval-s",
+        "0",
     ]
-    env = {"TRANSFERKIT_API_KEYS": LIVE_KEYS[1]}
+    env = {"TRANSFERKIT_API_KEYS": LIVE_KEYS[1], "TRANSFERKIT_ADMIN_KEYS": ADMIN_KEY}
     server = serve_cli(served_run, folder / "server.log", *flags, env=env, key=LIVE_KEYS[0])
     yield server
     server.stop()

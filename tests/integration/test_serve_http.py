@@ -111,7 +111,7 @@ def _load(
                 break
 
 
-def test_reload_under_load_loses_no_request(live_server: ServerProcess) -> None:
+def test_reload_under_load_loses_no_request(live_server: ServerProcess, admin_key: str) -> None:
     c = live_server.client(timeout=60)
     version = c.get("/v1/model").json()["version"]
     stop, results, versions = threading.Event(), [], set()
@@ -121,7 +121,7 @@ def test_reload_under_load_loses_no_request(live_server: ServerProcess) -> None:
     try:
         time.sleep(0.5)
         for _ in range(2):
-            r = c.post("/admin/reload")
+            r = c.post("/admin/reload", json={}, headers={"Authorization": f"Bearer {admin_key}"})
             assert r.status_code == 200, r.text
             time.sleep(0.3)
         live_server.proc.send_signal(signal.SIGHUP)  # the same, by signal
@@ -205,9 +205,12 @@ def test_public_address_without_keys_is_refused(served_run: Path) -> None:
 
 
 @pytest.mark.slow
-def test_workers_roll_on_sighup_without_losing_requests(served_run: Path, tmp_path: Path) -> None:
+def test_workers_roll_on_sighup_without_losing_requests(
+    served_run: Path, tmp_path: Path, admin_key: str
+) -> None:
     psutil = pytest.importorskip("psutil")
-    server = serve_cli(served_run, tmp_path / "log", "--workers", "2")
+    env = {"TRANSFERKIT_ADMIN_KEYS": admin_key}
+    server = serve_cli(served_run, tmp_path / "log", "--workers", "2", env=env)
     try:
 
         def workers() -> set[int]:
@@ -236,7 +239,8 @@ def test_workers_roll_on_sighup_without_losing_requests(served_run: Path, tmp_pa
         try:
             time.sleep(1)
             with server.client() as c:
-                assert c.post("/admin/reload").status_code == 202  # = SIGHUP to the main process
+                r = c.post("/admin/reload", json={}, headers={"Authorization": f"Bearer {admin_key}"})
+                assert r.status_code == 202  # = SIGHUP to the main process
             deadline = time.monotonic() + 240
             while workers() & before or len(workers()) != 2:
                 assert time.monotonic() < deadline, "workers were not replaced"

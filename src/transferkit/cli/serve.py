@@ -10,13 +10,15 @@ import logging
 
 
 def add_parsers(sub) -> None:
-    from transferkit.serving.settings import API_KEYS_ENV, add_arguments
+    from transferkit.serving.settings import ADMIN_KEYS_ENV, API_KEYS_ENV, add_arguments
 
     p = sub.add_parser(
         "serve",
         help="serve a run over HTTP (FastAPI + uvicorn, micro-batching, metrics, a page at /)",
         description=f"Serve RUN: POST /v1/predict, GET /healthz /readyz /v1/model /metrics /openapi.json and a page at /. "
-        f"API keys: ${API_KEYS_ENV} (comma-separated) or --api-key-file; required off loopback.",
+        f"API keys: ${API_KEYS_ENV} (comma-separated) or --api-key-file; required off loopback. "
+        f"POST /admin/reload only with admin keys (${ADMIN_KEYS_ENV} or --admin-key-file), for folders "
+        "inside --reload-root. See SECURITY.md.",
     )
     p.add_argument("run", help="run folder")
     add_arguments(p)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import re
 from typing import Any
 
 from transferkit.serving.settings import ServeSettings
+
+log = logging.getLogger("transferkit.serving")
 
 
 class InputError(ValueError):
@@ -118,6 +121,13 @@ class TaskAdapter:
         """Inputs run once after loading, so the first request does not pay for lazy initialisation."""
         return ["transferkit warm-up"]
 
+    def configure(self, predictor: Any) -> None:
+        """Called once with the loaded predictor (image adapters read its input size)."""
+
+    def cost(self, inputs: list) -> int:
+        """What ``inputs`` weigh in the queue's byte budget (0: texts are bounded by their count)."""
+        return 0
+
 
 def _check_text(i: int, item: Any, settings: ServeSettings) -> str:
     if not isinstance(item, str):
@@ -127,6 +137,13 @@ def _check_text(i: int, item: Any, settings: ServeSettings) -> str:
             f"inputs[{i}]: text has {len(item):,} characters, more than the limit of "
             f"{settings.max_text_chars:,} (--max-text-chars)"
         )
+    if not item.isascii():
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON) that a tokenizer would fail on
+            raise InputError(
+                f"inputs[{i}]: text holds an invalid Unicode character (a lone surrogate); send valid UTF-8"
+            ) from None
     return item
 
 
@@ -185,6 +202,8 @@ class TokenClassificationAdapter(TaskAdapter):
 
 
 DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
+#: the only image formats decoded (Pillow would otherwise try every plugin, EPS through Ghostscript)
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 class ImageClassificationAdapter(TaskAdapter):
@@ -192,8 +211,17 @@ class ImageClassificationAdapter(TaskAdapter):
     same label / score / scores dicts as text classification."""
 
     task = "image-classification"
-    input_kind = "a base64-encoded image file (PNG, JPEG, ...)"
+    input_kind = "a base64-encoded image file (PNG, JPEG, WEBP, GIF, BMP or TIFF)"
     decode_in_thread = True
+    #: shorter side images are reduced to at decode time (None: the model's size is unknown, keep them)
+    target_side: int | None = None
+
+    def configure(self, predictor: Any) -> None:
+        self.target_side = model_input_side(predictor)
+
+    def cost(self, inputs: list) -> int:
+        # decoded RGB: 3 bytes a pixel
+        return sum(im.width * im.height * 3 for im in inputs)
 
     def item_schema(self, settings: ServeSettings) -> dict:
         # base64 grows 3 bytes into 4 characters; a data-URL prefix adds a few more
@@ -213,18 +241,26 @@ class ImageClassificationAdapter(TaskAdapter):
             raise InputError(
                 f"inputs[{i}]: not valid base64; send the image file's bytes base64-encoded (or a data: URL)"
             ) from None
-        return self.open_image(f"inputs[{i}]", raw, settings)
+        return self.open_image(f"inputs[{i}]", raw, settings, self.target_side)
 
     def decode_form(self, texts: list[str], files: list[bytes], settings: ServeSettings) -> list:
         if files:
             items = self.split_inputs(files, settings)
-            return [self.open_image(f"file {i}", raw, settings) for i, raw in enumerate(items)]
+            return [
+                self.open_image(f"file {i}", raw, settings, self.target_side) for i, raw in enumerate(items)
+            ]
         if texts:  # base64 strings sent as form fields
             return self.decode(texts, settings)
         raise InputError("multipart body has no file; upload one or more image files")
 
     @staticmethod
-    def open_image(where: str, raw: bytes, settings: ServeSettings):
+    def open_image(where: str, raw: bytes, settings: ServeSettings, target_side: int | None = None):
+        """One encoded image -> RGB, its shorter side reduced to ``target_side`` when larger.
+
+        Raises:
+            InputError: naming ``where`` for any image that is too large, not of an allowed format, or
+                that fails to decode for whatever reason (never another exception).
+        """
         from PIL import Image, UnidentifiedImageError
 
         if len(raw) > settings.max_image_bytes:
@@ -232,14 +268,25 @@ class ImageClassificationAdapter(TaskAdapter):
                 f"{where}: image has {len(raw):,} bytes, more than the limit of {settings.max_image_bytes:,} (--max-image-bytes)"
             )
         try:
-            image = Image.open(io.BytesIO(raw))  # reads the header only
+            image = Image.open(io.BytesIO(raw), formats=IMAGE_FORMATS)  # reads the header only
             if image.width * image.height > settings.max_image_pixels:
                 raise InputError(
                     f"{where}: image is {image.width}x{image.height} pixels, more than the limit of "
                     f"{settings.max_image_pixels:,} pixels (--max-image-pixels)"
                 )
-            return image.convert("RGB")  # decodes the pixels
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as err:
+            if target_side:
+                image.draft("RGB", _scaled(image.size, target_side))  # JPEG: decode at a reduced scale
+            image = image.convert("RGB")  # decodes the pixels (the first frame of an animation)
+            size = _scaled(image.size, target_side) if target_side else image.size
+            return image if size == image.size else image.resize(size, Image.BICUBIC, reducing_gap=2.0)
+        except InputError:
+            raise
+        except UnidentifiedImageError:
+            raise InputError(
+                f"{where}: not a readable image file (allowed formats: {', '.join(IMAGE_FORMATS)})"
+            ) from None
+        except Exception as err:  # Pillow raises many kinds (OSError, ValueError, SyntaxError, ...)
+            log.debug("%s: image decode failed", where, exc_info=True)
             raise InputError(f"{where}: not a readable image file ({type(err).__name__})") from None
 
     def prediction_schema(self) -> dict:
@@ -249,6 +296,32 @@ class ImageClassificationAdapter(TaskAdapter):
         from PIL import Image
 
         return [Image.new("RGB", (64, 64), (127, 127, 127))]
+
+
+def _scaled(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """``size`` reduced so its shorter side is ``side`` (unchanged if it is already no larger)."""
+    w, h = size
+    scale = side / min(w, h)
+    if scale >= 1:
+        return size
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def model_input_side(predictor: Any) -> int | None:
+    """The largest side of the image a predictor's preprocessing produces (None when it does not say)."""
+    pre = getattr(predictor, "preprocess", None)
+    size = getattr(pre, "size", None)
+    if size is None and getattr(pre, "processor", None) is not None:
+        size = getattr(pre.processor, "size", None) or getattr(pre.processor, "crop_size", None)
+    if isinstance(size, dict):  # a Hugging Face processor: {"height", "width"} or {"shortest_edge"}
+        size = [v for v in size.values() if isinstance(v, int)]
+    if isinstance(size, int):
+        size = [size]
+    try:
+        side = max(int(v) for v in size)
+    except (TypeError, ValueError):
+        return None
+    return side if side > 0 else None
 
 
 class GenerationAdapter(TaskAdapter):

@@ -9,8 +9,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
 import os
 import signal
@@ -25,15 +23,16 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
-from transferkit.errors import RunError, TransferkitError
+from transferkit.errors import ConfigError, TransferkitError
 from transferkit.serving.adapters import InputError, adapter_for
+from transferkit.serving.admin import add_admin_routes
 from transferkit.serving.batching import Closed, QueueFull
+from transferkit.serving.body import content_type, json_inputs, parse_form, read_body, wait_disconnect
 from transferkit.serving.model import ModelSlot, default_loader
 from transferkit.serving.observability import MULTIPROC_ENV, Metrics, ObservabilityMiddleware, access_logger
-from transferkit.serving.settings import ServeSettings, is_loopback, load_api_keys
+from transferkit.serving.security import BearerKeys, HostGuard, allowed_host_names, file_inside
+from transferkit.serving.settings import ServeSettings, load_admin_keys, load_api_keys
 from transferkit.serving.spec import ERRORS, predict_openapi
 
 log = logging.getLogger("transferkit.serving")
@@ -44,55 +43,12 @@ def _fail(status: int, message: str, headers: dict | None = None):
     raise HTTPException(status, message, headers=headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes (never fully buffered)."""
-    declared = request.headers.get("content-length")
-    too_big = f"request body is larger than the limit of {limit:,} bytes (--max-body-bytes)"
-    if declared and declared.isdigit() and int(declared) > limit:
-        _fail(413, too_big)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            _fail(413, too_big)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _parse_form(
-    request: Request, body: bytes, settings: ServeSettings
-) -> tuple[list[str], list[bytes]]:
-    """``multipart/form-data``: the ``inputs`` text fields and every uploaded file, in order."""
-
-    async def stream():
-        yield body
-
-    parser = MultiPartParser(
-        request.headers,
-        stream(),
-        max_files=settings.max_inputs,
-        max_fields=settings.max_inputs,
-        max_part_size=settings.max_body_bytes,
-    )
-    try:
-        form = await parser.parse()
-    except MultiPartException as err:
-        _fail(422, f"multipart body: {err.message}")
-    texts, files = [], []
-    for name, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            files.append(await value.read())
-        elif name == "inputs":
-            texts.append(value)
-    await form.close()
-    return texts, files
-
-
 def create_app(
     run_dir: str | Path,
     settings: ServeSettings | None = None,
     loader: Callable[[str | Path], Any] = default_loader,
     api_keys: list[str] | None = None,
+    admin_keys: list[str] | None = None,
 ) -> FastAPI:
     """Builds the service for one run folder (loaded and warmed when the app starts).
 
@@ -101,14 +57,23 @@ def create_app(
         settings: Limits, batching and auth settings (defaults: :class:`ServeSettings`).
         loader: ``run_dir -> predictor`` (default: ``transferkit.load``).
         api_keys: Accepted keys; default: read by :func:`load_api_keys` (env var and key file).
+        admin_keys: Keys of ``/admin/*``; default: read by :func:`load_admin_keys`. None found: admin off.
 
     Raises:
-        ConfigError: for a non-loopback host without keys, or an unreadable key file.
+        ConfigError: for a non-loopback host without keys, an unreadable key file, or an admin key that
+            is also an API key.
         RegistryError, RunError: for a run no adapter serves or that cannot be read.
     """
     settings = settings or ServeSettings()
-    keys = [k.encode() for k in (load_api_keys(settings) if api_keys is None else api_keys)]
+    api_keys = load_api_keys(settings) if api_keys is None else list(api_keys)
+    keys = BearerKeys(api_keys, "API")
+    if admin_keys is None:
+        admin_keys = load_admin_keys(settings, api_keys)
+    elif set(admin_keys) & set(api_keys):
+        raise ConfigError("an admin key is also an API key: admin keys must differ from the predict keys")
+    admin = BearerKeys(admin_keys, "admin")
     metrics = Metrics()
+    decodes = asyncio.Semaphore(settings.max_concurrent_decodes)  # bounds decoded images in memory
     slot = ModelSlot(settings, loader, metrics)
     # the schema is fixed at start-up, so the task must be known before loading the model
     task = _peek_task(run_dir, loader)
@@ -135,7 +100,7 @@ def create_app(
         log.info("SIGHUP: reloading %s", slot.current.run_dir)
         asyncio.get_running_loop().create_task(_reload(None))
 
-    async def _reload(run: str | None):
+    async def _reload(run: Path | None):
         try:
             model = await slot.reload(run)
         except Exception:
@@ -157,22 +122,14 @@ def create_app(
     app.state.slot = slot
     app.state.metrics = metrics
     app.state.settings = settings
+    app.add_middleware(HostGuard, allowed=allowed_host_names(settings))
+    # added last, so outermost: refusals of the Host check are counted and logged too
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, logger=access_logger(settings.access_log))
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
-    def authorize(request: Request, admin: bool = False) -> None:
-        if not keys:
-            if admin and not is_loopback(settings.host):
-                _fail(403, "admin endpoints need API keys when the server is reachable from other machines")
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        challenge = {"WWW-Authenticate": "Bearer"}
-        if scheme.lower() != "bearer" or not token.strip():
-            _fail(401, "missing API key: send the header 'Authorization: Bearer <key>'", challenge)
-        token_bytes = token.strip().encode()
-        # compare with every key (constant time each) so timing tells nothing about which matched
-        if not any([hmac.compare_digest(token_bytes, k) for k in keys]):
-            _fail(401, "invalid API key", challenge)
+    def authorize(request: Request) -> None:
+        if keys:
+            keys.check(request)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException):
@@ -213,46 +170,48 @@ def create_app(
     )
     async def confusion_png(request: Request):
         authorize(request)
-        path = slot.current.run_dir / "confusion_matrix.png"
-        if not path.is_file():
+        path = file_inside(slot.current.run_dir, "confusion_matrix.png")  # no symlink out of the run
+        if path is None:
             _fail(404, "this run has no confusion_matrix.png")
         return FileResponse(path, media_type="image/png")
 
     @app.post("/v1/predict", summary="Predict", **predict_openapi(adapter, settings))
     async def predict(request: Request) -> JSONResponse:
         authorize(request)
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        ctype = content_type(request)
         if ctype not in ("application/json", "multipart/form-data") and not ctype.endswith("+json"):
             _fail(
-                415, f"Content-Type must be application/json or multipart/form-data, got {ctype or 'none'!r}"
+                415,
+                f"Content-Type must be application/json or multipart/form-data, got {ctype[:60] or 'none'!r}",
             )
-        body = await _read_body(request, settings.max_body_bytes)
-        model = slot.current
-        try:
-            if ctype == "multipart/form-data":
-                texts, files = await _parse_form(request, body, settings)
-                decode, raw = model.adapter.decode_form, (texts, files, settings)
-            else:
-                decode, raw = model.adapter.decode, (_json_inputs(body), settings)
-            inputs = await asyncio.to_thread(decode, *raw) if model.adapter.decode_in_thread else decode(*raw)
-        except InputError as err:
-            _fail(422, str(err))
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        inputs = await _decode(request, ctype, body)
         request.state.inputs = len(inputs)
         model = slot.current  # may have been swapped while decoding; same task, so same adapter
         request.state.model_version = model.version
         try:
-            future = model.batcher.submit(inputs)
+            future = model.batcher.submit(inputs, model.adapter.cost(inputs))
         except QueueFull as err:
             metrics.rejected.labels("queue_full").inc()
             _fail(503, str(err), {"Retry-After": str(err.retry_after)})
         except Closed:
             _fail(503, "the server is shutting down; retry shortly", {"Retry-After": "1"})
+        gone = asyncio.ensure_future(wait_disconnect(request))
         try:
-            outputs = await asyncio.wait_for(asyncio.shield(future), settings.request_timeout_s)
-        except asyncio.TimeoutError:
+            done, _ = await asyncio.wait(
+                {future, gone}, timeout=settings.request_timeout_s, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            gone.cancel()
+        if future not in done:
             future.cancel()  # still queued: the batcher skips it
+            if gone in done:  # nobody is left to answer
+                metrics.rejected.labels("disconnected").inc()
+                _fail(499, "the client disconnected before its prediction")
             metrics.rejected.labels("timeout").inc()
             _fail(504, f"no prediction within {settings.request_timeout_s:g} s (--request-timeout-s)")
+        try:
+            outputs = future.result()
         except (TransferkitError, InputError) as err:
             _fail(422, str(err))
         except Exception:
@@ -260,31 +219,23 @@ def create_app(
             _fail(500, "prediction failed; the server log has the details")
         return JSONResponse({"predictions": model.adapter.encode(outputs), "model_version": model.version})
 
-    @app.post(
-        "/admin/reload",
-        summary="Load a new model version without dropping requests",
-        responses={401: ERRORS[401], 404: ERRORS[404], 409: ERRORS[409], 422: ERRORS[422]},
-        openapi_extra={
-            "requestBody": {"required": False, "content": {"application/json": {"schema": RELOAD}}}
-        },
-    )
-    async def reload(request: Request) -> JSONResponse:
-        authorize(request, admin=True)
-        run = _reload_target(await _read_body(request, 64 * 1024))
-        if settings.workers > 1:
-            if run is not None:
-                _fail(409, "with --workers > 1 only the served run folder can be reloaded (omit 'run')")
-            os.kill(os.getppid(), signal.SIGHUP)  # uvicorn replaces each worker once its successor is ready
-            return JSONResponse({"status": "restarting workers"}, status_code=202)
+    async def _decode(request: Request, ctype: str, body: bytes) -> list:
+        """The request's predictor inputs (422 with one line for anything the adapter refuses)."""
+        model = slot.current
         try:
-            model = await _reload(run)
-        except RunError as err:  # no such run folder (404), or one of another task (409)
-            _fail(409 if "cannot replace" in str(err) else 404, str(err))
-        except TransferkitError as err:
+            if ctype == "multipart/form-data":
+                texts, files = await parse_form(request, body, settings)
+                decode, raw = model.adapter.decode_form, (texts, files, settings)
+            else:
+                decode, raw = model.adapter.decode, (json_inputs(body), settings)
+            if not model.adapter.decode_in_thread:
+                return decode(*raw)
+            async with decodes:  # at most --max-concurrent-decodes requests hold decoded images at once
+                return await asyncio.to_thread(decode, *raw)
+        except InputError as err:
             _fail(422, str(err))
-        except Exception as err:  # anything a loader raises on a bad folder; the old model keeps serving
-            _fail(422, f"{run}: cannot be loaded ({type(err).__name__}: {err})")
-        return JSONResponse({"status": "reloaded", "version": model.version, "run": str(model.run_dir)})
+
+    add_admin_routes(app, slot, settings, admin, Path(run_dir), _reload)
 
     if keys:
         _declare_bearer(app)
@@ -328,41 +279,6 @@ def _declare_bearer(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi
-
-
-RELOAD = {
-    "type": "object",
-    "properties": {
-        "run": {"type": "string", "description": "run folder to serve (default: the current one)"}
-    },
-    "additionalProperties": False,
-}
-
-
-def _json_inputs(body: bytes) -> Any:
-    """The ``inputs`` of a JSON body (raises :class:`InputError`)."""
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f'body is not valid JSON ({err}); send {{"inputs": [...]}}') from None
-    if not isinstance(payload, dict) or "inputs" not in payload:
-        raise InputError('body must be a JSON object with an "inputs" field: {"inputs": ["a text", ...]}')
-    extra = sorted(set(payload) - {"inputs"})
-    if extra:
-        raise InputError(f'unknown field(s) {", ".join(map(repr, extra))}; the body is {{"inputs": [...]}}')
-    return payload["inputs"]
-
-
-def _reload_target(body: bytes) -> str | None:
-    if not body.strip():
-        return None
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        _fail(422, 'reload body must be empty or JSON {"run": "path/to/run"}')
-    if not isinstance(payload, dict) or set(payload) - {"run"} or not isinstance(payload.get("run", ""), str):
-        _fail(422, 'reload body must be empty or JSON {"run": "path/to/run"}')
-    return payload.get("run")
 
 
 def _peek_task(run_dir: str | Path, loader) -> str:

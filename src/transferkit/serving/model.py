@@ -16,9 +16,14 @@ import yaml
 from transferkit.errors import RunError
 from transferkit.serving.adapters import TaskAdapter, adapter_for
 from transferkit.serving.batching import MicroBatcher
+from transferkit.serving.security import file_inside
 from transferkit.serving.settings import ServeSettings
 
 log = logging.getLogger("transferkit.serving")
+
+
+class TaskMismatch(RunError):
+    """A reload would serve another task than the running one (its request schema differs)."""
 
 
 def default_loader(run_dir: str | Path):
@@ -71,14 +76,16 @@ def run_info(run_dir: Path, predictor: Any) -> dict:
         "backbone": getattr(predictor, "backbone", None),
         "strategy": getattr(predictor, "strategy", None),
     }
-    cfg_file = run_dir / "config.yaml"
-    if cfg_file.is_file():
+    cfg_file = file_inside(run_dir, "config.yaml")  # a symlink out of the run folder is not read
+    if cfg_file is not None:
         try:
             cfg = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError:
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):
             cfg = {}
-        info["backbone"] = info["backbone"] or (cfg.get("backbone") or {}).get("name")
-        info["strategy"] = info["strategy"] or (cfg.get("strategy") or {}).get("name")
+        cfg = cfg if isinstance(cfg, dict) else {}
+        for key in ("backbone", "strategy"):
+            part = cfg.get(key)
+            info[key] = info[key] or (part.get("name") if isinstance(part, dict) else None)
     return info
 
 
@@ -98,6 +105,7 @@ def load_model(
     run_dir = Path(run_dir)
     predictor = loader(run_dir)
     adapter = adapter_for(predictor.task)
+    adapter.configure(predictor)
     start = time.perf_counter()
     out = predictor.predict(adapter.warmup_inputs())
     if len(out) != len(adapter.warmup_inputs()):
@@ -110,6 +118,7 @@ def load_model(
         settings.max_queue,
         on_batch=metrics.observe_batch if metrics else None,
         on_queue=metrics.queue_depth.set if metrics else None,
+        max_cost=settings.max_queue_bytes,
     )
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return LoadedModel(
@@ -159,8 +168,8 @@ class ModelSlot:
                 load_model, target, self.settings, self._generation + 1, self.loader, self.metrics
             )
             if model.predictor.task != old.predictor.task:
-                raise RunError(
-                    f"{target}: a {model.predictor.task} model cannot replace the {old.predictor.task} model "
+                raise TaskMismatch(
+                    f"a {model.predictor.task} model cannot replace the {old.predictor.task} model "
                     "being served (its request schema differs); start a new server for it"
                 )
             self._generation += 1
@@ -176,4 +185,4 @@ class ModelSlot:
             await self.current.batcher.close()
 
 
-__all__ = ["LoadedModel", "ModelSlot", "default_loader", "load_model", "run_info"]
+__all__ = ["LoadedModel", "ModelSlot", "TaskMismatch", "default_loader", "load_model", "run_info"]

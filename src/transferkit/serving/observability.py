@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 import uuid
@@ -22,6 +23,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# label values must stay a fixed set: a client choosing the method must not grow the metrics without bound
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class Metrics:
@@ -105,7 +109,7 @@ def _route_of(scope) -> str:
 
 class ObservabilityMiddleware:
     """Pure ASGI middleware: request counts and latency for Prometheus, one access-log line per request,
-    and an ``X-Request-ID`` on every answer (the client's, if it sent a short one)."""
+    and an ``X-Request-ID`` on every answer (the client's, if it sent a short plain one)."""
 
     def __init__(self, app, metrics: Metrics, logger: logging.Logger):
         self.app = app
@@ -117,7 +121,8 @@ class ObservabilityMiddleware:
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         headers = dict(scope.get("headers") or [])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex[:16]
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = rid if REQUEST_ID.match(rid) else uuid.uuid4().hex[:16]  # echo only a plain, short id
         scope.setdefault("state", {})["request_id"] = rid
         status = 500
 
@@ -134,7 +139,8 @@ class ObservabilityMiddleware:
         finally:
             seconds = time.perf_counter() - start
             route = _route_of(scope)
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(route).observe(seconds)
             state = scope.get("state", {})
             client = scope.get("client") or ("", 0)
@@ -143,7 +149,7 @@ class ObservabilityMiddleware:
                 + f".{int(time.time() * 1000) % 1000:03d}Z",
                 "request_id": rid,
                 "client": client[0],
-                "method": scope["method"],
+                "method": scope["method"][:16],
                 "path": scope["path"],
                 "status": status,
                 "ms": round(seconds * 1000, 2),
@@ -151,7 +157,7 @@ class ObservabilityMiddleware:
             for key in ("inputs", "model_version", "error"):
                 if key in state:
                     record[key] = state[key]
-            self.logger.info(json.dumps(record, ensure_ascii=False))
+            self.logger.info(json.dumps(record))  # ASCII: a lone surrogate in a message cannot break it
 
 
 __all__ = ["Metrics", "ObservabilityMiddleware", "access_logger"]

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from transferkit.serving.observability import MULTIPROC_ENV
-from transferkit.serving.settings import ServeSettings, load_api_keys
+from transferkit.serving.settings import ServeSettings, load_admin_keys, load_api_keys
 
 # how a worker process (started by uvicorn, possibly by spawn) learns what to serve; never holds keys
 ENV_RUN = "TRANSFERKIT_SERVE_RUN"
@@ -38,6 +38,21 @@ def app_from_env():
     return create_app(os.environ[ENV_RUN], settings)
 
 
+def uvicorn_options(settings: ServeSettings) -> dict:
+    """The ``uvicorn.Config`` keywords every mode shares."""
+    return dict(
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,  # our own JSON-lines access log replaces uvicorn's
+        # in-flight requests get as long as their own timeout to finish on shutdown
+        timeout_graceful_shutdown=math.ceil(settings.request_timeout_s) + 5,
+        server_header=False,
+        # past this many connections + requests uvicorn answers 503 at once instead of queueing more
+        limit_concurrency=settings.limit_concurrency,
+    )
+
+
 def serve(run_dir: str | Path, settings: ServeSettings | None = None) -> None:
     """Serves ``run_dir`` until SIGTERM/SIGINT (blocking).
 
@@ -52,16 +67,8 @@ def serve(run_dir: str | Path, settings: ServeSettings | None = None) -> None:
     import uvicorn
 
     settings = settings or ServeSettings()
-    load_api_keys(settings)  # fail before binding anything
-    common = dict(
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,  # our own JSON-lines access log replaces uvicorn's
-        # in-flight requests get as long as their own timeout to finish on shutdown
-        timeout_graceful_shutdown=math.ceil(settings.request_timeout_s) + 5,
-        server_header=False,
-    )
+    load_admin_keys(settings, load_api_keys(settings))  # fail before binding anything
+    common = uvicorn_options(settings)
     if settings.workers == 1:
         from transferkit.serving.app import create_app
 
@@ -92,4 +99,4 @@ def serve(run_dir: str | Path, settings: ServeSettings | None = None) -> None:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
 
 
-__all__ = ["app_from_env", "serve"]
+__all__ = ["app_from_env", "serve", "uvicorn_options"]

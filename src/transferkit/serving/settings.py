@@ -10,18 +10,20 @@ import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from transferkit.errors import ConfigError
 
 API_KEYS_ENV = "TRANSFERKIT_API_KEYS"
+ADMIN_KEYS_ENV = "TRANSFERKIT_ADMIN_KEYS"
 
 
 class ServeSettings(BaseModel):
     """How the prediction service listens, batches, limits and authenticates.
 
     API keys are not a field: they come from ``$TRANSFERKIT_API_KEYS`` or ``api_key_file`` (see
-    :func:`load_api_keys`) so that they never appear in a dump of the settings or in a log.
+    :func:`load_api_keys`), admin keys from ``$TRANSFERKIT_ADMIN_KEYS`` or ``admin_key_file`` (see
+    :func:`load_admin_keys`), so that they never appear in a dump of the settings or in a log.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -54,9 +56,50 @@ class ServeSettings(BaseModel):
     no_auth_i_know: bool = Field(
         False, description="serve a non-loopback address without API keys (anyone who reaches it can use it)"
     )
+    admin_key_file: Path | None = Field(
+        None,
+        description=f"file of admin keys, one per line (also read: ${ADMIN_KEYS_ENV}); without admin keys "
+        "/admin/* is off (404)",
+    )
+    reload_root: Path | None = Field(
+        None,
+        description="POST /admin/reload loads only folders inside this one (after following symlinks; "
+        "default: only the folder being served)",
+    )
+    reload_interval_s: float = Field(
+        5.0, ge=0, description="least seconds between two POST /admin/reload (sooner: 429 + Retry-After)"
+    )
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description="Host header values accepted, comma-separated ('*': any; default: loopback names when "
+        "bound to loopback, any otherwise)",
+    )
+    limit_concurrency: int = Field(
+        256, ge=1, description="most connections and requests in progress; past it new ones get 503"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="a request body not received within this many seconds gets 408"
+    )
+    max_queue_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=1,
+        description="most bytes of decoded images waiting for the model; past it requests get 503",
+    )
+    max_concurrent_decodes: int = Field(
+        4, ge=1, description="most requests decoding images at the same time (the rest wait their turn)"
+    )
     access_log: Path | None = Field(
         None, description="append JSON-lines access logs to this file (default: standard error)"
     )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value):
+        if isinstance(value, str):  # the CLI flag: comma-separated
+            value = [h for h in (part.strip() for part in value.split(",")) if h]
+        if isinstance(value, list):
+            value = [h.strip().lower() for h in value if isinstance(h, str) and h.strip()] or None
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ServeSettings:
@@ -78,6 +121,22 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: assume it is reachable from elsewhere
 
 
+def _read_keys(env: str, key_file: Path | None, flag: str) -> list[str]:
+    """Keys from ``$env`` (comma-separated) plus ``key_file`` (one per line, ``#`` comments)."""
+    keys = [k.strip() for k in os.environ.get(env, "").split(",") if k.strip()]
+    if key_file is not None:
+        try:
+            lines = Path(key_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or "not UTF-8 text"
+            raise ConfigError(f"{flag} {key_file}: cannot read it ({reason})") from None
+        from_file = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        if not from_file:
+            raise ConfigError(f"{flag} {key_file}: holds no key (one key per line)")
+        keys += from_file
+    return keys
+
+
 def load_api_keys(settings: ServeSettings) -> list[str]:
     """The accepted API keys: ``$TRANSFERKIT_API_KEYS`` (comma-separated) plus ``settings.api_key_file``.
 
@@ -85,22 +144,27 @@ def load_api_keys(settings: ServeSettings) -> list[str]:
         ConfigError: for an unreadable or empty key file, or a non-loopback host without keys (unless
             ``no_auth_i_know``).
     """
-    keys = [k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]
-    if settings.api_key_file is not None:
-        try:
-            lines = Path(settings.api_key_file).read_text(encoding="utf-8").splitlines()
-        except OSError as err:
-            raise ConfigError(
-                f"--api-key-file {settings.api_key_file}: cannot read it ({err.strerror})"
-            ) from None
-        from_file = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-        if not from_file:
-            raise ConfigError(f"--api-key-file {settings.api_key_file}: holds no key (one key per line)")
-        keys += from_file
+    keys = _read_keys(API_KEYS_ENV, settings.api_key_file, "--api-key-file")
     if not keys and not is_loopback(settings.host) and not settings.no_auth_i_know:
         raise ConfigError(
             f"--host {settings.host} is reachable from other machines, so API keys are required: set "
             f"${API_KEYS_ENV} or --api-key-file, or pass --no-auth-i-know to serve without them"
+        )
+    return keys
+
+
+def load_admin_keys(settings: ServeSettings, api_keys: list[str] = ()) -> list[str]:
+    """The admin keys: ``$TRANSFERKIT_ADMIN_KEYS`` (comma-separated) plus ``settings.admin_key_file``.
+
+    None means ``/admin/*`` is off. Admin keys open only ``/admin/*``, API keys never do.
+
+    Raises:
+        ConfigError: for an unreadable or empty key file, or an admin key that is also an API key.
+    """
+    keys = _read_keys(ADMIN_KEYS_ENV, settings.admin_key_file, "--admin-key-file")
+    if set(keys) & set(api_keys):
+        raise ConfigError(
+            "an admin key is also an API key: admin keys must differ from the keys that only predict"
         )
     return keys
 
@@ -135,10 +199,12 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
 
 
 __all__ = [
+    "ADMIN_KEYS_ENV",
     "API_KEYS_ENV",
     "ServeSettings",
     "add_arguments",
     "is_loopback",
+    "load_admin_keys",
     "load_api_keys",
     "settings_from_args",
 ]

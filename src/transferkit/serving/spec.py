@@ -23,11 +23,14 @@ _RETRY = {"Retry-After": {"description": "seconds to wait before retrying", "sch
 ERRORS = {
     400: _error("malformed request"),
     401: _error("missing or invalid API key (Authorization: Bearer <key>)"),
+    403: _error("not allowed (a reload folder outside --reload-root)"),
     404: _error("not found"),
+    408: _error("request body not received within --body-timeout-s"),
     409: _error("conflicts with the server's state"),
     413: _error("request body larger than --max-body-bytes"),
     415: _error("Content-Type is neither application/json nor multipart/form-data"),
     422: _error("inputs refused (wrong type, empty, too many, too long, not an image ...)"),
+    429: _error("too soon after the last reload; retry after Retry-After seconds", _RETRY),
     500: _error("the model failed on these inputs"),
     503: _error("queue full or shutting down; retry after Retry-After seconds", _RETRY),
     504: _error("no prediction within --request-timeout-s"),
@@ -65,7 +68,7 @@ def predict_openapi(adapter: TaskAdapter, settings: ServeSettings) -> dict:
                 "description": "predictions in input order",
                 "content": {"application/json": {"schema": ok}},
             },
-            **{code: ERRORS[code] for code in (401, 413, 415, 422, 503, 504)},
+            **{code: ERRORS[code] for code in (401, 408, 413, 415, 422, 503, 504)},
         },
     }
 

@@ -77,14 +77,25 @@ def fake_run(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fake_client(fake_run: Path):
-    """``make(task="...", settings=..., **predictor_kwargs) -> (TestClient, FakeLoader)``; started and closed."""
+    """``make(task="...", settings=..., api_keys=..., admin_keys=..., **predictor_kwargs) -> (TestClient,
+    FakeLoader)``; started and closed. No keys unless given (admin off)."""
     clients = []
 
     def make(
-        task: str = "text-classification", settings: ServeSettings | None = None, api_keys=None, **kwargs
+        task: str = "text-classification",
+        settings: ServeSettings | None = None,
+        api_keys=None,
+        admin_keys=None,
+        **kwargs,
     ):
         loader = FakeLoader(task, **kwargs)
-        app = create_app(fake_run, settings or ServeSettings(), loader=loader, api_keys=api_keys or [])
+        app = create_app(
+            fake_run,
+            settings or ServeSettings(),
+            loader=loader,
+            api_keys=api_keys or [],
+            admin_keys=admin_keys or [],
+        )
         client = TestClient(app)
         client.__enter__()
         clients.append(client)

@@ -15,11 +15,14 @@ from transferkit.errors import ConfigError
 from transferkit.serving import ServeSettings, create_app
 
 
+ADMIN_KEY = "admin-key-for-tests-0123"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
 @pytest.fixture(scope="module")
 def client(served_run: Path):
-    with TestClient(
-        create_app(served_run, ServeSettings(max_inputs=8, max_text_chars=500, max_body_bytes=4096))
-    ) as c:
+    settings = ServeSettings(max_inputs=8, max_text_chars=500, max_body_bytes=4096, reload_interval_s=0)
+    with TestClient(create_app(served_run, settings, admin_keys=[ADMIN_KEY])) as c:
         yield c
 
 
@@ -166,7 +169,7 @@ def test_auth(served_run: Path, capfd) -> None:
         r = c.post("/v1/predict", json={"inputs": ["x"]}, headers={"Authorization": f"Bearer {key}"})
         assert r.status_code == 200
         assert c.get("/v1/model").status_code == 401
-        assert c.post("/admin/reload").status_code == 401
+        assert c.post("/admin/reload", json={}).status_code == 404  # no admin keys: admin is off
         assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
     logged = capfd.readouterr()
     assert '"status": 401' in logged.err  # the access log ran ...
@@ -192,8 +195,8 @@ def test_public_address_needs_keys(served_run: Path, monkeypatch) -> None:
     app = create_app(served_run, ServeSettings(host="0.0.0.0", no_auth_i_know=True))
     with TestClient(app) as c:
         assert c.post("/v1/predict", json={"inputs": ["x"]}).status_code == 200
-        r = c.post("/admin/reload")  # never unauthenticated off loopback
-        assert r.status_code == 403
+        r = c.post("/admin/reload", json={})  # off without admin keys
+        assert r.status_code == 404 and "admin endpoints are off" in r.json()["detail"]
 
 
 def test_access_log_is_json_lines(served_run: Path, tmp_path: Path) -> None:
@@ -212,7 +215,7 @@ def test_access_log_is_json_lines(served_run: Path, tmp_path: Path) -> None:
 
 def test_reload_swaps_the_version(client: TestClient) -> None:
     before = client.get("/v1/model").json()["version"]
-    r = client.post("/admin/reload")
+    r = client.post("/admin/reload", json={}, headers=ADMIN)
     assert r.status_code == 200, r.text
     after = client.get("/v1/model").json()["version"]
     assert before != after and r.json()["version"] == after
@@ -221,18 +224,21 @@ def test_reload_swaps_the_version(client: TestClient) -> None:
 
 def test_reload_refusals_keep_the_old_model(client: TestClient, tmp_path: Path) -> None:
     before = client.get("/v1/model").json()["version"]
-    r = client.post("/admin/reload", json={"run": str(tmp_path / "missing")})
+    r = client.post("/admin/reload", json={"run": str(tmp_path / "missing")}, headers=ADMIN)
+    assert r.status_code == 403 and "not allowed" in r.json()["detail"]  # outside the served folder
+    assert str(tmp_path) not in r.text
+    r = client.post("/admin/reload", json={"run": "missing-inside"}, headers=ADMIN)
     assert r.status_code == 404 and "no such run folder" in r.json()["detail"]
-    r = client.post("/admin/reload", json={"path": "x"})
+    r = client.post("/admin/reload", json={"path": "x"}, headers=ADMIN)
     assert r.status_code == 422
     assert client.get("/v1/model").json()["version"] == before
     assert client.post("/v1/predict", json={"inputs": ["x"]}).status_code == 200
 
 
 def test_reload_to_another_task_is_refused(fake_client, tmp_path: Path) -> None:
-    client, loader = fake_client("text-classification")
+    client, loader = fake_client("text-classification", admin_keys=["adm"])
     loader.task = "generation"  # the next load yields a generation model
-    r = client.post("/admin/reload")
+    r = client.post("/admin/reload", json={}, headers={"Authorization": "Bearer adm"})
     assert r.status_code == 409 and "cannot replace" in r.json()["detail"]
 
 
