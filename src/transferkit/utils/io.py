@@ -7,6 +7,10 @@ The temporary file lives in the same folder because ``os.replace`` is only atomi
 
 Folders (a saved model, a checkpoint, an export) are written the same way by :func:`publish_folder`: into a
 sibling temporary folder that is renamed into place once the writing block completes.
+
+Atomic is not yet durable: after a power cut the rename can reach the disk before the data it points to.
+So every file is fsynced before its rename and the parent folder after it (the rename itself is a change
+to the parent); a published folder has every file and sub-folder fsynced before it is renamed.
 """
 
 from __future__ import annotations
@@ -60,6 +64,36 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def fsync_dir(path: str | Path) -> None:
+    """Flushes a folder's entries (names created, renamed or removed in it) to disk.
+
+    A no-op on Windows, which cannot open a folder for fsync, and on file systems that refuse to fsync one.
+    """
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):  # a file system without dir fsync
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: str | Path) -> None:
+    """Fsyncs every file under ``folder``, then every folder bottom-up (``folder`` itself last).
+
+    Symbolic links are neither followed nor flushed.
+    """
+    for root, _dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            path = Path(root, name)
+            if not path.is_symlink():
+                _fsync_file(path)
+        fsync_dir(root)
+
+
 def atomic_save_via(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Lets ``writer`` write a temporary file next to ``path``, then renames it onto ``path``.
 
@@ -89,6 +123,7 @@ def atomic_save_via(path: str | Path, writer: Callable[[Path], None]) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)  # the rename itself
     return path
 
 
@@ -123,6 +158,7 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> P
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)  # the rename itself
     return path
 
 
@@ -152,7 +188,11 @@ class DiscardFolder(Exception):  # noqa: N818  (a signal, not an error)
 
 
 def _rename_dir(tmp: Path, final: Path) -> None:
-    """Renames ``tmp`` to ``final``; across file systems, copies next to ``final`` first, then renames."""
+    """Renames ``tmp`` to ``final``; across file systems, copies next to ``final`` first, then renames.
+
+    What is renamed is fsynced first (files, sub-folders, the folder), and ``final``'s parent after.
+    """
+    fsync_tree(tmp)
     try:
         tmp.rename(final)
     except OSError as e:
@@ -161,15 +201,18 @@ def _rename_dir(tmp: Path, final: Path) -> None:
         staging = final.with_name(f".{final.name}.{os.getpid()}.partial")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(tmp, staging)
+        fsync_tree(staging)
         staging.rename(final)
         shutil.rmtree(tmp, ignore_errors=True)
+    fsync_dir(final.parent)
 
 
 def move_into_place(tmp: str | Path, final: str | Path, if_exists: IfExists = "replace") -> Path:
     """Renames the finished folder ``tmp`` to ``final``: the publish step of :func:`publish_folder`.
 
     For writers that stage several folders and keep one of them (``transferkit compress``); otherwise use
-    :func:`publish_folder`.
+    :func:`publish_folder`. Every file and folder under ``tmp`` is fsynced before the rename and
+    ``final``'s parent after it, so a published folder survives a power cut whole or not at all.
 
     Args:
         tmp: A complete folder, ideally beside ``final`` (one rename on one file system).
