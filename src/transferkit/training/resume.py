@@ -7,6 +7,7 @@ resumed run puts it back, so that it ends exactly as the uninterrupted run would
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,15 +15,31 @@ from typing import Any
 import torch
 
 from transferkit.strategies.base import StrategyPlan
-from transferkit.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from transferkit.training.checkpoint import (
+    checkpoint_problem,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from transferkit.training.stages import Stages
 from transferkit.training.state import LoopState, TrainResult
 
+log = logging.getLogger("transferkit")
+
 
 def newest_checkpoint(folder: Path | None) -> Path | None:
-    """The newest complete checkpoint in ``folder``; None when there is none (or no folder)."""
-    found = list_checkpoints(folder) if folder is not None else []
-    return found[-1] if found else None
+    """The newest sound checkpoint in ``folder``; None when there is none (or no folder).
+
+    A newer one that is cut short, changed since it was written or missing its marker (see
+    :func:`~transferkit.training.checkpoint.checkpoint_problem`) is skipped with a one-line warning, and
+    the one before it is tried: the run then continues from an earlier step and still ends the same.
+    """
+    for path in reversed(list_checkpoints(folder) if folder is not None else []):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        log.warning(f"skipping checkpoint {path}: {problem}; trying the one before it")
+    return None
 
 
 @dataclass
