@@ -73,7 +73,7 @@ def add_admin_routes(
         keys.check(request)
         if content_type(request) != "application/json":
             raise HTTPException(415, "Content-Type must be application/json (send {} to reload the same run)")
-        run = reload_body(await read_body(request, 64 * 1024, settings.body_timeout_s))
+        run = reload_body(await read_body(request, 64 * 1024, settings.body_timeout_s, "a reload body"))
         target = None
         if run is not None:
             try:

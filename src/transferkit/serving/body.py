@@ -23,11 +23,11 @@ def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float, flag: str = "--max-body-bytes") -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes (never fully buffered) and
     with 408 when it has not all arrived within ``timeout_s`` (a slow upload cannot hold a worker)."""
     declared = request.headers.get("content-length")
-    too_big = f"request body is larger than the limit of {limit:,} bytes (--max-body-bytes)"
+    too_big = f"request body is larger than the limit of {limit:,} bytes ({flag})"
     if declared and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, too_big)
 

@@ -14,7 +14,6 @@ import transferkit
 from transferkit.errors import ConfigError
 from transferkit.serving import ServeSettings, create_app
 
-
 ADMIN_KEY = "admin-key-for-tests-0123"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 

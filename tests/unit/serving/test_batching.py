@@ -189,3 +189,60 @@ def test_metrics_callbacks() -> None:
     run(main())
     assert sizes == [6]
     assert depths[:3] == [2, 4, 6] and depths[-1] == 0
+
+
+def test_a_raising_metrics_callback_does_not_stop_the_loop() -> None:
+    rec = Recorder()
+
+    def bad_metrics(*args):
+        raise RuntimeError("metrics backend down")
+
+    async def main():
+        b = MicroBatcher(rec, max_batch_size=2, max_wait_ms=0, on_batch=bad_metrics, on_queue=bad_metrics)
+        b.start()
+        first = await b.submit([1])  # the old loop died here, in on_batch ...
+        second = await asyncio.wait_for(b.submit([2]), 2)  # ... and this request then timed out
+        alive = b.running
+        await b.close()
+        return first, second, alive
+
+    assert run(main()) == ([10], [20], True)
+
+
+def test_submit_refuses_once_the_loop_is_not_running() -> None:
+    async def main():
+        b = MicroBatcher(Recorder())
+        with pytest.raises(Closed):
+            b.submit([1])  # never started
+        b.start()
+        b._task.cancel()  # the loop is gone (crashed or cancelled)
+        await asyncio.sleep(0)
+        with pytest.raises(Closed):
+            b.submit([1])  # the old code queued it and the request waited for its timeout
+        b._executor.shutdown()
+
+    run(main())
+
+
+def test_the_queue_is_bounded_in_bytes_too() -> None:
+    gate = threading.Event()
+
+    def predict(inputs):
+        gate.wait(5)
+        return list(inputs)
+
+    async def main():
+        b = MicroBatcher(predict, max_batch_size=1, max_wait_ms=0, max_queue=100, max_cost=100)
+        b.start()
+        running = b.submit(["a"], cost=90)  # taken into the forward pass at once: leaves the queue
+        await asyncio.sleep(0.05)
+        queued = b.submit(["b"], cost=80)
+        with pytest.raises(QueueFull, match="bytes"):
+            b.submit(["c"], cost=30)  # 80 + 30 > 100, though only 2 inputs are waiting
+        gate.set()
+        await asyncio.gather(running, queued)
+        big = b.submit(["d"], cost=500)  # alone in an empty queue: one request always fits
+        assert await big == ["d"]
+        await b.close()
+
+    run(main())
