@@ -13,6 +13,10 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# training.precision=auto is bf16 on CPUs with native bf16 and fp32 elsewhere: the suite pins fp32 so that its
+# equivalence checks (cached == uncached, ONNX == PyTorch, keep-better outcomes on tiny random models) do not
+# depend on the machine; tests of precision itself set training.precision explicitly or unset this.
+os.environ.setdefault("TRANSFERKIT_PRECISION", "fp32")
 
 import random  # noqa: E402
 import shutil  # noqa: E402

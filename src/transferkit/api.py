@@ -68,12 +68,14 @@ def fit(
     return _fit(config, frames)
 
 
-def load(run_dir: str | Path, batch_size: int = 64):
+def load(run_dir: str | Path, batch_size: int = 64, precision: str = "run"):
     """Loads a finished run (or a folder written by ``transferkit export`` / ``compress``) for prediction.
 
     Args:
         run_dir: The run folder (or exported folder).
         batch_size: Examples per forward pass.
+        precision: ``run`` (the precision the run trained and evaluated at: predictions match its metrics),
+            ``auto`` (bf16 where this machine has native bf16), ``fp32``, ``bf16`` or ``fp16`` (CUDA).
 
     Returns:
         The task's predictor: ``predict``, ``evaluate``, ``predict_file`` (see each task's predictor).
@@ -85,7 +87,7 @@ def load(run_dir: str | Path, batch_size: int = 64):
     """
     from transferkit.compression.export import load_folder
 
-    return load_folder(run_dir, batch_size)
+    return load_folder(run_dir, batch_size, precision)
 
 
 def _fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = False) -> RunResult:

@@ -71,7 +71,9 @@ class ImagePredictor(BasePredictor):
         if not images:
             return torch.empty(0, self.model.config.num_labels)
         ds = ImageDataset(images, None, self.preprocess)
-        return forward_in_order(lambda b: self.model(**b).logits, ds, self.collator, self.batch_size)
+        return forward_in_order(
+            lambda b: self.model(**b).logits, ds, self.collator, self.batch_size, precision=self.precision
+        )
 
     def predict_proba(self, images) -> np.ndarray:
         """(N, C) class probabilities."""

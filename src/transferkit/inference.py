@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from transferkit import hardware
 from transferkit.data.text import Collator, LengthGroupedBatchSampler
 
 
@@ -60,6 +61,12 @@ def single_process_budget(max_tokens: int | None, accelerator) -> int | None:
     return max_tokens
 
 
+def _autocast(accelerator, precision):
+    if precision is None and accelerator is not None:
+        return accelerator.autocast()
+    return hardware.autocast(precision, hardware.device_type() if precision is not None else "cpu")
+
+
 @torch.inference_mode()
 def forward_in_order(
     fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
@@ -70,8 +77,9 @@ def forward_in_order(
     loader: DataLoader | None = None,
     progress: Callable[[int], None] | None = None,
     max_tokens: int | None = None,
+    precision: hardware.Precision | str | None = None,
 ) -> torch.Tensor:
-    """Runs ``fn(batch) -> (B, ...)`` over ``dataset`` and returns ``(N, ...)`` in dataset order.
+    """Runs ``fn(batch) -> (B, ...)`` over ``dataset`` and returns ``(N, ...)`` in dataset order (as fp32).
 
     Per-token outputs ``(B, T_b, ...)`` whose length differs between batches are zero-padded to the longest.
 
@@ -85,6 +93,7 @@ def forward_in_order(
         progress: Called with the batch size after each batch.
         max_tokens: Cap on a batch's rows x longest example (one process only: distributed runs keep
             fixed batches of ``batch_size``).
+        precision: Autocast precision; None: the accelerator's mixed precision (fp32 without one).
     """
     if loader is None:
         loader = ordered_loader(dataset, collator, batch_size, single_process_budget(max_tokens, accelerator))
@@ -93,7 +102,8 @@ def forward_in_order(
     outs, ids = [], []
     for batch in loader:
         idx = batch.pop("idx")
-        out = fn(batch)
+        with _autocast(accelerator, precision):
+            out = fn(batch)
         if accelerator is not None:
             if out.ndim >= 3:  # per-token outputs (B, T, C): each process's batch has its own T
                 out = accelerator.pad_across_processes(out, dim=1)

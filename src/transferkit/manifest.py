@@ -93,6 +93,9 @@ class RunManifest(BaseModel):
     tokens: TokenFields | None = None
     preprocess: ImagePreprocess | None = None
     generation: GenerationFields | None = None
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Precision the run trained and evaluated at; what load() predicts at by default."
+    )
 
     @model_validator(mode="after")
     def _known_version(self) -> RunManifest:

@@ -63,7 +63,9 @@ class Predictor(BasePredictor):
         if not texts:
             return torch.empty(0, self.model.config.num_labels)
         ds = TokenizedDataset(self.tokenizer, texts, None, self.max_length)
-        return forward_in_order(lambda b: self.model(**b).logits, ds, self.collator, self.batch_size)
+        return forward_in_order(
+            lambda b: self.model(**b).logits, ds, self.collator, self.batch_size, precision=self.precision
+        )
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """(N, C) class probabilities (sigmoid per label for multi-label; the value for regression)."""

@@ -24,6 +24,7 @@ class BasePredictor(ABC):
         labels: The label (or tag) names, in the model's output order; empty for generation.
         metrics: The run's ``metrics.json`` (empty for a folder without one).
         run_dir: The folder it was loaded from.
+        precision: The precision forward passes run at (``transferkit.load(..., precision=...)``).
 
     ``input_column`` / ``label_column`` set to None mean the task's own default columns: ``text`` / ``label``
     (text classification), ``path`` / ``label`` (images), the run's tokens / tags columns (token
@@ -34,6 +35,9 @@ class BasePredictor(ABC):
     labels: list[str]
     metrics: dict
     run_dir: Path
+    # the autocast precision of forward passes (a transferkit.hardware.Precision, or its name); None is fp32.
+    # transferkit.load sets it: by default to the precision the run trained and evaluated at.
+    precision: Any = None
 
     @abstractmethod
     def predict(self, inputs: Any) -> list:

@@ -100,7 +100,7 @@ def test_write_then_read_round_trips_as_the_current_version(tmp_path: Path) -> N
     on_disk = json.loads((tmp_path / MANIFEST_FILE).read_text())
     assert on_disk == {
         "manifest_version": MANIFEST_VERSION, "task": "token-classification", "problem": "single_label",
-        "labels": ["O", "B-LOC"], "max_length": 64, "tokens": {"scheme": "iob2", "stride": 8},
+        "labels": ["O", "B-LOC"], "max_length": 64, "tokens": {"scheme": "iob2", "stride": 8}, "precision": "fp32",
     }  # fmt: skip
     assert read_manifest(tmp_path) == manifest
 

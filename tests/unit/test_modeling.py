@@ -145,7 +145,8 @@ def test_plain_transformers_pipeline_agrees(tiny_run, pipelines) -> None:
     code, stdout, stderr = pipelines["trust"]
     assert code == 0, stderr[-2000:]
     plain = json.loads(stdout.strip().splitlines()[-1])
-    ours = transferkit.load(tiny_run.run_dir).predict(TEXTS)
+    # plain transformers runs fp32; the run may have trained in bf16 (training.precision=auto on a bf16 CPU)
+    ours = transferkit.load(tiny_run.run_dir, precision="fp32").predict(TEXTS)
     assert len(plain) == len(ours) == len(TEXTS)
     for theirs, mine in zip(plain, ours, strict=True):
         scores = {d["label"]: d["score"] for d in theirs}

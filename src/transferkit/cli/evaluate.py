@@ -19,6 +19,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--label-column", help="label column (default: label; token runs: the tags column; generation: the completion field)")  # fmt: skip
     p.add_argument("--path-column", help="image runs: column of image paths in a CSV (default: path)")
     p.add_argument("--output", help="also write the metrics as JSON to this new file")
+    p.add_argument(
+        "--precision", default="run", choices=["run", "auto", "fp32", "bf16", "fp16"],
+        help="forward-pass precision: run (default: what the run trained at, so scores match its metrics), auto, fp32, bf16 or fp16 (CUDA)",
+    )  # fmt: skip
 
 
 def cmd_evaluate(args) -> int:
@@ -30,7 +34,7 @@ def cmd_evaluate(args) -> int:
         raise TransferkitError(f"{args.output}: already exists; choose another --output")
     from transferkit.tasks import task_spec
 
-    model = load(args.run)
+    model = load(args.run, precision=args.precision)
     spec = task_spec(model.task)
     column = args.path_column if spec.inputs == "image" else args.text_column
     metrics = model.evaluate(args.data, column, args.label_column)  # None: the task's own column

@@ -18,12 +18,16 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass with --temperature > 0")
     p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
+    p.add_argument(
+        "--precision", default="run", choices=["run", "auto", "fp32", "bf16", "fp16"],
+        help="forward-pass precision: run (default: what the run trained at, so scores match its metrics), auto, fp32, bf16 or fp16 (CUDA)",
+    )  # fmt: skip
 
 
 def cmd_generate(args) -> int:
     from transferkit.api import load
 
-    model = load(args.run)
+    model = load(args.run, precision=args.precision)
     from transferkit.tasks import task_spec
 
     if task_spec(model.task).inputs != "prompt":

@@ -1,5 +1,5 @@
 """``transferkit`` commands: fit, evaluate, predict, generate, serve, export, compress, report, tasks,
-backbones, strategies, datasets, config explain.
+backbones, strategies, datasets, config explain, env.
 
 Each command is one thin module of this package (its parser and its ``cmd_*`` function); this module builds
 the parser from them and dispatches. Every user mistake ends in one line on stderr and exit status 2;
@@ -20,6 +20,7 @@ from transferkit.cli import (
     compare,
     compression,
     config,
+    env,
     evaluate,
     fit,
     generate,
@@ -30,7 +31,19 @@ from transferkit.cli import (
 from transferkit.errors import TransferkitError
 
 # the order of the modules is the order of the commands in `transferkit --help`
-COMMAND_MODULES = (fit, evaluate, predict, generate, serve, compression, compare, report, catalog, config)
+COMMAND_MODULES = (
+    fit,
+    evaluate,
+    predict,
+    generate,
+    serve,
+    compression,
+    compare,
+    report,
+    catalog,
+    config,
+    env,
+)
 
 COMMANDS = {
     "fit": fit.cmd_fit,
@@ -47,6 +60,7 @@ COMMANDS = {
     "strategies": catalog.cmd_strategies,
     "datasets": catalog.cmd_datasets,
     "config": config.cmd_config,
+    "env": env.cmd_env,
 }
 
 

@@ -37,13 +37,17 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--text-column", help="input column (default: text; token runs: tokens, else text; generation: the prompt field)")  # fmt: skip
     p.add_argument("--path-column", help="image runs: column of image paths in --input (default: path)")
+    p.add_argument(
+        "--precision", default="run", choices=["run", "auto", "fp32", "bf16", "fp16"],
+        help="forward-pass precision: run (default: what the run trained at, so scores match its metrics), auto, fp32, bf16 or fp16 (CUDA)",
+    )  # fmt: skip
 
 
 def cmd_predict(args) -> int:
     from transferkit.api import load
     from transferkit.tasks import task_spec
 
-    model = load(args.run)
+    model = load(args.run, precision=args.precision)
     inputs = task_spec(model.task).inputs
     images = inputs == "image"
     if images and args.text:

@@ -212,16 +212,26 @@ def load_exported(folder: str | Path, batch_size: int = 64):
     return exporter(info["task"]).load_onnx(folder, batch_size)
 
 
-def load_folder(run_dir: str | Path, batch_size: int = 64):
+def load_folder(run_dir: str | Path, batch_size: int = 64, precision: str = "run"):
     """The predictor of a run folder, or of a folder written by ``transferkit export`` / ``compress``.
 
-    Exported folders (``export.json``) get their task's onnxruntime predictor; run folders the predictor their
-    task's spec loads. :func:`transferkit.load` is this function.
+    Exported folders (``export.json``) get their task's onnxruntime predictor (its precision is the exported
+    model's); run folders the predictor their task's spec loads, at ``precision``: ``run`` (the precision the
+    run trained and evaluated at, so predictions match its metrics), or auto / fp32 / bf16 / fp16 (see
+    :func:`transferkit.hardware.resolve_precision`). :func:`transferkit.load` is this function.
     """
+    from transferkit import hardware
     from transferkit.artifacts import read_run
     from transferkit.tasks import task_spec
 
     if is_exported(run_dir):
         return load_exported(run_dir, batch_size)
     _, manifest, _ = read_run(run_dir)
-    return task_spec(manifest.task).load(run_dir, batch_size)
+    predictor = task_spec(manifest.task).load(run_dir, batch_size)
+    if precision == "run":
+        predictor.precision = hardware.Precision(
+            manifest.precision, "run", "the precision the run trained at"
+        )
+    else:
+        predictor.precision = hardware.resolve_precision(precision)
+    return predictor

@@ -339,6 +339,15 @@ class TrainingConfig(Section):
         None, gt=0, description="CPU threads for torch; None keeps torch's default."
     )
     progress: bool = Field(True, description="Show a progress bar.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description=(
+            "Numeric precision of training, evaluation, the baseline and feature passes (Accelerate's mixed "
+            "precision: autocast, fp32 master weights and optimizer state; cached features stay fp32). auto: "
+            "bf16 where the CPU has AMX-BF16 / AVX512-BF16 or the CUDA device supports bf16, fp16 with loss "
+            "scaling on older CUDA devices, fp32 otherwise. `transferkit env` shows what auto picks here."
+        ),
+    )
 
 
 class EvaluationConfig(Section):

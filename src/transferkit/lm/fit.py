@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from transformers import AutoTokenizer
 
-from transferkit import artifacts
+from transferkit import artifacts, hardware
 from transferkit.artifacts import RunResult
 from transferkit.backbones import resolve_backbone
 from transferkit.config import RunConfig
@@ -192,6 +192,7 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
             time.perf_counter() - t_start,
             train_tokens_per_second=round(result.train_tokens / train_seconds, 2) if train_seconds else 0.0,
             packed_rows=len(data["train"]) if g.packing else None,
+            precision=hardware.precision_of(accelerator).record(),
         ),
     )
     if main:
@@ -226,6 +227,7 @@ def _write_outputs(
             add_eos=g.add_eos,
             max_new_tokens=g.max_new_tokens,
         ),
+        precision=metrics["training"]["precision"]["name"],
     )
     write_manifest(run_dir, manifest)
     if plan.save_extra is not None and not merged:

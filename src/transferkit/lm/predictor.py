@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from transferkit import hardware
 from transferkit.artifacts import read_run
 from transferkit.config import GenerationTaskConfig
 from transferkit.errors import DataError
@@ -73,16 +74,17 @@ class GenerationPredictor(BasePredictor):
         if isinstance(prompts, str):
             prompts = [prompts]
         tok = self.tokenizer
-        ids, _ = generate_ids(
-            self.model,
-            [self._ids(p) for p in prompts],
-            tok.pad_token_id,
-            tok.eos_token_id,
-            max_new_tokens or self.settings.max_new_tokens,
-            self.batch_size,
-            temperature,
-            top_p,
-        )
+        with hardware.autocast(self.precision):
+            ids, _ = generate_ids(
+                self.model,
+                [self._ids(p) for p in prompts],
+                tok.pad_token_id,
+                tok.eos_token_id,
+                max_new_tokens or self.settings.max_new_tokens,
+                self.batch_size,
+                temperature,
+                top_p,
+            )
         return [{"text": tok.decode(row, skip_special_tokens=True)} for row in ids]
 
     def generate(self, prompt: str, **kwargs) -> str:
@@ -129,18 +131,20 @@ class GenerationPredictor(BasePredictor):
         data = LMDataset(examples, self.tokenizer, settings, self.max_length)
         wrapped = CausalLMTransfer(self.model)
         stats = forward_in_order(
-            lambda b: lm_forward(wrapped, b), data, LMCollator(self.tokenizer.pad_token_id), self.batch_size
-        )
+            lambda b: lm_forward(wrapped, b), data, LMCollator(self.tokenizer.pad_token_id), self.batch_size,
+            precision=self.precision,
+        )  # fmt: skip
         out = perplexity(stats)
         prompts = [self._ids_for(e, settings) for e in examples]
-        scores = generation_scores(
-            self.model,
-            self.tokenizer,
-            prompts,
-            [e.completion for e in examples],
-            settings.max_new_tokens,
-            self.batch_size,
-        )
+        with hardware.autocast(self.precision):
+            scores = generation_scores(
+                self.model,
+                self.tokenizer,
+                prompts,
+                [e.completion for e in examples],
+                settings.max_new_tokens,
+                self.batch_size,
+            )
         return out | scores | {"num_examples": len(examples)}
 
     def _ids_for(self, example: Example, settings: GenerationTaskConfig) -> list[int]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from transferkit import artifacts
+from transferkit import artifacts, hardware
 from transferkit.backbones import resolve_backbone
 from transferkit.backbones.contract import run_from
 from transferkit.config import RunConfig
@@ -119,7 +119,10 @@ def _training_view(model, plan, data, features, collator, cfg):
         return model.head, lambda m, b: m(b["hidden"]), sets
     if plan.cache == "hidden":
         bs = cfg.training.eval_batch_size
-        hidden = {n: extract_hidden(model, ds, collator, bs, plan.cut - 1) for n, ds in data.items()}
+        hidden = {
+            n: extract_hidden(model, ds, collator, bs, plan.cut - 1, cfg.training.precision)
+            for n, ds in data.items()
+        }
         sets = {n: HiddenTokens(hidden[n], data[n].labels) for n in data}
 
         def forward(m, batch):
@@ -234,7 +237,10 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False):
         trainable_parameters=trainable, total_parameters=total, strategy=cfg.strategy.name,
         backbone=spec.name, task=cfg.task.type, scheme=scheme,
         best_validation_metric={"name": metric, "value": result.best_metric, "step": result.best_step},
-        training=result.summary(time.perf_counter() - t_start, windows_split=split_count),
+        training=result.summary(
+            time.perf_counter() - t_start, windows_split=split_count,
+            precision=hardware.precision_of(accelerator).record(),
+        ),
     )  # fmt: skip
     if main:
         _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, result.history, splits, spec, merged)
@@ -249,6 +255,7 @@ def _write_outputs(run_dir, cfg, model, plan, tokenizer, metrics, history, split
         labels=splits.labels,
         max_length=cfg.backbone.max_length,
         tokens=TokenFields(scheme=splits.scheme, stride=cfg.tokens.stride),
+        precision=metrics["training"]["precision"]["name"],
     )
     write_manifest(run_dir, manifest)
     if plan.save_extra is not None and not merged:

@@ -105,7 +105,9 @@ class TokenPredictor(BasePredictor):
         if not sentences:
             return []
         windows = TokenWindows(self.tokenizer, sentences, None, self.max_length, self.stride)
-        logits = forward_in_order(self.window_logits, windows, self.collator, self.batch_size)
+        logits = forward_in_order(
+            self.window_logits, windows, self.collator, self.batch_size, precision=self.precision
+        )
         return [torch.softmax(w, dim=-1).numpy() for w in word_logits(windows, logits)]
 
     def window_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from transferkit import hardware
 from transferkit.data.text import Collator
 from transferkit.inference import forward_in_order
 
@@ -29,6 +30,7 @@ def extract_features(
     cache_path: Path | None = None,
     accelerator=None,
     progress=None,
+    precision=None,
 ) -> torch.Tensor | np.ndarray:
     """Pooled features of the (frozen) trunk for every example, in dataset order.
 
@@ -41,6 +43,7 @@ def extract_features(
         cache_path: ``.npy`` file for the disk cache.
         accelerator: Shards the work across processes when given.
         progress: Called with the number of examples done after each batch.
+        precision: Autocast precision; None: the accelerator's (see :func:`~transferkit.inference.forward_in_order`).
 
     Returns:
         (N, D) float32 features: a tensor in memory or a read-only memory map on disk.
@@ -49,8 +52,9 @@ def extract_features(
     model.eval()
     try:
         feats = forward_in_order(
-            lambda b: model.features(**b), dataset, collator, batch_size, accelerator, progress=progress
-        )
+            lambda b: model.features(**b), dataset, collator, batch_size, accelerator, progress=progress,
+            precision=precision,
+        )  # fmt: skip
     finally:
         model.train(was_training)
     size = feats.numel() * 4
@@ -67,7 +71,7 @@ def extract_features(
 
 @torch.inference_mode()
 def extract_hidden(
-    model: torch.nn.Module, dataset: Dataset, collator: Collator, batch_size: int, group: int
+    model: torch.nn.Module, dataset: Dataset, collator: Collator, batch_size: int, group: int, precision=None
 ) -> list[torch.Tensor]:
     """Per-example (T_i, D) features after layer group ``group`` of the frozen bottom, in dataset order.
 
@@ -82,7 +86,8 @@ def extract_hidden(
     try:
         for batch in ordered_loader(dataset, collator, batch_size):
             idx = batch.pop("idx")
-            hidden = hidden_after(model.backbone, batch, group)  # (B, T, D)
+            with hardware.autocast(precision):
+                hidden = hidden_after(model.backbone, batch, group).float()  # (B, T, D), stored in fp32
             lengths = batch["attention_mask"].sum(dim=1)
             for row, i in enumerate(idx.tolist()):
                 out[i] = hidden[row, : int(lengths[row])].clone()
@@ -111,17 +116,21 @@ class FeatureStore:
     """Frozen-trunk features shared by runs: ``training.feature_store`` (``transferkit compare`` sets it).
 
     A frozen, pretrained trunk maps one input to one feature vector whatever the run, so runs on the same
-    backbone settings (the fingerprint: backbone section, task, image size) read the vectors of inputs seen
+    backbone settings (the fingerprint: backbone section, task, image size, precision) read the vectors of inputs seen
     before and compute only the new ones. Layout: ``STORE/<fingerprint>/<n>.npy`` + ``<n>.keys.json``
     chunks, each written atomically, so an interrupted run loses at most its own chunk.
     Counters ``computed`` / ``reused`` / ``seconds`` say what a run got from it.
     """
 
-    def __init__(self, root: Path, cfg):
+    def __init__(self, root: Path, cfg, precision: str = "fp32"):
         import hashlib
         import json
 
         parts = {"backbone": cfg.backbone.model_dump(), "task": cfg.task.type}
+        if (
+            precision != "fp32"
+        ):  # bf16 features differ a little: their own store (fp32 keeps its old fingerprint)
+            parts["precision"] = precision
         if getattr(cfg, "image", None) is not None and cfg.task.type == "image-classification":
             parts["image"] = cfg.image.image_size
         digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -198,13 +207,16 @@ def frozen_features(
         if store_root and keys is not None and single and cfg.backbone.pretrained:
             from torch.utils.data import Subset
 
-            store = FeatureStore(Path(store_root), cfg)
+            precision = hardware.precision_of(accelerator) if accelerator is not None else None
+            store = FeatureStore(Path(store_root), cfg, precision.name if precision else "fp32")
             out = {}
             for name, ds in datasets.items():
 
                 def compute(positions, ds=ds):
                     sub = _Renumbered(Subset(ds, positions))
-                    return extract_features(model, sub, collator, cfg.training.eval_batch_size, "memory")
+                    return extract_features(
+                        model, sub, collator, cfg.training.eval_batch_size, "memory", precision=precision
+                    )
 
                 out[name] = store.features([str(k) for k in keys[name]], compute)
             frozen_features.store = {

@@ -22,11 +22,14 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 
+from transferkit import hardware
 from transferkit.config import TrainingConfig
 from transferkit.data.text import Collator, LengthGroupedBatchSampler
+from transferkit.errors import RunError
 from transferkit.evaluation.scoring import PREDICTIONS
 from transferkit.inference import forward_in_order, ordered_loader, single_process_budget
 from transferkit.strategies.base import StrategyPlan
@@ -48,14 +51,28 @@ log = logging.getLogger("transferkit")
 
 
 def make_accelerator(cfg: TrainingConfig) -> Accelerator:
-    """An Accelerator; on a machine without an accelerator device it runs on CPU, and several processes
-    started by ``accelerate launch --multi_gpu`` or ``torchrun`` then train with DDP over gloo."""
-    has_device = (
-        torch.cuda.is_available()
-        or (hasattr(torch, "xpu") and torch.xpu.is_available())
-        or torch.backends.mps.is_available()
+    """An Accelerator at ``cfg.precision`` (resolved for this machine: see :mod:`transferkit.hardware`).
+
+    On a machine without an accelerator device it runs on CPU, and several processes started by
+    ``accelerate launch --multi_gpu`` or ``torchrun`` then train with DDP over gloo. The resolved precision is
+    kept on the accelerator (:func:`transferkit.hardware.precision_of`) for ``metrics.json`` and the run manifest.
+    """
+    device = hardware.device_type()
+    precision = hardware.resolve_precision(cfg.precision, device)
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", precision.mixed) != precision.mixed:
+        # Accelerate keeps one mixed precision per process; a second run in the same process (tests, compare
+        # cells) at another precision starts a fresh AcceleratorState (the distributed PartialState stays).
+        AcceleratorState._reset_state(reset_partial_state=False)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        cpu=device == "cpu",
+        mixed_precision=precision.mixed,
     )
-    return Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, cpu=not has_device)
+    accelerator.transferkit_precision = precision
+    if accelerator.is_main_process:
+        log.info("precision: %s (%s)", precision.name, precision.reason)
+    return accelerator
 
 
 def train_loop(
@@ -256,8 +273,14 @@ class _Run:
         acc, cfg, plan, module = self.accelerator, self.cfg, self.plan, self.module
         with acc.accumulate(module):
             labels = batch.pop("labels")
-            logits = self.forward(module, batch)
+            with acc.autocast():  # bf16 / fp16 matmuls under mixed precision; the loss in fp32
+                logits = self.forward(module, batch)
             loss = compute_loss(logits, labels, self.problem, self.class_weights, self.focal)
+            if acc.mixed_precision != "no" and not torch.isfinite(loss):
+                raise RunError(
+                    f"the training loss became {loss.item()} at step {self.state.step} under {acc.mixed_precision}"
+                    " mixed precision: set training.precision=fp32 (or lower training.learning_rate)"
+                )
             acc.backward(loss)
             if acc.sync_gradients and cfg.max_grad_norm:
                 acc.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.max_grad_norm)

@@ -44,6 +44,7 @@ def compute_loss(
     if logits.ndim == 3:  # token classification: (B, T, C) and (B, T); -100 marks positions without a label
         keep = labels != -100
         logits, labels = logits[keep], labels[keep]  # (N, C), (N,)
+    logits = logits.float()  # bf16 / fp16 logits under mixed precision: the loss in fp32
     if problem == "regression":
         return F.mse_loss(logits.squeeze(-1), labels.float())
     if problem == "multi_label":

@@ -20,6 +20,7 @@ Adding a strategy means adding a row to ``ROWS``: a registered strategy without 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import shutil
@@ -497,3 +498,32 @@ def test_cached_equals_uncached(name: str, matrix_runs, matrix_data, tmp_path: P
     assert uncached.cache_calls == probe_passes, "the uncached run computed frozen features for training"
     assert not _max_diffs(_saved(cached.run_dir), _saved(uncached.run_dir), atol=1e-5)
     assert cached.metrics["test"]["accuracy"] == uncached.metrics["test"]["accuracy"]
+
+
+@pytest.mark.parametrize("name", _params("precision"))
+def test_trains_under_bf16(name: str, matrix_data, tmp_path: Path) -> None:
+    """The precision column: every strategy trains under bf16 autocast (on any CPU; only slower without
+    native bf16), records it, keeps fp32 master weights, and its saved model reproduces
+    the recorded test metrics when loaded at the run's precision."""
+    row = _row(name)
+    run = _fit(
+        matrix_data, tmp_path / "bf16", f"strategy.name={name}", *row.overrides, "training.precision=bf16"
+    )
+    assert run.metrics["training"]["precision"]["name"] == "bf16"
+    assert json.loads((run.run_dir / "labels.json").read_text())["precision"] == "bf16"
+    log = run.run_dir / "logs" / "train_log.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    losses = [r["loss"] for r in records if "loss" in r] + [
+        r["train_loss"] for r in records if "train_loss" in r
+    ]
+    assert all(math.isfinite(x) for x in losses), losses
+    assert losses or run.metrics["training"]["steps"] == 0  # closed-form heads (linear-probe) take no steps
+    saved = _saved(run.run_dir)
+    assert all(
+        t.dtype == torch.float32 for t in saved.values() if t.is_floating_point()
+    )  # fp32 master weights
+    model = transferkit.load(run.run_dir)
+    assert model.precision.name == "bf16"
+    again = model.evaluate(matrix_data["test"])
+    for key in ("accuracy", "f1_macro"):
+        assert again[key] == pytest.approx(run.metrics["test"][key], abs=1e-6), key

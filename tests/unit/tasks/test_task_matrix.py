@@ -268,7 +268,7 @@ def test_export_and_reload_where_the_task_exports(task: str, runs, tmp_path: Pat
 
     folder, data, run = runs(task)
     exported = transferkit.load(export_run(run.run_dir, tmp_path / "onnx"))
-    original = transferkit.load(run.run_dir)
+    original = transferkit.load(run.run_dir, precision="fp32")  # the ONNX graph is fp32, whatever the run's
     assert isinstance(exported, type(original)) and isinstance(exported, BasePredictor)
     inputs = _case(task).inputs(folder)
     assert _rounded(exported.predict(inputs)) == _rounded(original.predict(inputs))
@@ -293,3 +293,38 @@ def test_a_serving_adapter_exists(task: str) -> None:
     from transferkit.serving.adapters import ADAPTERS
 
     assert task in ADAPTERS
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+@pytest.mark.parametrize("task", task_names())
+def test_every_task_trains_and_predicts_at_each_precision(task: str, precision: str, tmp_path: Path) -> None:
+    """The precision column: a run records the precision it trained and evaluated at (metrics.json and the
+    manifest), ``load`` predicts at it by default, and the reloaded model scores what fit recorded."""
+    case = _case(task)
+    data = case.write(tmp_path)
+    files = [f"data.{s}={data}" for s in ("train", "validation", "test")]
+    run = transferkit.fit(
+        task=task, backbone=case.backbone, strategy="full", output=str(tmp_path / "run"),
+        overrides=[*RUN, "training.max_steps=2", f"training.precision={precision}", *files, *case.overrides],
+    )  # fmt: skip
+    assert run.metrics["training"]["precision"] == {
+        "name": precision, "requested": precision, "reason": run.metrics["training"]["precision"]["reason"],
+    }  # fmt: skip
+    assert json.loads((run.run_dir / "labels.json").read_text())["precision"] == precision
+    model = transferkit.load(run.run_dir)
+    assert model.precision.name == precision
+    scores, recorded = model.evaluate(data), run.metrics["test"]
+    for key in (k for k in ("accuracy", "f1_macro", "f1", "perplexity") if k in recorded and k in scores):
+        assert scores[key] == pytest.approx(recorded[key], rel=1e-4, abs=1e-6), key
+    assert transferkit.load(run.run_dir, precision="fp32").precision.name == "fp32"
+
+
+def test_fp16_without_a_cuda_device_is_refused_in_one_line(tmp_path: Path) -> None:
+    case = _case("text-classification")
+    data = case.write(tmp_path)
+    with pytest.raises(TransferkitError, match=r"fp16 needs a CUDA device.*use bf16, fp32 or auto"):
+        transferkit.fit(
+            train=str(data), backbone=case.backbone, output=str(tmp_path / "run"),
+            overrides=[*RUN, "training.precision=fp16"],
+        )  # fmt: skip
+    assert not (tmp_path / "run").exists()  # refused before a run folder was made

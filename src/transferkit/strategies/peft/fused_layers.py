@@ -69,12 +69,15 @@ class DropoutLinearFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x, weight, keep = ctx.saved_tensors
-        grad = grad_out * ctx.scale
+        # under autocast the forward's output (so grad_out) is bf16 while x and the weight are fp32: the
+        # backward runs outside autocast, so the (..., r)-sized products are done in x's dtype
+        grad = (grad_out * ctx.scale).to(x.dtype)
         grad_x = grad_w = None
         if ctx.needs_input_grad[1]:
             grad_w = grad.reshape(-1, grad.shape[-1]).t().mm((x * keep).reshape(-1, x.shape[-1]))
+            grad_w = grad_w.to(weight.dtype)
         if ctx.needs_input_grad[0]:
-            grad_x = grad.matmul(weight).mul_(keep)
+            grad_x = grad.matmul(weight.to(x.dtype)).mul_(keep)
         return grad_x, grad_w, None
 
 
@@ -94,6 +97,9 @@ def _add_product(result: torch.Tensor, h: torch.Tensor, b: torch.Tensor, alpha: 
     """``result + alpha * h @ b.T`` for ``h`` (..., r) and ``b`` (out, r): in place (``addmm_``, no output-sized
     temporary) where ``result`` allows it."""
     if result.is_contiguous() and result.dtype == h.dtype:
+        # under autocast (bf16) ``result`` and ``h`` are bf16 but ``b`` stays fp32, and in-place ops are not
+        # autocast: cast the small (out, r) factor instead (differentiable, so B's gradient stays fp32)
+        b = b if b.dtype == h.dtype else b.to(h.dtype)
         result.view(-1, result.shape[-1]).addmm_(h.reshape(-1, h.shape[-1]), b.t(), alpha=alpha)
         return result
     return result + (F.linear(h, b) * alpha).to(result.dtype)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from transferkit import artifacts
+from transferkit import artifacts, hardware
 from transferkit.backbones import resolve_backbone
 from transferkit.backbones.contract import hidden_after, run_from
 from transferkit.config import RunConfig
@@ -153,7 +153,9 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
         trainable_parameters=trainable, total_parameters=total, strategy=cfg.strategy.name, backbone=spec.name,
         task=cfg.task.type, problem="single_label",
         best_validation_metric={"name": metric, "value": result.best_metric, "step": result.best_step},
-        training=result.summary(time.perf_counter() - t_start),
+        training=result.summary(
+            time.perf_counter() - t_start, precision=hardware.precision_of(accelerator).record()
+        ),
     )  # fmt: skip
     if main:
         _write_outputs(
@@ -174,14 +176,17 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     return RunResult(run_dir, metrics)
 
 
-def _extract_hidden(model, dataset, collator, batch_size: int, group: int) -> list[torch.Tensor]:
+def _extract_hidden(
+    model, dataset, collator, batch_size: int, group: int, precision: str
+) -> list[torch.Tensor]:
     """Per-image output of layer group ``group`` of the frozen bottom ((T, D) tokens or (C, h, w) maps)."""
     out: list[torch.Tensor | None] = [None] * len(dataset)
     model.eval()
     with torch.inference_mode():
         for batch in ordered_loader(dataset, collator, batch_size):
             idx = batch.pop("idx")
-            hidden = hidden_after(model.backbone, batch, group)
+            with hardware.autocast(precision):
+                hidden = hidden_after(model.backbone, batch, group).float()  # stored in fp32
             for row, i in enumerate(idx.tolist()):
                 out[i] = hidden[row].clone()
     return out
@@ -194,7 +199,7 @@ def _training_view(model, plan, data, clean, features, targets, collator, cfg):
         return model.head, lambda m, b: m(b["features"]), sets, sets
     if plan.cache == "hidden":
         bs = cfg.training.eval_batch_size
-        sets = {n: TensorDataset("hidden", _extract_hidden(model, clean[n], collator, bs, plan.cut - 1), targets[n]) for n in SPLITS}  # fmt: skip
+        sets = {n: TensorDataset("hidden", _extract_hidden(model, clean[n], collator, bs, plan.cut - 1, cfg.training.precision), targets[n]) for n in SPLITS}  # fmt: skip
 
         def forward(m, batch):
             return m.head(run_from(m.backbone, batch["hidden"], None, plan.cut))  # (B, D) -> (B, C)
@@ -229,6 +234,7 @@ def _write_outputs(
         problem="single_label",
         labels=splits.labels,
         preprocess=ImagePreprocess.model_validate(preprocess.to_dict()),
+        precision=metrics["training"]["precision"]["name"],
     )
     write_manifest(run_dir, manifest)
     if plan.save_extra is not None and not merged:

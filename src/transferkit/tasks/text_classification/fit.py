@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from transformers import AutoTokenizer
 
-from transferkit import artifacts
+from transferkit import artifacts, hardware
 from transferkit.artifacts import DATAFRAME, SPLITS, RunResult
 from transferkit.backbones import resolve_backbone
 from transferkit.backbones.contract import run_from
@@ -174,7 +174,9 @@ def fit_text_classification(
         task=cfg.task.type,
         problem=problem,
         best_validation_metric={"name": metric, "value": result.best_metric, "step": result.best_step},
-        training=result.summary(time.perf_counter() - t_start),
+        training=result.summary(
+            time.perf_counter() - t_start, precision=hardware.precision_of(accelerator).record()
+        ),
     )
     if main:
         _write_outputs(
@@ -207,7 +209,9 @@ def _training_view(model, plan, data, features, targets, collator, cfg):
         return model.head, forward, sets
     if plan.cache == "hidden":
         hidden = {
-            name: extract_hidden(model, ds, collator, cfg.training.eval_batch_size, plan.cut - 1)
+            name: extract_hidden(
+                model, ds, collator, cfg.training.eval_batch_size, plan.cut - 1, cfg.training.precision
+            )
             for name, ds in data.items()
         }
         sets = {name: HiddenDataset(hidden[name], targets[name]) for name in data}
@@ -247,6 +251,7 @@ def _write_outputs(
         labels=labels,
         max_length=cfg.backbone.max_length,
         text=TextFields(pooling=spec.pooling),
+        precision=metrics["training"]["precision"]["name"],
     )
     write_manifest(run_dir, manifest)
     if plan.save_extra is not None and not exported:
