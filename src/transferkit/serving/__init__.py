@@ -2,8 +2,9 @@
 
 Layout: ``settings`` (typed settings, CLI flags), ``adapters`` (one per task: request inputs -> predictor
 inputs, outputs -> JSON), ``batching`` (dynamic micro-batching), ``model`` (load, warm, hot reload),
-``observability`` (Prometheus metrics, JSON access logs), ``app`` (routes), ``server`` (uvicorn, workers,
-signals), ``static/`` (the page at ``/``).
+``observability`` (Prometheus metrics, JSON access logs), ``security`` (Host check, keys, reload root),
+``body`` (reading and parsing requests), ``admin`` (``/admin/*``), ``app`` (routes), ``server`` (uvicorn,
+workers, signals), ``static/`` (the page at ``/``). SECURITY.md says what the server promises.
 
 This package sits on top of the library: it imports ``transferkit``; the library never imports it.
 """
