@@ -11,6 +11,10 @@ its peak RSS is its own. Comparisons (``--only`` picks one):
   head      transferkit ``head`` vs a naive loop that re-runs the frozen trunk every epoch
             (transferkit ``linear-probe`` shown for reference).   target >= 10x at equal or better accuracy
   flops     achieved training FLOP/s of transferkit ``full`` against this machine's fp32 matmul peak.
+  precision transferkit ``full`` at ``training.precision=auto`` vs the Trainer written well in fp32 and with
+            ``bf16=True``, and vs transferkit at fp32; ``head`` at auto vs fp32 (its frozen feature pass).
+            targets on a CPU with native bf16 (AMX / AVX512-BF16): >= 1.5x the fp32 Trainer, >= 1.1x the
+            bf16 Trainer, accuracy within 0.5 points of fp32, head's frozen pass >= 2.5x; AVX2 only: >= 1x.
 
 Usage:
     python benchmarks/bench_core.py                          # everything, about 35 minutes on 2 quiet CPU cores
@@ -75,17 +79,26 @@ def _transferkit(args, frames: common.Frames, overrides: list[str], batch_size: 
         "train_samples": len(frames.train) * epochs, "train_tokens": tr["train_tokens"], "padded_tokens": padded,
         "accuracy": m["test"]["accuracy"], "validation_accuracy": m["validation"]["accuracy"],
         "total_parameters": m["total_parameters"], "steps": tr["steps"], "transferkit_wall_seconds": tr["wall_seconds"],
+        "precision": tr["precision"]["name"],
     }  # fmt: skip
 
 
-def worker_tk_full(args, frames):
-    out = _transferkit(args, frames, ["strategy.name=full", "training.learning_rate=5e-5"], 16, args.epochs)
-    return out | {"note": f"{args.epochs} epochs, batch 16; train s excludes its validation after each epoch"}
+def worker_tk_full(args, frames, precision: str = "auto"):
+    out = _transferkit(args, frames, ["strategy.name=full", "training.learning_rate=5e-5", f"training.precision={precision}"], 16, args.epochs)  # fmt: skip
+    return out | {"note": f"{args.epochs} epochs, batch 16, precision {out['precision']}; train s excludes its validation after each epoch"}  # fmt: skip
 
 
-def worker_tk_head(args, frames):
-    out = _transferkit(args, frames, ["strategy.name=head"], 32, args.head_epochs)
-    return out | {"note": f"{args.head_epochs} epochs, batch 32, head lr 1e-3, on features cached once"}
+def worker_tk_full_fp32(args, frames):
+    return worker_tk_full(args, frames, "fp32")
+
+
+def worker_tk_head(args, frames, precision: str = "auto"):
+    out = _transferkit(args, frames, ["strategy.name=head", f"training.precision={precision}"], 32, args.head_epochs)  # fmt: skip
+    return out | {"note": f"{args.head_epochs} epochs, batch 32, head lr 1e-3, on features cached once; precision {out['precision']}"}  # fmt: skip
+
+
+def worker_tk_head_fp32(args, frames):
+    return worker_tk_head(args, frames, "fp32")
 
 
 def worker_tk_linear_probe(args, frames):
@@ -113,7 +126,7 @@ def _trainer(args, tmp: str, model, tok, train, **extra):
     return Trainer(model=model, args=targs, train_dataset=train, processing_class=tok, data_collator=collator, callbacks=callbacks)  # fmt: skip
 
 
-def worker_hf_tuned(args, frames):
+def worker_hf_tuned(args, frames, bf16: bool = False):
     """The Trainer written well: dynamic padding, length-grouped batches, no evaluation while training."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
@@ -132,8 +145,9 @@ def worker_hf_tuned(args, frames):
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = _trainer(
-            args, tmp, model, tok, train, data_collator=collate, train_sampling_strategy="group_by_length"
-        )
+            args, tmp, model, tok, train, data_collator=collate, train_sampling_strategy="group_by_length",
+            bf16=bf16,
+        )  # fmt: skip
         t1 = time.perf_counter()
         trainer.train()
         train_s, train_padded = time.perf_counter() - t1, padded[0]
@@ -144,8 +158,14 @@ def worker_hf_tuned(args, frames):
         "train_samples": samples, "train_tokens": sum(len(x["input_ids"]) for x in train) * args.epochs,
         "padded_tokens": train_padded, "accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean()),
         "nonembedding_parameters": sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n),
-        "note": "DataCollatorWithPadding, train_sampling_strategy=group_by_length; trainer.predict on test",
+        "note": "DataCollatorWithPadding, train_sampling_strategy=group_by_length; trainer.predict on test"
+        + ("; bf16=True" if bf16 else ""),
     }  # fmt: skip
+
+
+def worker_hf_tuned_bf16(args, frames):
+    """The Trainer written well with ``bf16=True`` (autocast on the CPU, as transferkit's bf16)."""
+    return worker_hf_tuned(args, frames, bf16=True)
 
 
 def worker_hf_tutorial(args, frames):
@@ -234,10 +254,17 @@ def worker_matmul(args, frames):
 BERT = "transformers.models.bert.modeling_bert"
 WORKERS = {  # name: (function, label, modules imported before its clock starts); the order is the run order
     "matmul": (worker_matmul, "fp32 matmul peak", ("torch",)),
-    "tk_full": (worker_tk_full, "transferkit full", ("transferkit.api", BERT)),
-    "hf_tuned": (worker_hf_tuned, "Trainer, written well", ("transformers.trainer", BERT)),
+    "tk_full": (worker_tk_full, "transferkit full (precision auto)", ("transferkit.api", BERT)),
+    "tk_full_fp32": (worker_tk_full_fp32, "transferkit full (fp32)", ("transferkit.api", BERT)),
+    "hf_tuned": (worker_hf_tuned, "Trainer, written well (fp32)", ("transformers.trainer", BERT)),
+    "hf_tuned_bf16": (
+        worker_hf_tuned_bf16,
+        "Trainer, written well, bf16=True",
+        ("transformers.trainer", BERT),
+    ),
     "hf_tutorial": (worker_hf_tutorial, "Trainer, tutorial (pad 512)", ("transformers.trainer", BERT)),
-    "tk_head": (worker_tk_head, "transferkit head", ("transferkit.api", BERT)),
+    "tk_head": (worker_tk_head, "transferkit head (precision auto)", ("transferkit.api", BERT)),
+    "tk_head_fp32": (worker_tk_head_fp32, "transferkit head (fp32)", ("transferkit.api", BERT)),
     "tk_linear_probe": (worker_tk_linear_probe, "transferkit linear-probe", ("transferkit.api", BERT)),
     "naive_frozen": (worker_naive_frozen, "naive frozen loop", ("torch", BERT)),
 }
@@ -246,7 +273,14 @@ COMPARISONS = {  # ours vs theirs: wall-time and training-throughput ratios agai
     "tuned": {"title": "full vs Trainer (written well)", "ours": "tk_full", "theirs": "hf_tuned", "target": 1.3, "accuracy": True},
     "head": {"title": "head vs naive frozen loop", "ours": "tk_head", "theirs": "naive_frozen", "target": 10.0, "accuracy": True, "also": ["tk_linear_probe"]},
     "flops": {"title": "training FLOP/s of full", "also": ["tk_full", "matmul"]},
+    # precision: the targets hold on CPUs with native bf16; on AVX2-only CPUs auto is fp32 and parity is the target
+    "precision": {"title": "full (auto) vs Trainer fp32", "ours": "tk_full", "theirs": "hf_tuned", "target": 1.5, "accuracy": True, "also": ["hf_tuned_bf16", "tk_full_fp32", "tk_head", "tk_head_fp32"]},
+    "precision_bf16": {"title": "full (auto) vs Trainer bf16=True", "ours": "tk_full", "theirs": "hf_tuned_bf16", "target": 1.1, "accuracy": True},
+    "precision_self": {"title": "full (auto) vs full (fp32)", "ours": "tk_full", "theirs": "tk_full_fp32", "target": 1.0, "accuracy": True, "tolerance": 0.005},
+    "precision_frozen": {"title": "head (auto) vs head (fp32): frozen pass", "ours": "tk_head", "theirs": "tk_head_fp32", "target": 2.5, "accuracy": True, "tolerance": 0.005},
 }  # fmt: skip
+# what --only X runs besides X's own contenders
+GROUPS = {"precision": ("precision", "precision_bf16", "precision_self", "precision_frozen")}
 PROFILED = ("tk_full", "hf_tuned")
 REPEATED = ("matmul", "tk_full", "hf_tuned", "tk_head", "tk_linear_probe")  # cheap enough for --repeat
 
@@ -254,7 +288,7 @@ REPEATED = ("matmul", "tk_full", "hf_tuned", "tk_head", "tk_linear_probe")  # ch
 def needed(only: str | None) -> list[str]:
     """The contenders a run needs, in run order."""
     names = set()
-    for c in [COMPARISONS[only]] if only else COMPARISONS.values():
+    for c in [COMPARISONS[k] for k in GROUPS.get(only, (only,))] if only else COMPARISONS.values():
         names.update([c.get("ours"), c.get("theirs"), *c.get("also", [])])
     return [n for n in WORKERS if n in names]
 
@@ -269,7 +303,7 @@ def compare(runs: dict, tolerance: float) -> list[dict]:
         acc_ok, acc = True, "n/a (extrapolated)"
         if c["accuracy"]:
             a, b, n = ours["accuracy"], theirs["accuracy"], runs["_test_rows"]
-            acc_ok = a >= b - tolerance
+            acc_ok = a >= b - c.get("tolerance", tolerance)
             acc = f"{a:.3f} vs {b:.3f} ({a - b:+.3f}; s.e. {math.sqrt(b * (1 - b) / n):.3f})"
         star = " (extrapolated)" if theirs.get("extrapolated") else ""
         for measure, ratio in (("wall time", theirs["wall_s"] / ours["wall_s"]),

@@ -75,8 +75,15 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+_ANNOUNCED = []
+
+
 def machine() -> dict:
-    """Date, CPU model, core count and library versions, for the results file."""
+    """Date, CPU model, core count and library versions, for the results file.
+
+    The first call in a process also prints the hardware header line (:func:`transferkit.hardware.header`)
+    to stderr, so every benchmark's output says which machine its figures came from.
+    """
     model, isa = "unknown", []
     try:
         for line in subprocess.run(
@@ -96,7 +103,15 @@ def machine() -> dict:
     import torch
     import transformers
 
+    from transferkit import hardware
+
+    header = hardware.header()
+    if not _ANNOUNCED:
+        print(header, file=sys.stderr, flush=True)
+        _ANNOUNCED.append(header)
     return {
+        "header": header,  # CPU model, cores, ISA, GPUs, torch, what precision=auto picks
+        "precision_auto": hardware.resolve_precision("auto").name,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu": model,
         "isa": " ".join(isa),

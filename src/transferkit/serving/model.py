@@ -62,12 +62,24 @@ class LoadedModel:
             "backbone": self.info.get("backbone"),
             "strategy": self.info.get("strategy"),
             "problem": getattr(p, "problem", None),
+            "precision": getattr(getattr(p, "precision", None), "name", None) or "fp32",
             "metrics": getattr(p, "metrics", {}) or {},
             "version": self.version,
             "run": self.run_dir.name,
             "loaded_at": self.loaded_at,
             "transferkit_version": __version__,
         }
+
+
+def set_precision(predictor: Any, precision: str) -> None:
+    """Runs a PyTorch predictor's forward passes at ``precision`` (``run`` keeps what ``load`` chose: the
+    run's own). ONNX predictors (exported folders) have no ``precision`` and run as exported."""
+    if precision == "run" or not hasattr(predictor, "precision") or getattr(predictor, "session", None):
+        return
+    from transferkit import hardware
+
+    predictor.precision = hardware.resolve_precision(precision)
+    log.info("serving precision: %s (%s)", predictor.precision.name, predictor.precision.reason)
 
 
 def run_info(run_dir: Path, predictor: Any) -> dict:
@@ -104,6 +116,7 @@ def load_model(
     """
     run_dir = Path(run_dir)
     predictor = loader(run_dir)
+    set_precision(predictor, settings.precision)
     adapter = adapter_for(predictor.task)
     adapter.configure(predictor)
     start = time.perf_counter()

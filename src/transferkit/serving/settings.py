@@ -9,6 +9,7 @@ import argparse
 import ipaddress
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -90,6 +91,12 @@ class ServeSettings(BaseModel):
     )
     access_log: Path | None = Field(
         None, description="append JSON-lines access logs to this file (default: standard error)"
+    )
+    precision: Literal["auto", "run", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="forward-pass precision: auto (bf16 where this machine has native bf16, else fp32; "
+        "`transferkit env` tells), run (what the run trained at), fp32, bf16, fp16 (CUDA); exported ONNX "
+        "folders run as exported",
     )
 
     @field_validator("allowed_hosts", mode="before")

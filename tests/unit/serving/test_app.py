@@ -268,3 +268,21 @@ def test_model_failure_is_a_500_without_internals(fake_client) -> None:
     r = client.post("/v1/predict", json={"inputs": ["boom"]})
     assert r.status_code == 500 and "scripted failure" not in r.text
     assert client.post("/v1/predict", json={"inputs": ["fine"]}).status_code == 200
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_serve_runs_the_forward_pass_at_the_precision_asked(served_run: Path, precision: str) -> None:
+    """``serve --precision``: the served model says its precision and predicts as ``load`` at it does."""
+    with TestClient(create_app(served_run, ServeSettings(precision=precision))) as c:
+        assert c.get("/v1/model").json()["precision"] == precision
+        served = c.post("/v1/predict", json={"inputs": ["a great film", "dull"]}).json()
+    expected = transferkit.load(served_run, precision=precision).predict(["a great film", "dull"])
+    got = served["predictions"] if isinstance(served, dict) else served
+    assert [p["label"] for p in got] == [p["label"] for p in expected]
+    for a, b in zip(got, expected, strict=True):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-3)
+
+
+def test_serve_precision_is_checked_with_the_settings() -> None:
+    with pytest.raises(ValueError, match="precision"):
+        ServeSettings(precision="fp8")
