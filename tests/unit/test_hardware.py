@@ -117,3 +117,17 @@ def test_describe_and_the_benchmark_header_name_the_hardware(monkeypatch) -> Non
 def test_precision_of_an_accelerator_not_made_by_transferkit_is_fp32() -> None:
     assert hardware.precision_of(object()).name == "fp32"
     assert hardware.precision_of(None).name == "fp32"
+
+
+def test_frozen_passes_use_a_low_precision_copy_and_leave_the_model_alone() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert hardware.low_precision_copy(model, "fp32") is model
+    copy = hardware.low_precision_copy(model, hardware.Precision("bf16", "bf16", ""))
+    assert copy is not model and all(p.dtype == torch.bfloat16 for p in copy.parameters())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    x = torch.randn(4, 8)
+    with hardware.autocast(hardware.Precision("bf16", "bf16", "")):
+        close = copy(x).float()
+    assert torch.allclose(close, model(x), atol=0.1)

@@ -48,15 +48,20 @@ def extract_features(
     Returns:
         (N, D) float32 features: a tensor in memory or a read-only memory map on disk.
     """
+    precision = precision if precision is not None else hardware.precision_of(accelerator)
     was_training = model.training
     model.eval()
+    # the trunk is frozen here: under bf16 its weights are cast once (a bf16 copy, dropped after the pass)
+    # instead of on every matmul; autocast still casts the inputs (image pixels) and keeps norms as it would
+    work = hardware.low_precision_copy(model, precision)
     try:
         feats = forward_in_order(
-            lambda b: model.features(**b), dataset, collator, batch_size, accelerator, progress=progress,
+            lambda b: work.features(**b), dataset, collator, batch_size, accelerator, progress=progress,
             precision=precision,
         )  # fmt: skip
     finally:
         model.train(was_training)
+        del work
     size = feats.numel() * 4
     if location == "disk" or (location == "auto" and size > MEMORY_LIMIT):
         if cache_path is None:
