@@ -61,7 +61,6 @@ def extract_features(
         )  # fmt: skip
     finally:
         model.train(was_training)
-        del work
     size = feats.numel() * 4
     if location == "disk" or (location == "auto" and size > MEMORY_LIMIT):
         if cache_path is None:
