@@ -26,6 +26,27 @@ ENV_SETTINGS = "TRANSFERKIT_SERVE_SETTINGS"
 log = logging.getLogger("transferkit.serving")
 
 
+def set_threads(settings: ServeSettings) -> int:
+    """Sizes this worker's compute threads from the core count; returns torch's intra-op thread count.
+
+    On 2 cores, torch's default (one thread per core in every worker) plus a tokenizer thread pool plus
+    uvicorn's event loop oversubscribe the machine: each worker gets ``cores // workers`` torch threads
+    (``--threads`` overrides) and the fast tokenizer runs without its own pool (it tokenizes a batch on the
+    batching thread, between forward passes).
+    """
+    import torch
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    threads = settings.threads or max(1, cores // settings.workers)
+    torch.set_num_threads(threads)
+    log.info("serve: %d torch threads per worker (%d cores, %d workers)", threads, cores, settings.workers)
+    return threads
+
+
 def app_from_env():
     """uvicorn factory for worker processes: the run folder and settings come from the environment."""
     from transformers.utils import logging as hf_logging
@@ -35,6 +56,7 @@ def app_from_env():
     hf_logging.set_verbosity_error()  # as the CLI does in the main process: no progress bars per worker
     hf_logging.disable_progress_bar()
     settings = ServeSettings.model_validate_json(os.environ[ENV_SETTINGS])
+    set_threads(settings)
     return create_app(os.environ[ENV_RUN], settings)
 
 
@@ -72,6 +94,7 @@ def serve(run_dir: str | Path, settings: ServeSettings | None = None) -> None:
     if settings.workers == 1:
         from transferkit.serving.app import create_app
 
+        set_threads(settings)
         app = create_app(run_dir, settings)
         log.info("transferkit serve: http://%s:%d", settings.host, settings.port)
         uvicorn.Server(uvicorn.Config(app, **common)).run()
@@ -99,4 +122,4 @@ def serve(run_dir: str | Path, settings: ServeSettings | None = None) -> None:
             shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
 
 
-__all__ = ["app_from_env", "serve", "uvicorn_options"]
+__all__ = ["app_from_env", "serve", "set_threads", "uvicorn_options"]

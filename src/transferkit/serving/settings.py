@@ -92,6 +92,12 @@ class ServeSettings(BaseModel):
     access_log: Path | None = Field(
         None, description="append JSON-lines access logs to this file (default: standard error)"
     )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch intra-op threads per worker (default: the cores this process may use divided by "
+        "--workers, at least 1); the tokenizer runs single-threaded on the batching thread",
+    )
     precision: Literal["auto", "run", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="forward-pass precision: auto (bf16 where this machine has native bf16, else fp32; "

@@ -286,3 +286,19 @@ def test_serve_runs_the_forward_pass_at_the_precision_asked(served_run: Path, pr
 def test_serve_precision_is_checked_with_the_settings() -> None:
     with pytest.raises(ValueError, match="precision"):
         ServeSettings(precision="fp8")
+
+
+def test_threads_come_from_the_cores_and_workers(monkeypatch) -> None:
+    import os
+
+    import torch
+
+    from transferkit.serving.server import set_threads
+
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert set_threads(ServeSettings(workers=2)) == 2
+    assert set_threads(ServeSettings(workers=8)) == 1  # never below one thread
+    assert set_threads(ServeSettings(workers=2, threads=3)) == 3  # --threads wins
+    assert calls == [2, 1, 3]
