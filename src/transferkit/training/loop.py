@@ -207,7 +207,7 @@ class _Run:
             self.evaluate()
         start = time.perf_counter()
         eval_seconds = 0.0
-        done = state.step >= total_steps
+        done = state.step >= total_steps or state.stopped  # resumed from the checkpoint of the last step
         while not done:
             for batch in self.epoch_batches():
                 state.batches_in_epoch += 1
@@ -221,7 +221,7 @@ class _Run:
                 evaluated = state.step % self.schedule.eval_every == 0 or state.step == total_steps
                 if evaluated:
                     t0 = time.perf_counter()
-                    stop = self.evaluate()
+                    stop = state.stopped = self.evaluate()  # in the checkpoint below: a resume stops too
                     eval_seconds += time.perf_counter() - t0
                     state.running, state.running_n = 0.0, 0
                 if self.stages.next_due(state.stage, state.step):
@@ -229,12 +229,12 @@ class _Run:
                 if evaluated or (cfg.checkpoint_every_steps and state.step % cfg.checkpoint_every_steps == 0):
                     self.checkpoint()
                 if stop or state.step >= total_steps:
-                    result.stopped_early = stop
                     done = True
                     break
             else:
                 state.epoch += 1
                 state.batches_in_epoch = 0
+        result.stopped_early = state.stopped
         result.train_seconds = time.perf_counter() - start - eval_seconds
         result.steps = state.step
         self.progress.close()

@@ -4,6 +4,7 @@ gradient accumulation."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,22 @@ def test_early_stopping(toy_csv: Path, tmp_path: Path) -> None:
     values = [r["validation"]["f1_macro"] for r in history]
     assert best["value"] == pytest.approx(max(values))
     assert best["step"] == history[values.index(max(values))]["step"]
+
+
+def test_resume_after_an_early_stop_trains_no_further(toy_csv: Path, tmp_path: Path) -> None:
+    # A kill during the final save of a run that stopped early leaves the stop step's checkpoint; the
+    # resumed run used to train on past it (until patience ran out again), ending with other steps/weights.
+    stop = ["training.learning_rate=1e-9", "training.early_stopping_patience=1"]
+    first = _fit(toy_csv, tmp_path / "run", *stop, epochs=30)
+    assert first.metrics["training"]["stopped_early"] is True
+    steps = first.metrics["training"]["steps"]
+    for name in ("metrics.json", "model"):  # as if killed while writing the outputs
+        path = first.run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    resumed = transferkit.fit(resume=first.run_dir).metrics
+    assert resumed["training"]["resumed_from_step"] == steps
+    assert resumed["training"]["steps"] == steps and resumed["training"]["stopped_early"] is True
+    assert _outcome(resumed) == _outcome(first.metrics)
 
 
 def test_no_early_stopping_without_patience(toy_csv: Path, tmp_path: Path) -> None:
