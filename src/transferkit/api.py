@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +20,8 @@ from transferkit.artifacts import DATAFRAME, SPLITS, RunResult
 from transferkit.config import RunConfig, load_config
 from transferkit.data.targets import encode_targets
 from transferkit.errors import RunError
+
+log = logging.getLogger("transferkit")
 
 __all__ = ["DATAFRAME", "SPLITS", "RunResult", "encode_targets", "fit", "load"]
 
@@ -37,7 +41,8 @@ def fit(
         overrides: ``key.path=value`` strings.
         frames: pandas DataFrames for "train" / "validation" / "test" instead of files.
         resume: A run folder interrupted during training: continue from its newest checkpoint with its
-            saved configuration (the result equals an uninterrupted run's).
+            saved configuration (the result equals an uninterrupted run's). A finished run (its
+            ``metrics.json`` exists) is returned as it is, with a warning.
         **quick: Shortcuts: dataset, train, validation, test, backbone, strategy, epochs, seed, output, task.
 
     Returns:
@@ -50,8 +55,10 @@ def fit(
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise RunError(f"{run_dir}: not a run folder (no config.yaml); nothing to resume")
-        if (run_dir / "metrics.json").is_file():
-            raise RunError(f"{run_dir}: this run already finished; start a new run instead of --resume")
+        if (run_dir / "metrics.json").is_file():  # written last: the run is complete, whenever it was killed
+            # nothing to do, and not an error: a retry loop around `fit --resume` ends (as compare skips cells)
+            log.warning(f"{run_dir}: this run already finished; nothing to resume, nothing changed")
+            return RunResult(run_dir, json.loads((run_dir / "metrics.json").read_text()))
         config = load_config(run_dir / "config.yaml", list(overrides or []))
         config.output.dir = str(run_dir)
         return _fit(config, frames, resume=True)
