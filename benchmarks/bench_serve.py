@@ -3,7 +3,11 @@
 For each server and each concurrency (default 1, 16, 64), a load generator in its own process sends
 one-text ``POST`` requests over loopback for ``--seconds`` (after a short unrecorded warm-up) with exactly
 that many requests in flight, and reports requests/s, p50 / p99 latency and errors; the server's peak RSS
-(children included) is sampled meanwhile. Prints both side by side with the ratios, and writes
+(children included) is sampled meanwhile. transferkit is measured at each ``--precisions`` (fp32, bf16:
+``serve --precision``) and, with ``--int8``, on the run compressed to an int8 ONNX folder (onnxruntime's
+VNNI kernels where present). Every row also shows the compute bound: the model's FLOPs per request (2 x
+non-embedding parameters x the mean tokens of a request) at this machine's measured matmul peak of that
+precision, and the share of it reached. Prints all side by side with the ratios to Flask, and writes
 ``benchmarks/results/serve.json``.
 
     python benchmarks/bench_serve.py --run runs/rotten_tomatoes-full-...   # the real model, 20 s per level
@@ -87,7 +91,7 @@ async def _load(
                 return
             text = texts[n % len(texts)]
             n += concurrency
-            body = {"inputs": [text]} if kind == "transferkit" else {"text": text}
+            body = {"inputs": [text]} if kind.startswith("transferkit") else {"text": text}
             try:
                 r = await client.post(url, json=body)
                 ok = r.status_code == 200
@@ -186,17 +190,21 @@ def start_server(kind: str, args, log: Path) -> tuple[subprocess.Popen, str, str
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    if kind == "transferkit":
+    if kind.startswith("transferkit"):
+        precision = kind.split("-", 1)[1] if "-" in kind else "auto"
+        served = args.int8_dir if precision == "int8" else args.run
         cmd = [
             sys.executable,
             "-m",
             "transferkit.cli.main",
             "-q",
             "serve",
-            str(args.run),
+            str(served),
             "--port",
             str(port),
         ]
+        if precision != "int8":
+            cmd += ["--precision", precision]
         cmd += ["--workers", str(args.workers), "--max-batch-size", str(args.max_batch_size)]
         cmd += [
             "--max-wait-ms",
@@ -333,26 +341,62 @@ def sample_texts(n: int = 2000) -> list[str]:
         return [" ".join(words[: 5 + i % len(words)]) for i in range(n)]
 
 
-def table(rows: list[dict]) -> str:
+def compute_bound(run_dir: Path, texts: list[str], kinds: list[str], seconds: float = 1.0) -> dict:
+    """Requests/s the forward pass alone allows at each precision's measured matmul peak.
+
+    FLOPs per request = 2 x non-embedding parameters x mean tokens of one request (each request carries one
+    text of the sample): the matmuls of a forward pass; attention's T^2 terms are small at these lengths.
+    """
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from transferkit import hardware
+
+    weights = load_file(str(run_dir / "model" / "model.safetensors"))
+    params = sum(t.numel() for k, t in weights.items() if "embeddings" not in k)
+    tok = AutoTokenizer.from_pretrained(str(run_dir / "model"))
+    tokens = sum(len(x) for x in tok(texts[:500], truncation=True)["input_ids"]) / min(len(texts), 500)
+    flops = 2 * params * tokens
+    out = {"nonembedding_parameters": params, "mean_tokens": round(tokens, 1), "flops_per_request": flops}
+    for kind in kinds:
+        precision = kind.split("-", 1)[1] if "-" in kind else "fp32"
+        peak = hardware.matmul_gflops(
+            precision if precision in ("fp32", "bf16", "int8") else "fp32", seconds=seconds
+        )
+        if peak:
+            out[kind] = {"peak_gflops": round(peak, 1), "bound_requests_per_s": round(peak * 1e9 / flops, 1)}
+    return out
+
+
+def table(rows: list[dict], bound: dict | None = None) -> str:
     by = {(r["server"], r["concurrency"]): r for r in rows}
     levels = sorted({r["concurrency"] for r in rows})
+    kinds = list(dict.fromkeys(r["server"] for r in rows))
     out = [
-        "| concurrency | server | requests/s | p50 ms | p99 ms | errors | server RSS MiB |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| concurrency | server | requests/s | p50 ms | p99 ms | errors | server RSS MiB | % of compute bound |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for c in levels:
-        for kind in ("transferkit", "flask"):
+        for kind in kinds:
             r = by.get((kind, c))
             if r:
-                out.append(
-                    f"| {c} | {kind} | {r['requests_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['server_rss_mib']} |"
+                b = (
+                    (bound or {})
+                    .get(kind if kind != "flask" else "transferkit-fp32", {})
+                    .get("bound_requests_per_s")
                 )
-        t, f = by.get(("transferkit", c)), by.get(("flask", c))
-        if t and f and f["requests_per_s"] > 0:
-            out.append(
-                f"| {c} | **ratio** | **{t['requests_per_s'] / f['requests_per_s']:.2f}x** | "
-                f"{t['p50_ms'] / f['p50_ms']:.2f}x | {t['p99_ms'] / f['p99_ms']:.2f}x | | |"
-            )
+                share = f"{100 * r['requests_per_s'] / b:.0f}% of {b:.0f}" if b else "-"
+                out.append(
+                    f"| {c} | {kind} | {r['requests_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {r['server_rss_mib']} | {share} |"
+                )
+        f = by.get(("flask", c))
+        for kind in (k for k in kinds if k != "flask"):
+            t = by.get((kind, c))
+            if t and f and f["requests_per_s"] > 0:
+                out.append(
+                    f"| {c} | **{kind} / flask** | **{t['requests_per_s'] / f['requests_per_s']:.2f}x** | "
+                    f"{t['p50_ms'] / f['p50_ms']:.2f}x | {t['p99_ms'] / f['p99_ms']:.2f}x | | | |"
+                )
     return "\n".join(out)
 
 
@@ -368,6 +412,10 @@ def main() -> None:
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--only", choices=["transferkit", "flask"], help="measure one server only")
+    p.add_argument(
+        "--precisions", default="fp32,bf16", help="serve --precision values to measure, comma-separated"
+    )
+    p.add_argument("--int8", action="store_true", help="also serve the run compressed to an int8 ONNX folder")
     p.add_argument(
         "--quick", action="store_true", help="smoke run: 3 s per level, 1 s warm-up, concurrency 1,16"
     )
@@ -389,16 +437,31 @@ def main() -> None:
     texts_file.write_text(json.dumps(sample_texts()))
     info = {**machine(), "other_cores_before": other_load(2.0), "run": str(args.run)}
     print(f"serving {args.run}; other jobs use {info['other_cores_before']:.2f} cores", flush=True)
+    kinds = [f"transferkit-{p}" for p in args.precisions.split(",") if p]
+    if args.int8:
+        from transferkit.compression import compress_run
+
+        args.int8_dir = work / "int8"
+        compress_run(args.run, int8=True, output=args.int8_dir, repeats=2)
+        kinds.append("transferkit-int8")
+    bound = compute_bound(Path(args.run), json.loads(texts_file.read_text()), kinds)
+    print(
+        f"compute bound per request: {bound['flops_per_request'] / 1e9:.3f} GFLOP ({bound['mean_tokens']} tokens)"
+    )
     rows = []
-    for kind in ("transferkit", "flask"):
-        if args.only in (None, kind):
+    for kind in [*kinds, "flask"]:
+        if args.only is None or kind.startswith(args.only):
             rows += measure(kind, args, texts_file, work / f"{kind}.log")
     print()
-    print(table(rows))
+    print(table(rows, bound))
     name = "serve-quick.json" if args.quick else "serve.json"
     settings = {k: v for k, v in vars(args).items() if k not in ("flask_server", "client")}
     (RESULTS / name).write_text(
-        json.dumps({"machine": info, "settings": settings, "rows": rows}, indent=2, default=str)
+        json.dumps(
+            {"machine": info, "settings": settings, "compute_bound": bound, "rows": rows},
+            indent=2,
+            default=str,
+        )
     )
     print(f"\nwrote {RESULTS / name}; server logs in {work}")
 
