@@ -276,11 +276,16 @@ class _Run:
             with acc.autocast():  # bf16 / fp16 matmuls under mixed precision; the loss in fp32
                 logits = self.forward(module, batch)
             loss = compute_loss(logits, labels, self.problem, self.class_weights, self.focal)
-            if acc.mixed_precision != "no" and not torch.isfinite(loss):
-                raise RunError(
-                    f"the training loss became {loss.item()} at step {self.state.step} under {acc.mixed_precision}"
-                    " mixed precision: set training.precision=fp32 (or lower training.learning_rate)"
+            if not torch.isfinite(
+                loss
+            ):  # a NaN / inf loss would poison every weight; stop, say what to change
+                hint = (
+                    f" under {acc.mixed_precision} mixed precision: set training.precision=fp32 (or lower"
+                    " training.learning_rate)"
+                    if acc.mixed_precision != "no"
+                    else ": lower training.learning_rate (or check the targets for NaN / inf values)"
                 )
+                raise RunError(f"the training loss became {loss.item()} at step {self.state.step}{hint}")
             acc.backward(loss)
             if acc.sync_gradients and cfg.max_grad_norm:
                 acc.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.max_grad_norm)
