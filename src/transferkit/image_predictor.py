@@ -14,7 +14,7 @@ from transferkit.errors import DataError, RunError
 from transferkit.evaluation.scoring import probabilities, score
 from transferkit.inference import forward_in_order
 from transferkit.predictor import apply_unmerged_adapter
-from transferkit.predictors import BasePredictor, refuse_existing, write_table
+from transferkit.predictors import BasePredictor, add_columns, refuse_existing, write_table
 
 
 def as_image_list(inputs) -> list:
@@ -127,16 +127,17 @@ class ImagePredictor(BasePredictor):
     def predict_file(self, path: str | Path, output: str | Path, input_column: str | None = None) -> Path:
         """Reads a CSV/TSV/JSONL/Parquet list of image paths (relative to it) in ``input_column`` (default
         ``path``); writes the same rows plus ``predicted_label``, ``score`` and ``p_<label>`` columns to a new
-        file (never overwriting one)."""
+        file (never overwriting one; an input column named like one of them is an error)."""
         from transferkit.data.images import read_image_csv
         from transferkit.data.readers import read_table
 
         refuse_existing(output)
+        frame = read_table(path)
+        names = ["predicted_label", "score", *(f"p_{n}" for n in self.labels)]
+        add_columns(frame, dict.fromkeys(names), path)  # a clash fails before the images are decoded
         refs = read_image_csv(Path(path), input_column or "path", None)["text"].tolist()
         preds = self.predict(refs)
-        out = read_table(path).copy()
-        out["predicted_label"] = [p["label"] for p in preds]
-        out["score"] = [p["score"] for p in preds]
+        new = {"predicted_label": [p["label"] for p in preds], "score": [p["score"] for p in preds]}
         for name in self.labels:
-            out[f"p_{name}"] = [p["scores"][name] for p in preds]
-        return write_table(out, output)
+            new[f"p_{name}"] = [p["scores"][name] for p in preds]
+        return write_table(add_columns(frame, new, path), output)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from transferkit.data.text import Collator, TokenizedDataset
 from transferkit.errors import DataError
 from transferkit.evaluation.scoring import probabilities, score
 from transferkit.inference import forward_in_order
-from transferkit.predictors import BasePredictor, refuse_existing, write_table
+from transferkit.manifest import read_run_json
+from transferkit.predictors import BasePredictor, add_columns, refuse_existing, write_table
 
 
 def apply_unmerged_adapter(model, run_dir: Path) -> bool:
@@ -27,7 +27,7 @@ def apply_unmerged_adapter(model, run_dir: Path) -> bool:
         True if an adapter was applied (and merged in memory, for speed).
     """
     info_file = run_dir / "adapter" / "transferkit.json"
-    if not info_file.is_file() or json.loads(info_file.read_text()).get("merged", True):
+    if not info_file.is_file() or read_run_json(info_file).get("merged", True):
         return False
     from peft import PeftModel
 
@@ -129,7 +129,12 @@ class Predictor(BasePredictor):
     def predict_file(self, path: str | Path, output: str | Path, input_column: str | None = None) -> Path:
         """Reads CSV/TSV/JSONL/Parquet with texts in ``input_column`` (default ``text``); writes the same rows
         plus ``predicted_label``, ``score`` and ``p_<label>`` columns (``predicted_labels`` for multi-label,
-        ``predicted_value`` for regression), never overwriting a file."""
+        ``predicted_value`` for regression), never overwriting a file.
+
+        Raises:
+            DataError: for a bad file or column, an input column named like a prediction column, or an
+                ``output`` that exists (also one that appears while the predictions run).
+        """
         refuse_existing(output)
         column = input_column or "text"
         frame = read_table(path)
@@ -137,19 +142,25 @@ class Predictor(BasePredictor):
             raise DataError(
                 f"{path}: no column {column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column"
             )
+        names = self._prediction_columns()
+        add_columns(frame, dict.fromkeys(names), path)  # a clash fails before the forward passes
         preds = self.predict(frame[column].astype(str).tolist())
-        out = frame.copy()
-        # new columns never replace the user's own (e.g. a gold `label` column stays as it was)
+        new: dict[str, list] = {}
         if self.problem == "regression":
-            out["predicted_value"] = [p["value"] for p in preds]
+            new["predicted_value"] = [p["value"] for p in preds]
         elif self.problem == "multi_label":
-            out["predicted_labels"] = ["|".join(p["labels"]) for p in preds]
+            new["predicted_labels"] = ["|".join(p["labels"]) for p in preds]
         else:
-            out["predicted_label"] = [p["label"] for p in preds]
-            out["score"] = [p["score"] for p in preds]
+            new["predicted_label"] = [p["label"] for p in preds]
+            new["score"] = [p["score"] for p in preds]
         for name in self.labels:
-            out[f"p_{name}"] = [p["scores"][name] for p in preds]
-        return write_table(out, output)
+            new[f"p_{name}"] = [p["scores"][name] for p in preds]
+        return write_table(add_columns(frame, new, path), output)
+
+    def _prediction_columns(self) -> list[str]:
+        """The columns :meth:`predict_file` adds, in order (an input column of the same name is an error)."""
+        head = {"regression": ["predicted_value"], "multi_label": ["predicted_labels"]}
+        return head.get(self.problem, ["predicted_label", "score"]) + [f"p_{n}" for n in self.labels]
 
 
 __all__ = ["Predictor"]

@@ -65,28 +65,74 @@ class BasePredictor(ABC):
         """
 
 
+def _exists_error(output: Path) -> DataError:
+    return DataError(f"{output}: already exists; choose another --output (files are never overwritten)")
+
+
 def refuse_existing(output: str | Path) -> Path:
-    """``output`` as a Path; DataError if it exists (predictions never overwrite a file)."""
+    """``output`` as a Path; DataError if it exists (predictions never overwrite a file).
+
+    A check before the work starts, so none is wasted; the write itself (:func:`write_table`,
+    :func:`write_new_text`) checks again, atomically, for a file that appeared in the meantime.
+    """
     output = Path(output)
     if output.exists():
-        raise DataError(f"{output}: already exists; choose another --output (files are never overwritten)")
+        raise _exists_error(output)
     return output
 
 
+def add_columns(frame, columns: dict[str, list], path: str | Path):
+    """A copy of ``frame`` with the prediction ``columns`` added.
+
+    Raises:
+        DataError: naming the input columns that have a prediction column's name (a user's ``score`` or
+            ``p_pos`` is never silently replaced); rename them in ``path``.
+    """
+    taken = [name for name in columns if name in frame.columns]
+    if taken:
+        raise DataError(
+            f"{path}: already has the column(s) {', '.join(map(repr, taken))}, which the predictions would "
+            f"replace; rename them (prediction columns: {', '.join(columns)})"
+        )
+    out = frame.copy()
+    for name, values in columns.items():
+        out[name] = values
+    return out
+
+
+def write_new_text(text: str, output: str | Path) -> Path:
+    """Writes ``text`` atomically to the new file ``output``; DataError if it exists, even if it appeared
+    while the predictions ran."""
+    from transferkit.utils.io import atomic_write_text
+
+    output = Path(output)
+    try:
+        return atomic_write_text(output, text, exclusive=True)
+    except FileExistsError as e:
+        raise _exists_error(output) from e
+
+
 def write_table(frame, output: str | Path) -> Path:
-    """Writes a DataFrame atomically as JSONL, Parquet, TSV or CSV (by ``output``'s suffix) to a new file."""
+    """Writes a DataFrame atomically as JSONL, Parquet, TSV or CSV (by ``output``'s suffix) to a new file.
+
+    Raises:
+        DataError: if ``output`` exists, even if it appeared while the predictions ran (never overwritten).
+    """
     from transferkit.utils.io import atomic_save_via
 
     output = refuse_existing(output)
     suffix = output.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        return atomic_save_via(
-            output, lambda p: frame.to_json(p, orient="records", lines=True, force_ascii=False)
-        )
-    if suffix in (".parquet", ".pq"):
-        return atomic_save_via(output, lambda p: frame.to_parquet(p, index=False))
-    sep = "\t" if suffix in (".tsv", ".tab") else ","
-    return atomic_save_via(output, lambda p: frame.to_csv(p, index=False, sep=sep))
+        writer = lambda p: frame.to_json(p, orient="records", lines=True, force_ascii=False)  # noqa: E731
+    elif suffix in (".parquet", ".pq"):
+        writer = lambda p: frame.to_parquet(p, index=False)  # noqa: E731
+    else:
+        sep = "\t" if suffix in (".tsv", ".tab") else ","
+        writer = lambda p: frame.to_csv(p, index=False, sep=sep)  # noqa: E731
+    try:
+        return atomic_save_via(output, writer, exclusive=True)
+    except FileExistsError as e:
+        raise _exists_error(output) from e
 
 
-__all__ = ["BasePredictor", "refuse_existing", "write_table"]
+__all__ = ["BasePredictor", "add_columns", "refuse_existing", "write_new_text", "write_table"]

@@ -41,7 +41,8 @@ def cmd_evaluate(args) -> int:
     keys = [k for k in (*spec.metric_keys, "num_examples", "num_sentences") if k in metrics]
     _print(format_metrics_table({args.data: metrics}, keys=keys))
     if args.output:
-        if os.path.exists(args.output):
-            raise TransferkitError(f"{args.output}: already exists; choose another --output")
-        atomic_write_json(args.output, metrics)
+        try:  # exclusive: also refuses a file that appeared while the run evaluated
+            atomic_write_json(args.output, metrics, exclusive=True)
+        except FileExistsError:
+            raise TransferkitError(f"{args.output}: already exists; choose another --output") from None
     return 0

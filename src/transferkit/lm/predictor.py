@@ -17,7 +17,7 @@ from transferkit.config import GenerationTaskConfig
 from transferkit.errors import DataError
 from transferkit.lm.data import Example, LMCollator, LMDataset, prompt_ids, read_examples, render
 from transferkit.lm.generate import generate_ids, generation_scores, perplexity, stream_text
-from transferkit.predictors import BasePredictor, refuse_existing, write_table
+from transferkit.predictors import BasePredictor, add_columns, refuse_existing, write_table
 
 
 class GenerationPredictor(BasePredictor):
@@ -153,7 +153,8 @@ class GenerationPredictor(BasePredictor):
 
     def predict_file(self, path: str | Path, output: str | Path, input_column: str | None = None) -> Path:
         """Reads prompts from ``input_column`` (default: the run's prompt column) of a CSV/TSV/JSONL/Parquet file;
-        writes the rows plus a ``generated`` column to a new file (never overwriting one)."""
+        writes the rows plus a ``generated`` column to a new file (never overwriting one; an input column
+        already named ``generated`` is an error)."""
         from transferkit.data.readers import read_table
 
         refuse_existing(output)
@@ -163,6 +164,6 @@ class GenerationPredictor(BasePredictor):
             raise DataError(
                 f"{path}: no column {column!r} (columns: {', '.join(map(str, frame.columns))}); set --text-column"
             )
-        out = frame.copy()
-        out["generated"] = [p["text"] for p in self.predict(frame[column].astype(str).tolist())]
-        return write_table(out, output)
+        add_columns(frame, {"generated": None}, path)  # a clash fails before generating
+        generated = [p["text"] for p in self.predict(frame[column].astype(str).tolist())]
+        return write_table(add_columns(frame, {"generated": generated}, path), output)

@@ -26,7 +26,7 @@ from transferkit.evaluation.ner import entity_metrics
 from transferkit.inference import forward_in_order
 from transferkit.manifest import TokenFields
 from transferkit.ner.modeling import load_token_model
-from transferkit.predictors import BasePredictor, refuse_existing
+from transferkit.predictors import BasePredictor, add_columns, refuse_existing, write_new_text
 
 # dotted initials keep their final dot, as CoNLL writes them ("U.S.", "e.g."); other words keep inner
 # hyphens, apostrophes and dots ("don't", "Jean-Luc", "3.5"); every other non-space character is a word
@@ -220,6 +220,10 @@ class TokenPredictor(BasePredictor):
 
         Returns:
             Each input row (JSON-ready) with ``entities`` added, and ``predicted_tags`` for token input.
+
+        Raises:
+            DataError: for a bad file or column, or a table that already has an ``entities`` or
+                ``predicted_tags`` column (it would be replaced).
         """
         from transferkit.data.conll import is_table
         from transferkit.data.readers import read_table
@@ -236,6 +240,7 @@ class TokenPredictor(BasePredictor):
                 raise DataError(
                     f"{path}: no column {wanted} (columns: {', '.join(map(str, frame.columns))}); set --text-column"
                 )
+            add_columns(frame, {"entities": None, "predicted_tags": None}, path)  # never replaced
             # a str cell is a raw text; a list (JSONL) or array (Parquet) cell is a token list
             inputs = [
                 str(v) if isinstance(v, str) or not hasattr(v, "__iter__") else [str(t) for t in v]
@@ -258,15 +263,13 @@ class TokenPredictor(BasePredictor):
         return out
 
     def predict_file(self, path: str | Path, output: str | Path, input_column: str | None = None) -> Path:
-        """:meth:`predict_rows` written as JSONL to ``output`` (a new file; never overwritten)."""
-        from transferkit.utils.io import atomic_write_text
-
+        """:meth:`predict_rows` written as JSONL to ``output`` (a new file; never overwritten, even by a file
+        that appears while the predictions run)."""
         output = refuse_existing(output)
         rows = self.predict_rows(path, input_column)
-        atomic_write_text(
-            output, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+        return write_new_text(
+            "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows), output
         )
-        return output
 
 
 __all__ = ["TokenPredictor", "decode_spans", "split_words"]

@@ -8,6 +8,10 @@ The temporary file lives in the same folder because ``os.replace`` is only atomi
 Folders (a saved model, a checkpoint, an export) are written the same way by :func:`publish_folder`: into a
 sibling temporary folder that is renamed into place once the writing block completes.
 
+Files that must never replace anything (``transferkit predict --output``, ``evaluate --output``) are
+written with ``exclusive=True``: the finished temporary file is hard-linked to its name, which fails when
+that name exists, even if it appeared while the file was being written (``os.replace`` would overwrite it).
+
 Atomic is not yet durable: after a power cut the rename can reach the disk before the data it points to.
 So every file is fsynced before its rename and the parent folder after it (the rename itself is a change
 to the parent); a published folder has every file and sub-folder fsynced before it is renamed.
@@ -94,7 +98,55 @@ def fsync_tree(folder: str | Path) -> None:
         fsync_dir(root)
 
 
-def atomic_save_via(path: str | Path, writer: Callable[[Path], None]) -> Path:
+# link() errors of file systems without hard links (FAT, exFAT, some network shares)
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS, errno.EXDEV}
+
+
+def _put_in_place(tmp: Path, path: Path, exclusive: bool) -> None:
+    """Renames the finished ``tmp`` onto ``path``; with ``exclusive``, only where ``path`` does not exist.
+
+    ``os.link`` gives ``tmp`` the name ``path`` atomically and fails if the name exists, whenever it
+    appeared. Where hard links are unsupported, ``path`` is created with O_EXCL and ``tmp`` copied into it:
+    still never over another file, though a reader may then see it half-written.
+    """
+    if not exclusive:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in _NO_HARD_LINKS:
+            raise
+        with open(tmp, "rb") as src, open(path, "xb") as dst:  # "x": O_CREAT | O_EXCL
+            try:
+                shutil.copyfileobj(src, dst)
+                dst.flush()
+                os.fsync(dst.fileno())
+            except BaseException:
+                dst.close()
+                path.unlink(missing_ok=True)  # ours: created exclusively above
+                raise
+    tmp.unlink()
+
+
+def _make_parent(path: Path) -> None:
+    """Creates ``path``'s folder; a file where a folder should be is NotADirectoryError naming that file
+    (``mkdir`` says FileExistsError, which reads as if ``path`` itself existed)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", e.filename or str(path.parent)) from None
+
+
+def _name_destination(err: BaseException, tmp: Path, path: Path) -> None:
+    """An OSError without a file name (ENOSPC from a write) or naming the temporary file gets ``path``."""
+    if isinstance(err, OSError) and err.filename in (None, str(tmp)):
+        err.filename = str(path)
+
+
+def atomic_save_via(path: str | Path, writer: Callable[[Path], None], exclusive: bool = False) -> Path:
     """Lets ``writer`` write a temporary file next to ``path``, then renames it onto ``path``.
 
     Use this for libraries that write files themselves (``fig.savefig``, ``torch.save``,
@@ -105,41 +157,52 @@ def atomic_save_via(path: str | Path, writer: Callable[[Path], None]) -> Path:
         path: Final destination.
         writer: Called once with the temporary path (same folder and suffix as ``path``); must write the
             complete file there.
+        exclusive: Never replace an existing ``path``, even one that appears while ``writer`` runs.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileExistsError: with ``exclusive``, when ``path`` exists (the temporary file is removed).
+        OSError: as the writer or the file system raised it; one without a file name (a full disk) gets
+            ``path``'s, so the error names the file the user asked for.
 
     Example:
         >>> atomic_save_via("model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     tmp = _temp_path(path)
     try:
         writer(tmp)
         _fsync_file(tmp)
         _match_permissions(tmp, path)
-        os.replace(tmp, path)
-    except BaseException:
+        _put_in_place(tmp, path, exclusive)
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        _name_destination(e, tmp, path)
         raise
     fsync_dir(path.parent)  # the rename itself
     return path
 
 
-def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8", exclusive: bool = False) -> Path:
     """Writes ``text`` to ``path`` atomically (temporary file, flush, fsync, rename).
 
     Args:
         path: Final destination; its parent folder is created if needed.
         text: The full file contents.
         encoding: Text encoding.
+        exclusive: Never replace an existing ``path`` (see :func:`atomic_save_via`).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileExistsError: with ``exclusive``, when ``path`` exists.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     with tempfile.NamedTemporaryFile(
         "w", encoding=encoding, dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
     ) as handle:
@@ -148,21 +211,24 @@ def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> P
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        except BaseException:
-            handle.close()
+        except BaseException as e:
+            with contextlib.suppress(OSError):  # closing flushes again, and fails again on a full disk
+                handle.close()
             tmp.unlink(missing_ok=True)
+            _name_destination(e, tmp, path)
             raise
     try:
         _match_permissions(tmp, path)
-        os.replace(tmp, path)
-    except BaseException:
+        _put_in_place(tmp, path, exclusive)
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        _name_destination(e, tmp, path)
         raise
     fsync_dir(path.parent)  # the rename itself
     return path
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
+def atomic_write_json(path: str | Path, obj: Any, exclusive: bool = False) -> Path:
     """Serialises ``obj`` as indented JSON and writes it to ``path`` atomically.
 
     The object is serialised *before* anything touches the disk, so an unserialisable object leaves an
@@ -171,6 +237,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     Args:
         path: Final destination.
         obj: A JSON-serialisable object (plain dicts, lists, str, int, float, bool, None).
+        exclusive: Never replace an existing ``path`` (see :func:`atomic_save_via`).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -178,9 +245,10 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     Raises:
         ValueError: If ``obj`` contains NaN or infinity (which would be invalid JSON).
         TypeError: If ``obj`` contains something JSON cannot represent.
+        FileExistsError: with ``exclusive``, when ``path`` exists.
     """
     text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False, ensure_ascii=False)
-    return atomic_write_text(path, text + "\n")
+    return atomic_write_text(path, text + "\n", exclusive=exclusive)
 
 
 class DiscardFolder(Exception):  # noqa: N818  (a signal, not an error)
