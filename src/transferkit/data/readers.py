@@ -2,13 +2,15 @@
 
 The format comes from the file's suffix (``fmt`` overrides it); ``.gz``, ``.bz2`` and ``.xz`` text files
 are decompressed on the fly. CSV and TSV cells are read as strings, and only an empty cell counts as
-missing, so a review that says ``NA`` or ``null`` keeps its text. Every failure is a one-line
-:class:`~transferkit.errors.DataError` that names the file.
+missing, so a review that says ``NA`` or ``null`` keeps its text. A header (or JSON object) that names a
+column twice is refused: pandas would rename the second ``x`` to ``x.1`` and read on. Every failure is a
+one-line :class:`~transferkit.errors.DataError` that names the file.
 """
 
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import json
 import lzma
@@ -67,7 +69,37 @@ def _open_text(path: Path) -> IO[str]:
     return opener(path, "rt", encoding="utf-8-sig")
 
 
+def _duplicates(names) -> list[str]:
+    seen: set[str] = set()
+    return sorted({n for n in names if n in seen or seen.add(n)})
+
+
+def _check_header(path: Path, sep: str) -> None:
+    """DataError when the header names a column twice (read as written, before pandas renames it)."""
+    with _open_text(path) as fh:
+        header = next(csv.reader(fh, delimiter=sep), [])
+    twice = _duplicates(header)
+    if twice:
+        raise DataError(
+            f"{path}: the header names the column(s) {', '.join(map(repr, twice))} more than once; "
+            "give every column its own name"
+        )
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of the JSON readers: a key given twice in one object is an error, not the last."""
+    twice = _duplicates(k for k, _ in pairs)
+    if twice:
+        raise _DuplicateKey(f"the key(s) {', '.join(map(repr, twice))} appear more than once in one object")
+    return dict(pairs)
+
+
 def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
+    _check_header(path, sep)
     # dtype=str: labels "007" and texts "NA" stay as written; only empty cells become missing.
     # index_col=False plus ParserWarning as error: a row with extra fields (an unquoted comma) fails
     # instead of silently shifting its cells into an index.
@@ -91,9 +123,11 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}: cannot read as JSONL (line {number}: {err.msg})") from None
+            except _DuplicateKey as err:
+                raise DataError(f"{path}: line {number}: {err}; give every column its own name") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}: cannot read as JSONL (line {number} is not a JSON object)")
             records.append(record)
@@ -103,9 +137,11 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 def _read_json(path: Path) -> pd.DataFrame:
     with _open_text(path) as fh:
         try:
-            records = json.load(fh)
+            records = json.load(fh, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: cannot read as JSON (line {err.lineno}: {err.msg})") from None
+        except _DuplicateKey as err:
+            raise DataError(f"{path}: {err}; give every column its own name") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise DataError(
             f"{path}: a .json file must hold a list of records ([{{...}}, ...]); use JSONL otherwise"
