@@ -14,7 +14,6 @@ Layout of ``RUN/``::
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import yaml
 
 from transferkit.config import RunConfig
 from transferkit.errors import RunError
-from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest
+from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest, read_run_json
 from transferkit.utils.io import atomic_write_json, atomic_write_text, publish_folder
 
 MODELING_FILE = Path(__file__).parent / "remote_code" / "modeling_transferkit.py"
@@ -111,7 +110,7 @@ def read_run(run_dir: str | Path) -> tuple[Path, RunManifest, dict]:
         )
     manifest = read_manifest(path)
     metrics_file = path / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics = read_run_json(metrics_file) if metrics_file.is_file() else {}
     return path, manifest, metrics
 
 

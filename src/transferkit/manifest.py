@@ -136,6 +136,28 @@ def write_manifest(run_dir: str | Path, manifest: RunManifest) -> Path:
     return atomic_write_json(manifest_path(run_dir), data)
 
 
+def read_run_json(path: str | Path) -> Any:
+    """The content of a JSON file of a run or exported folder (``metrics.json``, ``export.json``, ...).
+
+    Raises:
+        RunError: naming the file when it is missing, unreadable, not UTF-8 or not valid JSON (a damaged
+            folder: restore it, or write it again).
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(
+            f"{path}: missing; restore the folder or write it again (transferkit fit / export)"
+        ) from None
+    except json.JSONDecodeError as e:
+        raise RunError(
+            f"{path}: not valid JSON (line {e.lineno}: {e.msg}); the folder is damaged: restore it or write it again"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: unreadable ({e}); restore the folder or write it again") from None
+
+
 def read_manifest(run_dir: str | Path) -> RunManifest:
     """Reads and checks ``run_dir/labels.json`` (any version this package wrote).
 

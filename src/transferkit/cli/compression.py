@@ -5,8 +5,6 @@ The library is imported inside the commands so that ``transferkit --help`` does 
 
 from __future__ import annotations
 
-import json
-
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("export", help="export a run to ONNX (servable through onnxruntime)")
@@ -42,9 +40,10 @@ def add_parsers(sub) -> None:
 
 def cmd_export(args) -> int:
     from transferkit.compression import export_run
+    from transferkit.manifest import read_run_json
 
     folder = export_run(args.run, args.output, args.opset)
-    diff = json.loads((folder / "export.json").read_text()).get("max_abs_diff")
+    diff = read_run_json(folder / "export.json").get("max_abs_diff")
     print(f"exported {args.run} -> {folder} (max |onnx - torch| logit difference {diff:.2e})")
     return 0
 

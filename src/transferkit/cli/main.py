@@ -2,8 +2,9 @@
 backbones, strategies, datasets, config explain, env.
 
 Each command is one thin module of this package (its parser and its ``cmd_*`` function); this module builds
-the parser from them and dispatches. Every user mistake ends in one line on stderr and exit status 2;
-``--debug`` shows the traceback.
+the parser from them and dispatches. Every user mistake, and every failure of the machine's state (a
+missing folder, a permission, a full disk) or of a file's content (YAML, JSON, encoding), ends in one line
+on stderr and exit status 2 (:mod:`transferkit.cli.failures`); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from transferkit.cli import (
     report,
     serve,
 )
+from transferkit.cli.failures import describe
 from transferkit.errors import TransferkitError
 
 # the order of the modules is the order of the commands in `transferkit --help`
@@ -87,6 +89,11 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*TensorFlow.*")
 
 
+def _one_line(text: str) -> str:
+    """Messages that quote a file's content can hold line breaks; the error stays one line."""
+    return " ".join(text.split("\n")).strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``transferkit`` console script."""
     parser = build_parser()
@@ -102,7 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransferkitError as err:
         if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
+        return 2
+    except Exception as err:  # the machine's state or a file's content (failures.describe), else a bug
+        line = describe(err)
+        if line is None or args.debug:
+            raise
+        print(f"error: {_one_line(line)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

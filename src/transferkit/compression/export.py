@@ -24,7 +24,6 @@ task needs into ``folder``; returns the ``export.json`` fields it adds) and
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import shutil
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 from types import ModuleType
 
 from transferkit.errors import RunError
-from transferkit.manifest import MANIFEST_FILE, RunManifest
+from transferkit.manifest import MANIFEST_FILE, RunManifest, read_run_json
 from transferkit.utils.io import atomic_write_json, atomic_write_text, move_into_place, publish_folder
 
 EXPORT_MARKER = "export.json"
@@ -74,7 +73,7 @@ def read_export(folder: str | Path) -> dict:
         raise RunError(
             f"{folder}: not an exported folder (no {EXPORT_MARKER}); run `transferkit export` first"
         )
-    info = json.loads((folder / EXPORT_MARKER).read_text())
+    info = read_run_json(folder / EXPORT_MARKER)
     if not (folder / info.get("model_file", ONNX_FILE)).is_file():
         raise RunError(f"{folder}: {info.get('model_file', ONNX_FILE)} is missing; export the run again")
     return info

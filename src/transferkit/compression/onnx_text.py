@@ -11,7 +11,6 @@ torch 2.x and traces this model exactly (the export is verified against PyTorch,
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from transferkit.compression.export import ONNX_FILE, read_export
-from transferkit.manifest import manifest_path, read_manifest
+from transferkit.manifest import manifest_path, read_manifest, read_run_json
 from transferkit.predictor import Predictor
 
 TOKENIZER_DIR = "tokenizer"
@@ -138,7 +137,7 @@ class OnnxTextClassifier(Predictor):
         has_manifest = manifest_path(self.run_dir).is_file()
         labels = read_manifest(self.run_dir).labels if has_manifest else self.export.get("labels", [])
         metrics_file = self.run_dir / "metrics.json"
-        self.metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        self.metrics = read_run_json(metrics_file) if metrics_file.is_file() else {}
         self.labels = list(labels)
         self.task = self.export["task"]
         self.problem = self.export.get("problem", "single_label")

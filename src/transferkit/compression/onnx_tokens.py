@@ -9,7 +9,6 @@ decoding. Only the forward pass runs in onnxruntime.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 
 from transferkit.compression.export import ONNX_FILE, read_export
 from transferkit.compression.onnx_text import TOKENIZER_DIR, max_abs_diff, session, write_onnx_model
-from transferkit.manifest import TokenFields, read_manifest
+from transferkit.manifest import TokenFields, read_manifest, read_run_json
 from transferkit.ner.predictor import TokenPredictor, token_settings
 
 
@@ -64,7 +63,7 @@ class OnnxTokenClassifier(TokenPredictor):
         self.export = read_export(folder)
         manifest = read_manifest(self.run_dir)
         metrics_file = self.run_dir / "metrics.json"
-        self.metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        self.metrics = read_run_json(metrics_file) if metrics_file.is_file() else {}
         self.labels = list(manifest.labels)
         self.scheme = self.export.get("scheme", (manifest.tokens or TokenFields()).scheme)
         self.max_length = self.export.get("max_length", 256)

@@ -47,14 +47,33 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """The one-line reason of a YAML error (PyYAML's own message spans several lines)."""
+    return str(getattr(err, "problem", None) or err).splitlines()[0]
+
+
 def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
-    """Turns ``["training.epochs=2", "strategy.name=head"]`` into a nested dict (values parsed as YAML)."""
+    """Turns ``["training.epochs=2", "strategy.name=head"]`` into a nested dict (values parsed as YAML).
+
+    Raises:
+        ConfigError: for an item that is not ``key.path=value``, an empty key, or a value that is not YAML
+            (``training.epochs=[``); quote a value meant as text (``'data.train="[1].csv"'``).
+    """
     tree: dict[str, Any] = {}
     for item in overrides or []:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override {item!r} is not key.path=value")
         key, raw = item.split("=", 1)
-        _set_path(tree, key.strip(), yaml.safe_load(raw) if raw != "" else None)
+        key = key.strip()
+        if not key or "" in key.split("."):
+            raise ConfigError(f"override {item!r}: {key!r} is not a field path like training.epochs")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as err:
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({_yaml_problem(err)}); quote it to give a text"
+            ) from None
+        _set_path(tree, key, value)
     return tree
 
 
@@ -133,11 +152,17 @@ def load_config(
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(
+                f"{p}: not UTF-8 text (byte {err.start}: {err.reason}); save the config as UTF-8"
+            ) from None
+        except OSError as err:
+            raise ConfigError(f"{p}: cannot read the config ({err.strerror or err})") from None
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{p}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+            raise ConfigError(f"{p}{where}: not valid YAML ({_yaml_problem(err)})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(
                 f"{p}: expected a mapping of sections (data, backbone, ...), got {type(loaded).__name__}"

@@ -90,7 +90,8 @@ def open_image(ref) -> Image.Image:
         ref: A reference string (path, ``file.npz#i`` or PNG data URI), a path, a PIL image or an array.
 
     Raises:
-        DataError: naming the image when it cannot be read (missing, not an image, truncated).
+        DataError: naming the image when it cannot be read (missing, not an image, truncated, or more
+            pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` allows: a decompression bomb).
     """
     if isinstance(ref, Image.Image):
         return to_rgb(ref)
@@ -113,6 +114,11 @@ def open_image(ref) -> Image.Image:
         raise
     except FileNotFoundError:
         raise DataError(f"{ref}: image file not found") from None
+    except Image.DecompressionBombError as err:  # not an OSError: a few KB that would decode to GBs
+        raise DataError(
+            f"{_short(ref)}: image too large to decode ({str(err).splitlines()[0]}); shrink it, or raise "
+            "PIL.Image.MAX_IMAGE_PIXELS if the file is trusted"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, IndexError, KeyError) as err:
         raise DataError(f"{_short(ref)}: unreadable image ({str(err).splitlines()[0]})") from None
 
