@@ -14,6 +14,7 @@ Layout of ``RUN/``::
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import re
 import shutil
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ import yaml
 from transferkit.config import RunConfig
 from transferkit.errors import RunError
 from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest, read_run_json
-from transferkit.utils.io import atomic_write_json, atomic_write_text, publish_folder
+from transferkit.utils.io import atomic_write_json, atomic_write_text, publish_folder, remove_leftovers
+
+log = logging.getLogger("transferkit")
 
 MODELING_FILE = Path(__file__).parent / "remote_code" / "modeling_transferkit.py"
 AUTO_MAP = {
@@ -63,12 +66,16 @@ def open_run(cfg: RunConfig, accelerator, resume: bool) -> Path:
     """The run folder of ``cfg`` (``output.dir`` or a fresh default name).
 
     A new run's main process creates it (never over an existing one) and saves the resolved config; a resumed
-    run reuses it. Every process waits until it exists.
+    run reuses it, less the temporary files and ``.partial`` folders the kill cut short. Every process waits
+    until it is ready.
     """
     run_dir = Path(cfg.output.dir) if cfg.output.dir else default_run_dir(cfg)
     if accelerator.is_main_process and not resume:
         create_run_dir(run_dir)
         save_config(cfg, run_dir)
+    elif accelerator.is_main_process:
+        for path in remove_leftovers(run_dir):
+            log.info(f"removed {path}: a write cut short by the interruption")
     accelerator.wait_for_everyone()
     return run_dir
 

@@ -24,6 +24,7 @@ import errno
 import functools
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -249,6 +250,34 @@ def atomic_write_json(path: str | Path, obj: Any, exclusive: bool = False) -> Pa
     """
     text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False, ensure_ascii=False)
     return atomic_write_text(path, text + "\n", exclusive=exclusive)
+
+
+# what a write cut short by a kill leaves: atomic_save_via / atomic_write_text's temporary files
+# (".NAME.<8 random>.tmp[.ext]"), publish_folder's "NAME.partial", a cross-device ".NAME.<pid>.partial" and
+# the "NAME.old" move_into_place parks between its two renames
+_LEFTOVER = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]+)?$|\.partial$|\.old$")
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Removes, anywhere under ``folder``, the temporary files and folders of writes cut short by a kill.
+
+    Only for a folder that this process alone writes (a run folder being resumed): a write still in
+    progress elsewhere would lose its temporary file.
+
+    Returns:
+        What was removed.
+    """
+    found = [p for p in Path(folder).rglob("*") if _LEFTOVER.search(p.name)]
+    removed = []
+    for path in sorted(found, key=lambda p: len(p.parts)):  # outermost first: a folder takes its contents
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+        else:
+            continue  # inside a folder removed above
+        removed.append(path)
+    return removed
 
 
 class DiscardFolder(Exception):  # noqa: N818  (a signal, not an error)
