@@ -143,7 +143,8 @@ def _make_parent(path: Path) -> None:
 
 def _name_destination(err: BaseException, tmp: Path, path: Path) -> None:
     """An OSError without a file name (ENOSPC from a write) or naming the temporary file gets ``path``."""
-    if isinstance(err, OSError) and err.filename in (None, str(tmp)):
+    # only errno-style errors: a name given to OSError("message") would replace its message when printed
+    if isinstance(err, OSError) and err.strerror is not None and err.filename in (None, str(tmp)):
         err.filename = str(path)
 
 
