@@ -76,6 +76,18 @@ def _free_module_scratch(tmp_path_factory: pytest.TempPathFactory):
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Restores torch's thread count after each test: code under test may set it (``serve`` sizes its threads
+    from the cores), and runs compared across tests must reduce in the same order to agree bit for bit."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def toy_frames() -> dict[str, pd.DataFrame]:
     """``{"train": DataFrame}`` for ``transferkit.fit(frames=...)``."""

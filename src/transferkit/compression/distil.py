@@ -93,7 +93,7 @@ def distil_run(
     """
     from transformers import AutoTokenizer
 
-    from transferkit import artifacts
+    from transferkit import artifacts, hardware
     from transferkit.backbones import resolve_backbone
     from transferkit.compression.finetune import finetune, model_logits
     from transferkit.data.targets import encode_targets
@@ -128,10 +128,12 @@ def distil_run(
         forward=lambda m, b: m(**b).logits / temp,  # (B, C) softened like the teacher's targets
     )  # fmt: skip
     metrics: dict = {}
+    precision = hardware.resolve_precision(student_cfg.training.precision)  # what the loop trained at
     for split in ("test", "validation"):
         logits = model_logits(
-            model, tokenizer, getattr(splits, split)["text"].tolist(), cfg.backbone.max_length
-        )
+            model, tokenizer, getattr(splits, split)["text"].tolist(), cfg.backbone.max_length,
+            precision=precision,
+        )  # fmt: skip
         metrics[split] = score(logits, hard[split], problem, labels)
     trainable, total = count_parameters(model)
     metrics.update(
@@ -139,7 +141,8 @@ def distil_run(
         task=cfg.task.type, problem=problem,
         distillation={"teacher": str(teacher_dir), "teacher_parameters": teacher.metrics.get("total_parameters"),
                       "student_layers": student_layers, "temperature": temperature, "alpha": alpha, "epochs": epochs},
-        training={"steps": result.steps, "train_seconds": round(result.train_seconds, 3)},
+        training={"steps": result.steps, "train_seconds": round(result.train_seconds, 3),
+                  "precision": precision.record()},
     )  # fmt: skip
     plan = STRATEGIES.get("full").apply(model, STRATEGIES.get("full").settings(), student_cfg.training)
     text_fit._write_outputs(

@@ -72,8 +72,12 @@ def finetune(
     )  # fmt: skip
 
 
-def model_logits(model: torch.nn.Module, tokenizer, texts: list[str], max_length: int, batch_size: int = 64):
-    """(N, C) logits of a PyTorch model on texts, in input order."""
+def model_logits(
+    model: torch.nn.Module, tokenizer, texts: list[str], max_length: int, batch_size: int = 64, precision=None
+):
+    """(N, C) logits of a PyTorch model on texts, in input order (autocast at ``precision``; None: fp32)."""
     model.eval()
     ds = TokenizedDataset(tokenizer, texts, None, max_length)
-    return forward_in_order(lambda b: model(**b).logits, ds, Collator(tokenizer), batch_size)
+    return forward_in_order(
+        lambda b: model(**b).logits, ds, Collator(tokenizer), batch_size, precision=precision
+    )
