@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(RESULTS.parent))
+from common import machine  # noqa: E402
+
 TARGET = 0.97
 STRATEGY_SETTINGS = {
     "linear-probe": [],
@@ -114,6 +118,7 @@ def main() -> None:
     if args.quick:
         args.budgets, args.image_size, args.epochs, args.max_eval_samples = ["10"], 32, 1, 100
     budgets = [None if b == "all" else int(b) for b in args.budgets]
+    info = machine()  # prints the hardware header first
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
         for strategy in args.strategies:
@@ -132,7 +137,11 @@ def main() -> None:
         print(markdown(rows))
     output = args.output or RESULTS / ("images_quick.json" if args.quick else "images.json")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"image_size": args.image_size, "rows": rows, "verdict": verdict}, indent=2))
+    output.write_text(
+        json.dumps(
+            {"machine": info, "image_size": args.image_size, "rows": rows, "verdict": verdict}, indent=2
+        )
+    )
     print(f"wrote {output}")
 
 

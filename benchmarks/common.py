@@ -238,7 +238,7 @@ def contenders_main(script: Path, argv: list[str], args, workers: dict, report, 
     if args.worker:
         Path(args.worker_out).write_text(json.dumps(workers[args.worker](args)))
         return 0
-    runs = {}
+    runs, info = {}, machine()  # prints the hardware header first
     for name in [n for n in args.only.split(",") if n]:
         if name not in workers:
             raise SystemExit(f"unknown contender {name!r}; known: {', '.join(workers)}")
@@ -248,7 +248,7 @@ def contenders_main(script: Path, argv: list[str], args, workers: dict, report, 
         print(line)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / (f"{stem}-quick.json" if args.quick else f"{stem}.json")
-    out.write_text(json.dumps({"args": vars(args), "machine": machine(), "runs": runs}, indent=2))
+    out.write_text(json.dumps({"args": vars(args), "machine": info, "runs": runs}, indent=2))
     print(f"results: {out}")
     return 0
 
