@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import re
 import sys
 
 # errno -> what to do about it (the system's own wording, ``strerror``, comes before it)
@@ -64,6 +66,24 @@ def _is(err: BaseException, module: str, name: str) -> bool:
     return isinstance(kind, type) and isinstance(err, kind)
 
 
+# torch.save's messages when the disk fills or a write fails (a RuntimeError, not an OSError)
+_TORCH_WRITE_FAILED = ("file write failed", "PytorchStreamWriter failed", "unexpected pos")
+_OS_ERROR = re.compile(r"os error (\d+)")
+
+
+def _io_line(message: str, what: str) -> str:
+    """A library's I/O failure that is not an OSError (safetensors, torch.save): its errno when it says one."""
+    found = _OS_ERROR.search(message)
+    if found:
+        code = int(found.group(1))
+        reason = os.strerror(code)
+        advice = OS_ADVICE.get(code)
+        return f"cannot write {what}: {reason}" + (f"; {advice}" if advice else "")
+    if "write" in message.lower():
+        return f"cannot write {what} ({_first_line(message)}); check the free disk space and the path"
+    return f"cannot read {what} ({_first_line(message)}); the file may be damaged: restore it or re-create it"
+
+
 def describe(err: BaseException) -> str | None:
     """The one line for ``err`` (without ``error:``), or None for an exception that is a bug.
 
@@ -83,6 +103,12 @@ def describe(err: BaseException) -> str | None:
         return _yaml_line(err)
     if _is(err, "PIL.Image", "DecompressionBombError"):
         return f"image too large to decode ({_first_line(err)}); shrink it"
+    if _is(err, "safetensors", "SafetensorError") or _is(
+        err, "safetensors._safetensors_rust", "SafetensorError"
+    ):
+        return _io_line(str(err), "a safetensors file")
+    if isinstance(err, RuntimeError) and any(m in str(err) for m in _TORCH_WRITE_FAILED):
+        return _io_line(str(err), "a PyTorch file")
     if isinstance(err, MemoryError):
         return "out of memory; use a smaller batch (training.batch_size) or a smaller input"
     return None

@@ -314,7 +314,9 @@ def small_disk(tmp_path):
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     yield mnt
-    subprocess.run(["umount", str(mnt)], check=False)
+    if subprocess.run(["umount", str(mnt)], check=False, capture_output=True).returncode != 0:
+        # busy (a failed command left a file open): detach it lazily so the folder can still be removed
+        subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)
 
 
 def test_full_disk_is_one_line_and_keeps_earlier_files(runs, tmp_path, small_disk, capsys) -> None:
@@ -328,3 +330,34 @@ def test_full_disk_is_one_line_and_keeps_earlier_files(runs, tmp_path, small_dis
     assert "out.csv" in line and "space" in line, line
     assert tree_hashes(small_disk) == before  # the earlier file intact, no partial out.csv or temp file
     assert earlier.read_text() == GOOD and files.good.read_text() == GOOD
+
+
+def test_full_disk_during_fit_is_one_line_and_keeps_earlier_files(tmp_path, small_disk, capsys) -> None:
+    """A run folder that cannot be written (2 MB for a run of ~60 MB with its checkpoints) ends in one line;
+    an earlier run folder on the same disk is left as it was."""
+    earlier = _write(small_disk / "earlier" / "keep.txt", "an earlier result\n")
+    data = _write(tmp_path / "train.csv", "text,label\n" + "".join(
+        f"it was great {i},pos\nawful and boring {i},neg\n" for i in range(30)
+    ))  # fmt: skip
+    before = tree_hashes(small_disk)
+    code = main(
+        ["fit", "--train", str(data), "--backbone", "tiny-bert", "--strategy", "full", "--epochs", "1",
+         "--output", str(small_disk / "run"), "training.progress=false"]
+    )  # fmt: skip
+    line = _check_one_line(code, capsys.readouterr().err)
+    assert "space" in line, line
+    assert earlier.read_text() == "an earlier result\n"
+    after = tree_hashes(small_disk)
+    assert {k: v for k, v in after.items() if k in before} == before  # every earlier file intact
+
+
+def test_full_disk_during_export_is_one_line_and_keeps_earlier_files(runs, small_disk, capsys) -> None:
+    earlier = _write(small_disk / "earlier.txt", "keep me\n")
+    filler = small_disk / "filler.bin"
+    filler.write_bytes(b"\0" * (1_800_000))  # leaves ~200 kB: less than the ONNX graph
+    before = tree_hashes(small_disk)
+    code = main(["export", str(runs.good), "--format", "onnx", "--output", str(small_disk / "onnx")])
+    line = _check_one_line(code, capsys.readouterr().err)
+    assert "space" in line, line
+    assert tree_hashes(small_disk) == before  # no half-written export folder left, earlier files intact
+    assert earlier.read_text() == "keep me\n"
