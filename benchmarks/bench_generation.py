@@ -134,6 +134,9 @@ def worker_tk_lora(args) -> dict:
         "exact_match": m["test"].get("exact_match"),
         "rouge_l": m["test"].get("rouge_l"),
         "generation_tokens_per_s": m["test"].get("generation_tokens_per_second"),
+        "prefill_tokens_per_s": m["test"].get("prefill_tokens_per_second"),
+        "decode_tokens_per_s": m["test"].get("decode_tokens_per_second"),
+        "precision": m["training"].get("precision", {}).get("name"),
         "trainable_parameters": m["trainable_parameters"],
         "samples": m["test"].get("samples", [])[:3],
         "peak_rss_mib": common.peak_rss_mib(),
@@ -263,6 +266,12 @@ def report(runs: dict) -> list[str]:
             f"{r['rouge_l']:>7.3f} {r['train_tokens_per_s']:>11.1f} {r['generation_tokens_per_s']:>9.1f} "
             f"{r['train_s']:>8.1f} {r['wall_s']:>7.1f} {r['peak_rss_mib']:>8.0f}"
         )
+    for name, r in runs.items():  # generation split into its two phases (transferkit measures both)
+        if r.get("prefill_tokens_per_s"):
+            lines.append(
+                f"{name}: prefill {r['prefill_tokens_per_s']:.1f} tokens/s, decode {r['decode_tokens_per_s']:.1f}"
+                f" tokens/s (batched greedy generation, precision {r.get('precision')})"
+            )
     ours, theirs = runs.get("tk_lora", {}), runs.get("hf_peft", {})
     if "train_s" in ours and "train_s" in theirs:
         lines.append(

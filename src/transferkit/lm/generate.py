@@ -27,6 +27,52 @@ def sampling_kwargs(temperature: float, top_p: float) -> dict:
     return {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
 
 
+class GenerationClock:
+    """Prefill and decode time of batched generation, told apart by when the first new token's logits come.
+
+    ``generate`` runs the prompt (prefill) and then calls its logits processors once per new token: the first
+    call ends the prefill, the later ones time the decode steps. Rates count real tokens: the prompts'
+    unpadded tokens for prefill, the new tokens after each row's first for decode.
+    """
+
+    def __init__(self) -> None:
+        self.prefill_tokens = self.decode_tokens = 0
+        self.prefill_seconds = self.decode_seconds = 0.0
+
+    def processor(self, started: float):
+        from transformers import LogitsProcessor
+
+        clock = self
+
+        class _Tick(LogitsProcessor):
+            def __init__(self) -> None:
+                self.last = None
+
+            def __call__(self, input_ids, scores):
+                now = time.perf_counter()
+                if self.last is None:
+                    clock.prefill_seconds += now - started
+                else:
+                    clock.decode_seconds += now - self.last
+                self.last = now
+                return scores
+
+        return _Tick()
+
+    def summary(self) -> dict:
+        """``prefill_tokens_per_second`` and ``decode_tokens_per_second`` (0 where nothing ran)."""
+
+        def rate(tokens: int, seconds: float) -> float:
+            return round(tokens / seconds, 2) if seconds > 0 else 0.0
+
+        return {
+            "prefill_tokens": self.prefill_tokens,
+            "prefill_tokens_per_second": rate(self.prefill_tokens, self.prefill_seconds),
+            "decode_tokens": self.decode_tokens,
+            "decode_tokens_per_second": rate(self.decode_tokens, self.decode_seconds),
+        }
+
+
 @torch.inference_mode()
 def generate_ids(
     lm: nn.Module,
@@ -37,11 +83,15 @@ def generate_ids(
     batch_size: int = 16,
     temperature: float = 0.0,
     top_p: float = 1.0,
+    clock: GenerationClock | None = None,
 ) -> tuple[list[list[int]], int]:
     """New token ids for each prompt (in order, EOS and what follows removed) and how many were generated.
 
-    Prompts are left-padded per batch, so every row's new tokens start at the same column.
+    Prompts are left-padded per batch, so every row's new tokens start at the same column. ``clock``, when
+    given, accumulates the prefill and decode times (see :class:`GenerationClock`).
     """
+    from transformers import LogitsProcessorList
+
     lm.eval()
     device = next(lm.parameters()).device
     out: list[list[int]] = [[] for _ in prompts]
@@ -54,6 +104,10 @@ def generate_ids(
         mask = torch.tensor(
             [[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx], device=device
         )
+        extra = {}
+        if clock is not None:
+            extra["logits_processor"] = LogitsProcessorList([clock.processor(time.perf_counter())])
+            clock.prefill_tokens += int(mask.sum())
         seqs = lm.generate(
             input_ids=ids,  # (B, T)
             attention_mask=mask,
@@ -61,6 +115,7 @@ def generate_ids(
             pad_token_id=pad_id,
             eos_token_id=eos_id,
             **sampling_kwargs(temperature, top_p),
+            **extra,
         )[:, width:]  # (B, new)
         for row, i in zip(seqs.tolist(), idx, strict=True):
             if eos_id is not None and eos_id in row:
@@ -69,6 +124,8 @@ def generate_ids(
                 row.pop()
             out[i] = row
             generated += len(row)
+            if clock is not None:
+                clock.decode_tokens += max(0, len(row) - 1)  # the first new token came with the prefill
     return out, generated
 
 
@@ -141,8 +198,9 @@ def generation_scores(
 ) -> dict:
     """Greedy completions of ``prompts`` scored against ``references`` (exact match, ROUGE-L, tokens/s)."""
     t0 = time.perf_counter()
+    clock = GenerationClock()
     ids, n = generate_ids(
-        lm, prompts, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, batch_size
+        lm, prompts, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, batch_size, clock=clock
     )
     seconds = time.perf_counter() - t0
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
@@ -151,6 +209,7 @@ def generation_scores(
         "rouge_l": rouge_l(texts, references),
         "generated_examples": len(texts),
         "generation_tokens_per_second": round(n / seconds, 2) if seconds else 0.0,
+        **clock.summary(),
         "samples": [
             {"completion": t, "reference": r} for t, r in list(zip(texts, references, strict=True))[:5]
         ],

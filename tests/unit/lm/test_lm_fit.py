@@ -78,6 +78,11 @@ def test_metrics_and_run_folder(memorised) -> None:
     # fine-tuning took perplexity on the completions from near-uniform (vocab 512) to near 1
     assert m["pretrained_baseline"]["test"]["perplexity"] > 100 > 2 > m["test"]["perplexity"]
     assert m["training"]["train_tokens_per_second"] > 0 and m["test"]["generation_tokens_per_second"] > 0
+    # prefill and decode told apart: every prompt token is prefilled once, decode counts tokens after the first
+    test = m["test"]
+    assert test["prefill_tokens"] > 0 and test["prefill_tokens_per_second"] > 0
+    assert 0 <= test["decode_tokens"] < test["prefill_tokens"] + test["generated_examples"] * 100
+    assert test["decode_tokens"] == 0 or test["decode_tokens_per_second"] > 0
     assert json.loads((run.run_dir / "metrics.json").read_text())["test"]["exact_match"] == 1.0
     info = json.loads((run.run_dir / "labels.json").read_text())
     assert info["task"] == "generation" and info["labels"] == []
