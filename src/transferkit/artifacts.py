@@ -115,6 +115,19 @@ def read_run(run_dir: str | Path) -> tuple[Path, RunManifest, dict]:
         raise RunError(
             f"{path}: not a finished run (no model/ or {MANIFEST_FILE}); was training interrupted?"
         )
+    from transferkit.utils.io import outside
+
+    model = path / "model"
+    listed = [
+        model,
+        *(model.iterdir() if model.is_dir() else []),
+        *(p for p in path.iterdir() if p.is_file()),
+    ]
+    escaped = outside(path, [p.relative_to(path) for p in listed])
+    if escaped:  # a symlink out of the folder: a shared run folder must not read other files of this machine
+        raise RunError(
+            f"{path}: {escaped[0]} links outside the run folder; copy the file in instead of linking"
+        )
     manifest = read_manifest(path)
     metrics_file = path / "metrics.json"
     metrics = read_run_json(metrics_file) if metrics_file.is_file() else {}

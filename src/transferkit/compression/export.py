@@ -32,7 +32,13 @@ from types import ModuleType
 
 from transferkit.errors import RunError
 from transferkit.manifest import MANIFEST_FILE, RunManifest, read_run_json
-from transferkit.utils.io import atomic_write_json, atomic_write_text, move_into_place, publish_folder
+from transferkit.utils.io import (
+    atomic_write_json,
+    atomic_write_text,
+    move_into_place,
+    outside,
+    publish_folder,
+)
 
 EXPORT_MARKER = "export.json"
 ONNX_FILE = "model.onnx"
@@ -74,7 +80,12 @@ def read_export(folder: str | Path) -> dict:
             f"{folder}: not an exported folder (no {EXPORT_MARKER}); run `transferkit export` first"
         )
     info = read_run_json(folder / EXPORT_MARKER)
-    if not (folder / info.get("model_file", ONNX_FILE)).is_file():
+    name = info.get("model_file", ONNX_FILE)
+    if not isinstance(name, str) or not name or outside(folder, [name]):
+        raise RunError(
+            f"{folder}: {EXPORT_MARKER} names a model_file outside the folder ({name!r}); export the run again"
+        )
+    if not (folder / name).is_file():
         raise RunError(f"{folder}: {info.get('model_file', ONNX_FILE)} is missing; export the run again")
     return info
 
