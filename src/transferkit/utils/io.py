@@ -268,7 +268,11 @@ def remove_leftovers(folder: str | Path) -> list[Path]:
     Returns:
         What was removed.
     """
-    found = [p for p in Path(folder).rglob("*") if _LEFTOVER.search(p.name)]
+    # transferkit's .partial / .old are always folders: a user's own file named so is never touched
+    found = [
+        p for p in Path(folder).rglob("*")
+        if _LEFTOVER.search(p.name) and (p.is_dir() or not p.name.endswith((".partial", ".old")))
+    ]  # fmt: skip
     removed = []
     for path in sorted(found, key=lambda p: len(p.parts)):  # outermost first: a folder takes its contents
         if path.is_dir() and not path.is_symlink():

@@ -9,7 +9,14 @@ from transferkit.utils.io import atomic_write_text, remove_leftovers
 
 def test_removes_only_the_temporary_names_of_cut_short_writes(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    keep = ["config.yaml", "model/config.json", "checkpoints/step-00000003/state.pt", "logs/train_log.jsonl"]
+    keep = [
+        "config.yaml",
+        "model/config.json",
+        "checkpoints/step-00000003/state.pt",
+        "logs/train_log.jsonl",
+        "notes.old",
+        "draft.partial",
+    ]  # a user's own files so named: transferkit's leftovers are folders
     junk = [
         ".metrics.json.k2x_9abc.tmp",  # atomic_write_text
         ".training_curves.png.kdx86yq9.tmp.png",  # atomic_save_via keeps the suffix
