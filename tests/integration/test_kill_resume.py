@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from transferkit.training.checkpoint import checkpoint_problem
 
@@ -87,14 +85,19 @@ def _plan(rng: random.Random) -> list[Kill]:
     return kills
 
 
-def _frame(rows: int, seed: int = 0) -> str:
-    """``text,label`` CSV text of test_resume's toy data (label set by one keyword among filler words)."""
+def _test_resume():
+    """tests/unit/training/test_resume.py, whose toy data and weight comparison this suite shares."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "training"))
     try:
-        from test_resume import _resume_frame
+        import test_resume
     finally:
         sys.path.pop(0)
-    return _resume_frame(rows, seed).to_csv(index=False)
+    return test_resume
+
+
+def _frame(rows: int, seed: int = 0) -> str:
+    """``text,label`` CSV text of test_resume's toy data (label set by one keyword among filler words)."""
+    return _test_resume()._resume_frame(rows, seed).to_csv(index=False)
 
 
 def _popen(args: list[str], log: Path) -> subprocess.Popen:
@@ -246,18 +249,11 @@ def test_resume_ends_as_the_uninterrupted_run(killed_runs, name: str) -> None:
                 assert b[split][key] == pytest.approx(value, abs=1e-6, rel=0), f"{split}.{key}"
     for key in ("steps", "stopped_early", "train_tokens"):
         assert b["training"][key] == a["training"][key], key
-    for rel in (
-        "model/model.safetensors",
-        f"checkpoints/step-{a['training']['steps']:08d}/weights.safetensors",
-    ):
-        wa, wb = load_file(a_dir / rel), load_file(run_dir / rel)
-        assert wa.keys() == wb.keys()
-        off = {
-            k: float((wa[k] - wb[k]).abs().max())
-            for k in wa
-            if not torch.allclose(wa[k], wb[k], atol=1e-6, rtol=0)
-        }
-        assert not off, f"{rel} differs (max abs diff per tensor): {off}"
+    _test_resume().assert_same_weights(
+        a_dir,
+        run_dir,
+        ("model/model.safetensors", f"checkpoints/step-{a['training']['steps']:08d}/weights.safetensors"),
+    )
 
 
 @pytest.mark.parametrize("name", _kill_ids())

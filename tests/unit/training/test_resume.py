@@ -154,15 +154,9 @@ def test_resumed_run_equals_uninterrupted(matrix_killed_and_resumed) -> None:
             if isinstance(value, int | float):
                 assert b[split][key] == pytest.approx(value, abs=1e-6, rel=0), f"{split}.{key}"
     # The saved model is the best evaluation's; the newest checkpoint holds the weights at the last step.
-    for rel in ("model/model.safetensors", f"checkpoints/step-{STEPS:08d}/weights.safetensors"):
-        wa, wb = load_file(a_dir / rel), load_file(b_dir / rel)
-        assert wa.keys() == wb.keys()
-        off = {
-            k: float((wa[k] - wb[k]).abs().max())
-            for k in wa
-            if not torch.allclose(wa[k], wb[k], atol=1e-6, rtol=0)
-        }
-        assert not off, f"{rel} differs (max abs diff per tensor): {off}"
+    assert_same_weights(
+        a_dir, b_dir, ("model/model.safetensors", f"checkpoints/step-{STEPS:08d}/weights.safetensors")
+    )
 
 
 def test_at_most_keep_checkpoints_remain(matrix_killed_and_resumed) -> None:
@@ -196,3 +190,16 @@ def test_resuming_a_folder_without_config_exits_2(tmp_path: Path, capsys) -> Non
     assert len(err.splitlines()) == 1 and err.startswith("error:"), err
     assert "config.yaml" in err
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoints"]  # nothing was written
+
+
+def assert_same_weights(a_dir: Path, b_dir: Path, files) -> None:
+    """The safetensors files ``files`` (relative paths) of two run folders hold the same tensors to 1e-6."""
+    for rel in files:
+        wa, wb = load_file(a_dir / rel), load_file(b_dir / rel)
+        assert wa.keys() == wb.keys()
+        off = {
+            k: float((wa[k] - wb[k]).abs().max())
+            for k in wa
+            if not torch.allclose(wa[k], wb[k], atol=1e-6, rtol=0)
+        }
+        assert not off, f"{rel} differs (max abs diff per tensor): {off}"
