@@ -92,9 +92,33 @@ def worker_tk_full_fp32(args, frames):
     return worker_tk_full(args, frames, "fp32")
 
 
+def _clock_feature_pass() -> dict:
+    """Time transferkit's frozen-trunk feature passes (every split, the pretrained baseline's included)."""
+    from transferkit.strategies import cache
+
+    clock = {"seconds": 0.0, "examples": 0}
+    inner = cache.extract_features
+
+    def timed(model, dataset, *a, **k):
+        t0 = time.perf_counter()
+        try:
+            return inner(model, dataset, *a, **k)
+        finally:
+            clock["seconds"] += time.perf_counter() - t0
+            clock["examples"] += len(dataset)
+
+    cache.extract_features = timed
+    return clock
+
+
 def worker_tk_head(args, frames, precision: str = "auto"):
+    clock = _clock_feature_pass()
     out = _transferkit(args, frames, ["strategy.name=head", f"training.precision={precision}"], 32, args.head_epochs)  # fmt: skip
-    return out | {"note": f"{args.head_epochs} epochs, batch 32, head lr 1e-3, on features cached once; precision {out['precision']}"}  # fmt: skip
+    return out | {
+        "feature_pass_s": clock["seconds"], "feature_pass_examples": clock["examples"],
+        "note": f"{args.head_epochs} epochs, batch 32, head lr 1e-3, on features cached once; precision {out['precision']}; "
+        f"frozen feature pass {clock['seconds']:.1f} s for {clock['examples']} examples",
+    }  # fmt: skip
 
 
 def worker_tk_head_fp32(args, frames):
@@ -306,8 +330,11 @@ def compare(runs: dict, tolerance: float) -> list[dict]:
             acc_ok = a >= b - c.get("tolerance", tolerance)
             acc = f"{a:.3f} vs {b:.3f} ({a - b:+.3f}; s.e. {math.sqrt(b * (1 - b) / n):.3f})"
         star = " (extrapolated)" if theirs.get("extrapolated") else ""
-        for measure, ratio in (("wall time", theirs["wall_s"] / ours["wall_s"]),
-                               ("train samples/s", ours["train_samples_per_s"] / theirs["train_samples_per_s"])):  # fmt: skip
+        measures = [("wall time", theirs["wall_s"] / ours["wall_s"]),
+                    ("train samples/s", ours["train_samples_per_s"] / theirs["train_samples_per_s"])]  # fmt: skip
+        if ours.get("feature_pass_s") and theirs.get("feature_pass_s"):  # the frozen part's own time
+            measures.append(("frozen feature pass", theirs["feature_pass_s"] / ours["feature_pass_s"]))
+        for measure, ratio in measures:
             rows.append({"comparison": key, "title": c["title"], "measure": measure + star, "ratio": round(ratio, 2),
                          "target": c["target"], "accuracy": acc, "pass": bool(ratio >= c["target"] and acc_ok)})  # fmt: skip
     return rows

@@ -281,9 +281,11 @@ class TrainingConfig(Section):
     )
     eval_batch_size: int = Field(128, gt=0, description="Batch size for evaluation and prediction.")
     eval_max_tokens: int | None = Field(
-        8192,
+        # measured on a 2-core Xeon (MiniLM eval forward, bf16): 3-4k tokens per batch ran 16-25% faster than
+        # 8k (1,079 vs 977 examples/s at 24 tokens, 209 vs 169 at 128 tokens); fp32 is flat between 4k and 8k
+        4096,
         gt=0,
-        description="Cap on an evaluation batch's rows x longest example (tokens), so batches of long texts hold fewer rows and memory stays bounded; null: always eval_batch_size rows. One process only.",
+        description="Cap on an evaluation batch's rows x longest example (tokens), so batches of long texts hold fewer rows and memory stays bounded (and activations stay cache- and allocator-friendly); null: always eval_batch_size rows. One process only.",
     )
     learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of the trunk.")
     head_learning_rate: float | None = Field(
@@ -297,6 +299,12 @@ class TrainingConfig(Section):
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Fraction of steps with linear warmup.")
     scheduler: Literal["linear", "cosine", "constant"] = Field("linear", description="Decay after warmup.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; None disables.")
+    row_embedding_grads: bool = Field(
+        True,
+        description="Trainable word embeddings get gradients only for the batch's rows, into one buffer kept "
+        "across steps (the same values as PyTorch's dense gradient, without allocating and zero-filling a "
+        "vocabulary x width tensor every step; ~20% of a MiniLM full step). false: PyTorch's dense gradient.",
+    )
     gradient_accumulation_steps: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
     seed: int = Field(42, description="Seed for weights, dropout and data order: same seed, same result.")
     group_by_length: bool = Field(

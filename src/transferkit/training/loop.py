@@ -33,6 +33,7 @@ from transferkit.errors import RunError
 from transferkit.evaluation.scoring import PREDICTIONS
 from transferkit.inference import forward_in_order, ordered_loader, single_process_budget
 from transferkit.strategies.base import StrategyPlan
+from transferkit.training import embedding_grads
 from transferkit.training.best import BestKeeper
 from transferkit.training.checkpoint import set_rng_state
 from transferkit.training.logger import RunLogger
@@ -120,8 +121,11 @@ def train_loop(
     set_seed(cfg.seed)
     run = _Run(module, forward, plan, train_set, val_set, collator, evaluate, cfg, problem, metric, class_weights, accelerator)  # fmt: skip
     run.prepare(sample_weights)
-    run.start(newest_checkpoint(checkpoint_dir) if resume else None, checkpoint_dir, log_dir, tensorboard)
-    return run.train()
+    try:
+        run.start(newest_checkpoint(checkpoint_dir) if resume else None, checkpoint_dir, log_dir, tensorboard)
+        return run.train()
+    finally:  # the model goes back to the user (and to saving) with PyTorch's own embedding gradients
+        embedding_grads.uninstall(run.raw)
 
 
 @dataclass
@@ -167,7 +171,7 @@ class _Run:
             log.info("schedule: %d optimizer steps (%s)", total_steps, self.schedule.rule)
         if plan.on_train_begin is not None:
             plan.on_train_begin(total_steps)
-        self.stages = Stages(plan, steps_per_epoch, total_steps, cfg, acc)
+        self.stages = Stages(plan, steps_per_epoch, total_steps, cfg, acc, acc.unwrap_model(self.module))
         self.focal = cfg.focal_gamma if cfg.loss == "focal" and self.problem == "single_label" else None
         self.raw = acc.unwrap_model(self.module)
         self.val_loader = _validation_loader(self.val_set, self.collator, cfg, acc)

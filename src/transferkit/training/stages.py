@@ -7,6 +7,7 @@ from accelerate import Accelerator
 
 from transferkit.config import TrainingConfig
 from transferkit.strategies.base import Stage, StrategyPlan
+from transferkit.training import embedding_grads
 from transferkit.training.optim import build_optimizer, build_scheduler
 
 
@@ -25,12 +26,14 @@ class Stages:
         total_steps: int,
         cfg: TrainingConfig,
         accelerator: Accelerator,
+        model: torch.nn.Module | None = None,
     ) -> None:
         self.stages = plan.stages or [Stage("train", 0.0, lambda: plan.param_groups)]
         self.starts = stage_starts(self.stages, steps_per_epoch) + [total_steps]
         self.total_steps = total_steps
         self.cfg = cfg
         self.accelerator = accelerator
+        self.model = model  # what trains: embeddings made trainable by a stage get row gradients
 
     def __len__(self) -> int:
         return len(self.stages)
@@ -41,6 +44,10 @@ class Stages:
     def enter(self, i: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         """Sets stage ``i``'s trainable set; returns its (prepared) optimizer and its scheduler."""
         groups = self.stages[i].enter()
+        if self.model is not None:
+            embedding_grads.install(
+                self.model, self.cfg.row_embedding_grads, self.accelerator.num_processes > 1
+            )
         optimizer = build_optimizer(groups)
         # the scheduler is stepped by hand once per optimizer step: accelerate's prepared scheduler steps
         # once per process, which would run the schedule num_processes times too fast

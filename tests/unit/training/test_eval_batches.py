@@ -93,5 +93,5 @@ def test_budget_applies_in_one_process_only():
 
 def test_config_default_and_off_switch():
     data = ["data.dataset=rotten_tomatoes"]
-    assert load_config(None, data).training.eval_max_tokens == 8192
+    assert load_config(None, data).training.eval_max_tokens == 4096
     assert load_config(None, [*data, "training.eval_max_tokens=null"]).training.eval_max_tokens is None
