@@ -9,7 +9,10 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from transferkit import modeling  # noqa: F401  (registers the model class with the auto classes)
+from transferkit import (
+    hardware,
+    modeling,  # noqa: F401  (registers the model class with the auto classes)
+)
 from transferkit.artifacts import read_run
 from transferkit.data.readers import read_table
 from transferkit.data.text import Collator, TokenizedDataset
@@ -51,6 +54,7 @@ class Predictor(BasePredictor):
         self.problem: str = manifest.problem
         self.max_length: int = manifest.max_length or 256
         self.batch_size = batch_size
+        self.max_tokens = 4096  # rows x longest text per forward pass (training.eval_max_tokens' default)
         self.model = AutoModelForSequenceClassification.from_pretrained(self.run_dir / "model")
         apply_unmerged_adapter(self.model, self.run_dir)
         self.model.eval()
@@ -63,9 +67,24 @@ class Predictor(BasePredictor):
         if not texts:
             return torch.empty(0, self.model.config.num_labels)
         ds = TokenizedDataset(self.tokenizer, texts, None, self.max_length)
+        model = self.forward_model()
         return forward_in_order(
-            lambda b: self.model(**b).logits, ds, self.collator, self.batch_size, precision=self.precision
-        )
+            lambda b: model(**b).logits, ds, self.collator, self.batch_size, max_tokens=self.max_tokens,
+            precision=self.precision,
+        )  # fmt: skip
+
+    def forward_model(self) -> torch.nn.Module:
+        """``self.model`` at fp32; under bf16 / fp16 a copy whose matmul weights are cast once (autocast
+        would cast them again on every batch: ~10% of a serving forward pass), made on first use and made
+        again if ``model`` or ``precision`` changes."""
+        name = getattr(self.precision, "name", self.precision) or "fp32"
+        if name == "fp32":
+            return self.model
+        key = (name, id(self.model))
+        if getattr(self, "_forward_key", None) != key:
+            self._forward_copy = hardware.low_precision_copy(self.model, self.precision)
+            self._forward_key = key
+        return self._forward_copy
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """(N, C) class probabilities (sigmoid per label for multi-label; the value for regression)."""

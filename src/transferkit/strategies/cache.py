@@ -31,6 +31,7 @@ def extract_features(
     accelerator=None,
     progress=None,
     precision=None,
+    max_tokens: int | None = None,
 ) -> torch.Tensor | np.ndarray:
     """Pooled features of the (frozen) trunk for every example, in dataset order.
 
@@ -44,6 +45,7 @@ def extract_features(
         accelerator: Shards the work across processes when given.
         progress: Called with the number of examples done after each batch.
         precision: Autocast precision; None: the accelerator's (see :func:`~transferkit.inference.forward_in_order`).
+        max_tokens: Cap on a batch's rows x longest example (``training.eval_max_tokens``).
 
     Returns:
         (N, D) float32 features: a tensor in memory or a read-only memory map on disk.
@@ -57,7 +59,7 @@ def extract_features(
     try:
         feats = forward_in_order(
             lambda b: work.features(**b), dataset, collator, batch_size, accelerator, progress=progress,
-            precision=precision,
+            precision=precision, max_tokens=max_tokens,
         )  # fmt: skip
     finally:
         model.train(was_training)
@@ -219,8 +221,9 @@ def frozen_features(
                 def compute(positions, ds=ds):
                     sub = _Renumbered(Subset(ds, positions))
                     return extract_features(
-                        model, sub, collator, cfg.training.eval_batch_size, "memory", precision=precision
-                    )
+                        model, sub, collator, cfg.training.eval_batch_size, "memory", precision=precision,
+                        max_tokens=cfg.training.eval_max_tokens,
+                    )  # fmt: skip
 
                 out[name] = store.features([str(k) for k in keys[name]], compute)
             frozen_features.store = {
@@ -239,6 +242,7 @@ def frozen_features(
                 plan.cache_location,
                 Path(run_dir) / "cache" / f"{name}.npy",
                 accelerator,
+                max_tokens=cfg.training.eval_max_tokens,
             )  # fmt: skip
             for name, ds in datasets.items()
         }

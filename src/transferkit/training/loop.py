@@ -33,7 +33,7 @@ from transferkit.errors import RunError
 from transferkit.evaluation.scoring import PREDICTIONS
 from transferkit.inference import forward_in_order, ordered_loader, single_process_budget
 from transferkit.strategies.base import StrategyPlan
-from transferkit.training import embedding_grads
+from transferkit.training import embedding_grads, fast_dropout
 from transferkit.training.best import BestKeeper
 from transferkit.training.checkpoint import set_rng_state
 from transferkit.training.logger import RunLogger
@@ -121,11 +121,13 @@ def train_loop(
     set_seed(cfg.seed)
     run = _Run(module, forward, plan, train_set, val_set, collator, evaluate, cfg, problem, metric, class_weights, accelerator)  # fmt: skip
     run.prepare(sample_weights)
+    fast_dropout.install(run.raw, cfg.fast_dropout)
     try:
         run.start(newest_checkpoint(checkpoint_dir) if resume else None, checkpoint_dir, log_dir, tensorboard)
         return run.train()
     finally:  # the model goes back to the user (and to saving) with PyTorch's own embedding gradients
         embedding_grads.uninstall(run.raw)
+        fast_dropout.uninstall(run.raw)
 
 
 @dataclass

@@ -107,7 +107,9 @@ def _fit(train: Path, out: Path, *overrides: str):
     )  # fmt: skip
 
 
-def test_full_fit_with_row_gradients_matches_dense(toy_csv: Path, tmp_path: Path, everything, monkeypatch) -> None:
+def test_full_fit_with_row_gradients_matches_dense(
+    toy_csv: Path, tmp_path: Path, everything, monkeypatch
+) -> None:
     calls = {"n": 0}
     inner = embedding_grads.RowGradients._accumulated
 
