@@ -206,6 +206,8 @@ def start_server(kind: str, args, log: Path) -> tuple[subprocess.Popen, str, str
         if precision != "int8":
             cmd += ["--precision", precision]
         cmd += ["--workers", str(args.workers), "--max-batch-size", str(args.max_batch_size)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         cmd += [
             "--max-wait-ms",
             str(args.max_wait_ms),
@@ -410,6 +412,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
     p.add_argument("--workers", type=int, default=1, help="transferkit serve --workers")
     p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, help="transferkit serve --threads (default: serve's own, cores // workers)")
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--only", choices=["transferkit", "flask"], help="measure one server only")
     p.add_argument(
