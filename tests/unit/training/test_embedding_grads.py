@@ -100,15 +100,17 @@ def test_install_is_idempotent_and_uninstall_restores_dense(everything) -> None:
     assert not hasattr(model.embed, "_transferkit_rows")
 
 
-def _fit(train: Path, out: Path, *overrides: str):
+def _fit(train: Path, out: Path, *overrides: str, strategy: str = "full"):
     return transferkit.fit(
-        train=str(train), backbone="tiny-bert", strategy="full", epochs=2, output=str(out),
+        train=str(train), backbone="tiny-bert", strategy=strategy, epochs=2, output=str(out),
         overrides=[*FAST, "training.batch_size=8", *overrides],
     )  # fmt: skip
 
 
-def test_full_fit_with_row_gradients_matches_dense(
-    toy_csv: Path, tmp_path: Path, everything, monkeypatch
+# gradual: the embeddings become trainable in a later stage (hooks installed mid-run); lp-ft: two stages
+@pytest.mark.parametrize("strategy", ["full", "gradual", "lp-ft", "discriminative"])
+def test_fit_with_row_gradients_matches_dense(
+    toy_csv: Path, tmp_path: Path, everything, monkeypatch, strategy: str
 ) -> None:
     calls = {"n": 0}
     inner = embedding_grads.RowGradients._accumulated
@@ -118,9 +120,15 @@ def test_full_fit_with_row_gradients_matches_dense(
         return inner(self, weight)
 
     monkeypatch.setattr(embedding_grads.RowGradients, "_accumulated", counted)
-    rows = _fit(toy_csv, tmp_path / "rows")
+    if strategy == "gradual":  # reach the embeddings' group within the two epochs
+        overrides = ["strategy.every_epochs=0.25"]
+    else:
+        overrides = []
+    rows = _fit(toy_csv, tmp_path / "rows", *overrides, strategy=strategy)
     used = calls["n"]
-    dense = _fit(toy_csv, tmp_path / "dense", "training.row_embedding_grads=false")
+    dense = _fit(
+        toy_csv, tmp_path / "dense", *overrides, "training.row_embedding_grads=false", strategy=strategy
+    )
     assert used > 0 and calls["n"] == used  # the setting switches the row path on and off
     a = load_file(rows.run_dir / "model" / "model.safetensors")
     b = load_file(dense.run_dir / "model" / "model.safetensors")
