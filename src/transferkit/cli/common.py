@@ -18,6 +18,13 @@ def _table(title: str, rows: list[tuple], headers: tuple):
 
 
 def _print(obj) -> None:
+    """Prints a rich table; when output is not a terminal (a log, a pipe, CI) at the table's natural width,
+    so no column is cut to "precision_m…" by rich's default 80 columns."""
     from rich.console import Console  # inside: keeps `transferkit --help` fast
+    from rich.measure import Measurement
 
-    Console().print(obj)
+    console = Console()
+    if not console.is_terminal:
+        natural = Measurement.get(console, console.options.update_width(10_000), obj).maximum
+        console = Console(width=max(40, natural), soft_wrap=False)
+    console.print(obj)

@@ -128,8 +128,14 @@ def cmd_fit(args) -> int:
         table["pretrained baseline: test"] = m["pretrained_baseline"]["test"]
     _print(format_metrics_table(table, keys=_metric_keys(cfg, m)))
     tr = m["training"]
-    print(
-        f"trainable parameters: {m['trainable_parameters']:,} of {m['total_parameters']:,}; {tr['steps']} steps, {tr['train_samples_per_second']} samples/s, wall {tr['wall_seconds']:.1f} s"
-    )
+    print(f"trainable parameters: {m['trainable_parameters']:,} of {m['total_parameters']:,}; {_training_summary(tr)}")
     print(f"run folder: {result.run_dir}")
     return 0
+
+
+def _training_summary(tr: dict) -> str:
+    """What the training did, in words that fit the strategy: a closed-form probe ran no optimizer steps."""
+    wall = f"wall {tr['wall_seconds']:.1f} s"
+    if not tr.get("steps"):
+        return f"closed-form fit on cached features (no optimizer steps), {wall}"
+    return f"{tr['steps']} optimizer steps, {tr['train_samples_per_second']:,.1f} samples/s, {wall}"

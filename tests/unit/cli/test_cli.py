@@ -229,3 +229,25 @@ def test_lora_merge_and_no_merge_predict_alike(toy_csv_session: Path, tmp_path: 
 def test_merge_flag_needs_an_adapter_strategy(toy_csv: Path, capsys) -> None:
     line = _fails(["fit", "--train", str(toy_csv), "--strategy", "full", "--no-merge", *QUICK], capsys)
     assert "strategy.merge" in line
+
+
+def test_piped_fit_output_keeps_whole_column_names_and_says_what_a_probe_did(
+    toy_csv: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "60")  # a narrow "terminal": piped output must still not cut columns
+    args = ["fit", "--train", str(toy_csv), "--strategy", "linear-probe", "--output", str(tmp_path / "lp")]
+    assert main([*args, *QUICK]) == 0
+    out = capsys.readouterr().out  # captured: not a terminal
+    assert "precision_macro" in out and "recall_macro" in out and "…" not in out
+    assert "closed-form fit on cached features (no optimizer steps)" in out
+    assert "0 steps" not in out and "0.0 samples/s" not in out
+    assert (
+        main(
+            ["fit", "--train", str(toy_csv), "--output", str(tmp_path / "full"), "--strategy", "full", *QUICK]
+        )
+        == 0
+    )
+    summary = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("trainable parameters")
+    ]
+    assert summary and "optimizer steps" in summary[0] and "samples/s" in summary[0]
