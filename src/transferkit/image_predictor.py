@@ -13,8 +13,13 @@ from transferkit.data.image_transforms import ImageCollator, ImageDataset, Prepr
 from transferkit.errors import DataError, RunError
 from transferkit.evaluation.scoring import probabilities, score
 from transferkit.inference import forward_in_order
-from transferkit.predictor import apply_unmerged_adapter
-from transferkit.predictors import BasePredictor, add_columns, refuse_existing, write_table
+from transferkit.predictors import (
+    BasePredictor,
+    add_columns,
+    apply_unmerged_adapter,
+    refuse_existing,
+    write_table,
+)
 
 
 def as_image_list(inputs) -> list:

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transferkit.compression.export import ONNX_FILE, read_export
-from transferkit.compression.onnx_text import TOKENIZER_DIR, max_abs_diff, session, write_onnx_model
+from transferkit.artifacts import ONNX_FILE, read_export
 from transferkit.manifest import TokenFields, read_manifest, read_run_json
 from transferkit.ner.predictor import TokenPredictor, token_settings
+from transferkit.tasks.onnx_graph import TOKENIZER_DIR, max_abs_diff, session, write_onnx_model
 
 
 def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
