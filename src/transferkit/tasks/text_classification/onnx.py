@@ -15,15 +15,15 @@ import torch
 
 from transferkit.artifacts import ONNX_FILE, read_export
 from transferkit.manifest import manifest_path, read_manifest, read_run_json
-from transferkit.predictor import Predictor
 from transferkit.tasks.onnx_graph import TOKENIZER_DIR, max_abs_diff, session, write_onnx_model
+from transferkit.tasks.text_classification.predictor import Predictor
 
 
 def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
     """Exports ``RUN/model`` to ``folder/model.onnx`` and its tokenizer to ``folder/tokenizer/``."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from transferkit import modeling  # noqa: F401  (registers the model class with the auto classes)
+    import transferkit.tasks.text_classification.model  # noqa: F401  (registers the model class with the auto classes)
 
     # eager attention: one plain MatMul/Softmax graph that onnxruntime fuses and quantizes well
     model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model", attn_implementation="eager")
@@ -44,7 +44,7 @@ def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
 
 
 class OnnxTextClassifier(Predictor):
-    """The PyTorch :class:`~transferkit.predictor.Predictor`'s interface over an onnxruntime session.
+    """The PyTorch :class:`~transferkit.tasks.text_classification.predictor.Predictor`'s interface over an onnxruntime session.
 
     ``predict``, ``predict_proba``, ``evaluate`` and ``predict_file`` are inherited: only the forward pass
     (``logits``) differs.

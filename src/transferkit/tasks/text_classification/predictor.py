@@ -1,4 +1,4 @@
-"""Loading a finished run and predicting with it (``transferkit.load(RUN).predict([...])``)."""
+"""Loading a finished text-classification run and predicting with it (``transferkit.load(RUN).predict([...])``)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from transferkit import (
-    hardware,
-    modeling,  # noqa: F401  (registers the model class with the auto classes)
-)
+import transferkit.tasks.text_classification.model  # noqa: F401  (registers the model class with the auto classes)
+from transferkit import hardware
 from transferkit.artifacts import read_run
 from transferkit.data.readers import read_table
 from transferkit.data.text import Collator, TokenizedDataset
