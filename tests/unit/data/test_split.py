@@ -19,7 +19,7 @@ from transferkit.config import DataConfig, RunConfig, load_config
 from transferkit.data import load_splits
 from transferkit.data.split import hold_out, subsample
 from transferkit.errors import DataError
-from transferkit.lm.sources import load_generation_splits
+from transferkit.tasks.generation.sources import load_generation_splits
 from transferkit.tasks.image_classification.sources import load_image_splits
 from transferkit.tasks.token_classification.sources import load_token_splits
 
