@@ -146,7 +146,7 @@ def worker_tk_lora(args) -> dict:
 def _test_perplexity(model, rows, collator, batch_size: int) -> float:
     import torch
 
-    from transferkit.lm.model import nll_per_example
+    from transferkit.tasks.generation.model import nll_per_example
 
     model.eval()
     nll = tokens = 0.0
@@ -171,9 +171,9 @@ def worker_hf_peft(args) -> dict:
 
     from transferkit.backbones import resolve_backbone
     from transferkit.config import load_config
-    from transferkit.lm.data import Example, encode, prompt_ids, render
-    from transferkit.lm.fit import load_tokenizer
-    from transferkit.lm.generate import exact_match, rouge_l
+    from transferkit.tasks.generation.data import Example, encode, prompt_ids, render
+    from transferkit.tasks.generation.fit import load_tokenizer
+    from transferkit.tasks.generation.generate import exact_match, rouge_l
 
     cfg = load_config(None, _settings(args) + ["data.train=unused.jsonl"])
     spec = resolve_backbone(cfg.backbone)

@@ -91,8 +91,8 @@ def worker_hf_full(args) -> dict:
     )
 
     from transferkit.backbones.hf_text import minilm_folder
-    from transferkit.data.token_splits import load_token_splits
     from transferkit.evaluation.ner import entity_metrics
+    from transferkit.tasks.token_classification.sources import load_token_splits
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

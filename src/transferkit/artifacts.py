@@ -9,6 +9,10 @@ Layout of ``RUN/``::
     logs/train_log.jsonl, logs/tensorboard/
     model/                   Hugging Face format: config.json, model.safetensors, tokenizer, modeling_transferkit.py
     README.md                the model card
+
+An ONNX folder written from a run (``transferkit export`` / ``compress --int8``, see
+:mod:`transferkit.compression.export`) holds ``export.json`` (:data:`EXPORT_MARKER`) and ``model.onnx``
+beside the run's manifest and metrics; :func:`read_export` reads it for every task's onnxruntime predictor.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ import yaml
 from transferkit.config import RunConfig
 from transferkit.errors import RunError
 from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest, read_run_json
-from transferkit.utils.io import atomic_write_json, atomic_write_text, publish_folder, remove_leftovers
+from transferkit.utils.io import (
+    atomic_write_json,
+    atomic_write_text,
+    outside,
+    publish_folder,
+    remove_leftovers,
+)
 
 log = logging.getLogger("transferkit")
 
@@ -34,6 +44,8 @@ AUTO_MAP = {
     "AutoConfig": "modeling_transferkit.TransferkitConfig",
     "AutoModelForSequenceClassification": "modeling_transferkit.TransferkitForSequenceClassification",
 }
+EXPORT_MARKER = "export.json"  # marks an exported (ONNX) folder: format, task, precision, inputs, ...
+ONNX_FILE = "model.onnx"
 
 
 def default_run_dir(cfg: RunConfig, root: str | Path = "runs") -> Path:
@@ -110,13 +122,11 @@ def read_run(run_dir: str | Path) -> tuple[Path, RunManifest, dict]:
     path = Path(run_dir)
     if not path.is_dir():
         raise RunError(f"{path}: no such run folder; give the folder `transferkit fit` wrote (e.g. runs/...)")
-    exported = (path / "export.json").is_file()  # an ONNX folder (transferkit export) keeps labels/metrics
+    exported = is_exported(path)  # an ONNX folder (transferkit export) keeps labels/metrics
     if not ((path / "model" / "config.json").is_file() or exported) or not (path / MANIFEST_FILE).is_file():
         raise RunError(
             f"{path}: not a finished run (no model/ or {MANIFEST_FILE}); was training interrupted?"
         )
-    from transferkit.utils.io import outside
-
     model = path / "model"
     listed = [
         model,
@@ -134,8 +144,31 @@ def read_run(run_dir: str | Path) -> tuple[Path, RunManifest, dict]:
     return path, manifest, metrics
 
 
-def _fmt(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+def is_exported(folder: str | Path) -> bool:
+    """True for a folder written by ``transferkit export`` (it holds ``export.json``)."""
+    return (Path(folder) / EXPORT_MARKER).is_file()
+
+
+def read_export(folder: str | Path) -> dict:
+    """The ``export.json`` of an exported folder.
+
+    Raises:
+        RunError: if the folder is not an export or its model file is missing.
+    """
+    folder = Path(folder)
+    if not is_exported(folder):
+        raise RunError(
+            f"{folder}: not an exported folder (no {EXPORT_MARKER}); run `transferkit export` first"
+        )
+    info = read_run_json(folder / EXPORT_MARKER)
+    name = info.get("model_file", ONNX_FILE)
+    if not isinstance(name, str) or not name or outside(folder, [name]):
+        raise RunError(
+            f"{folder}: {EXPORT_MARKER} names a model_file outside the folder ({name!r}); export the run again"
+        )
+    if not (folder / name).is_file():
+        raise RunError(f"{folder}: {info.get('model_file', ONNX_FILE)} is missing; export the run again")
+    return info
 
 
 def training_summary(cfg: RunConfig, metrics: dict) -> str:
@@ -155,59 +188,6 @@ def training_summary(cfg: RunConfig, metrics: dict) -> str:
     for w in metrics.get("warnings", []):
         text += f"\n- **Warning:** {w}"
     return text
-
-
-def write_model_card(run_dir: Path, cfg: RunConfig, metrics: dict, info: dict) -> None:
-    """Writes ``README.md``: data, strategy, metrics and how to load the model."""
-    keys = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "mae", "rmse", "r2"]
-    rows = []
-    for split in ("validation", "test"):
-        for prefix, block in (
-            ("fine-tuned", metrics.get(split, {})),
-            ("pretrained baseline (linear probe)", metrics.get("pretrained_baseline", {}).get(split, {})),
-        ):
-            vals = [_fmt(block[k]) for k in keys if k in block]
-            if vals:
-                rows.append(f"| {split} | {prefix} | " + " | ".join(vals) + " |")
-    present = [k for k in keys if k in metrics.get("test", {})]
-    table = "\n".join(
-        ["| split | model | " + " | ".join(present) + " |", "|---|---|" + "---|" * len(present), *rows]
-    )
-    text = f"""---
-library_name: transformers
-pipeline_tag: text-classification
-tags: [transferkit, {cfg.strategy.name}]
----
-# {run_dir.name}
-
-Fine-tuned with [transferkit](https://pypi.org/project/transferkit/) from `{info["backbone"]}`.
-
-- **Task:** {cfg.task.type} ({cfg.task.problem}); labels: {", ".join(info["labels"]) or "numeric target"}
-- **Data:** {info["source"]}: {info["sizes"]["train"]} train / {info["sizes"]["validation"]} validation / {info["sizes"]["test"]} test examples
-- **Strategy:** `{cfg.strategy.name}`; trainable parameters {info["trainable_parameters"]:,} of {info["total_parameters"]:,}
-- **Training:** {training_summary(cfg, metrics)}; pooling `{info["pooling"]}`
-
-## Metrics
-
-{table}
-
-## How to load
-
-```python
-import transferkit
-model = transferkit.load("{run_dir}")
-model.predict(["a new example"])
-```
-
-Plain `transformers` (the folder carries its model code, `modeling_transferkit.py`, which needs `trust_remote_code=True`):
-
-```python
-from transformers import pipeline
-clf = pipeline("text-classification", model="{run_dir}/model", trust_remote_code=True)
-clf("a new example", top_k=None)
-```
-"""
-    atomic_write_text(run_dir / "README.md", text)
 
 
 def save_predictions(run_dir: Path, metrics: dict) -> None:

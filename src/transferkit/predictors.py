@@ -65,6 +65,25 @@ class BasePredictor(ABC):
         """
 
 
+def apply_unmerged_adapter(model, run_dir: Path) -> bool:
+    """Puts a run's adapter back into ``model.backbone`` when it was saved unmerged (``--no-merge``); shared
+    by the predictors whose model has a ``backbone`` (text and image classification).
+
+    Returns:
+        True if an adapter was applied (and merged in memory, for speed).
+    """
+    from transferkit.manifest import read_run_json
+
+    info_file = run_dir / "adapter" / "transferkit.json"
+    if not info_file.is_file() or read_run_json(info_file).get("merged", True):
+        return False
+    from peft import PeftModel
+
+    # injects the adapter into model.backbone in place; merging then leaves a plain backbone
+    PeftModel.from_pretrained(model.backbone, str(run_dir / "adapter")).merge_and_unload()
+    return True
+
+
 def _exists_error(output: Path) -> DataError:
     return DataError(f"{output}: already exists; choose another --output (files are never overwritten)")
 
@@ -135,4 +154,11 @@ def write_table(frame, output: str | Path) -> Path:
         raise _exists_error(output) from e
 
 
-__all__ = ["BasePredictor", "add_columns", "refuse_existing", "write_new_text", "write_table"]
+__all__ = [
+    "BasePredictor",
+    "add_columns",
+    "apply_unmerged_adapter",
+    "refuse_existing",
+    "write_new_text",
+    "write_table",
+]

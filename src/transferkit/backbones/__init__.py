@@ -5,7 +5,13 @@ native pooling). Strategies never touch a model's attribute names: they use the 
 :mod:`transferkit.backbones.contract` (features, feature width, ordered layer groups).
 """
 
-from transferkit.backbones.base import BACKBONES, BackboneSpec, register_backbone, resolve_backbone
+from transferkit.backbones.base import (
+    BACKBONES,
+    BackboneSpec,
+    backbone_dict,
+    register_backbone,
+    resolve_backbone,
+)
 from transferkit.backbones.contract import layer_groups, num_features
 
 # Registered builders (each module ends with its registration call).
@@ -17,6 +23,7 @@ from transferkit.backbones import causal_lm as _causal_lm  # noqa: F401, E402  i
 __all__ = [
     "BACKBONES",
     "BackboneSpec",
+    "backbone_dict",
     "layer_groups",
     "num_features",
     "register_backbone",

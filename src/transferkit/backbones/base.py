@@ -34,6 +34,28 @@ class BackboneSpec:
     pooling: str
 
 
+# Keys of a backbone's config that belong to the task model around it (set again by its own config).
+_TASK_KEYS = (
+    "_name_or_path",
+    "architectures",
+    "id2label",
+    "label2id",
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+    "problem_type",
+)
+
+
+def backbone_dict(spec: BackboneSpec) -> dict:
+    """The backbone config as a plain dict, without task-specific keys (the ``backbone`` field of every
+    task model's config: text, token and image classification)."""
+    d = spec.config.to_dict()
+    for key in _TASK_KEYS:
+        d.pop(key, None)
+    return d
+
+
 BackboneBuilder = Callable[[BackboneConfig], BackboneSpec]
 BACKBONES: Registry[BackboneBuilder] = Registry("backbone")
 

@@ -16,11 +16,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from transferkit.artifacts import is_exported
 from transferkit.compression.export import (
     claim_output,
     export_into,
     exporter,
-    is_exported,
     publish,
     staging_dir,
     write_readme,

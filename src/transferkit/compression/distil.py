@@ -98,10 +98,10 @@ def distil_run(
     from transferkit.compression.finetune import finetune, model_logits
     from transferkit.data.targets import encode_targets
     from transferkit.evaluation.scoring import score
-    from transferkit.modeling import build_model
-    from transferkit.predictor import Predictor
     from transferkit.strategies import STRATEGIES, count_parameters
     from transferkit.tasks.text_classification import fit as text_fit
+    from transferkit.tasks.text_classification.model import build_model
+    from transferkit.tasks.text_classification.predictor import Predictor
 
     problem, labels = cfg.task.problem, splits.labels
     teacher = Predictor(teacher_dir)

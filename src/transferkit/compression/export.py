@@ -30,18 +30,16 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from transferkit.artifacts import EXPORT_MARKER, ONNX_FILE, is_exported, read_export, read_run
 from transferkit.errors import RunError
-from transferkit.manifest import MANIFEST_FILE, RunManifest, read_run_json
+from transferkit.manifest import MANIFEST_FILE, RunManifest
 from transferkit.utils.io import (
     atomic_write_json,
     atomic_write_text,
     move_into_place,
-    outside,
     publish_folder,
 )
 
-EXPORT_MARKER = "export.json"
-ONNX_FILE = "model.onnx"
 COPIED = (MANIFEST_FILE, "metrics.json", "config.yaml")
 _NEVER_OVERWRITTEN = "already exists; choose a new --output (folders are never overwritten)"
 
@@ -61,33 +59,6 @@ def exporter(task: str) -> ModuleType:
             f"task {task!r} has no ONNX export yet (exportable: {exportable}); serve the run folder itself"
         )
     return importlib.import_module(module)
-
-
-def is_exported(folder: str | Path) -> bool:
-    """True for a folder written by :func:`export_run` (it holds ``export.json``)."""
-    return (Path(folder) / EXPORT_MARKER).is_file()
-
-
-def read_export(folder: str | Path) -> dict:
-    """The ``export.json`` of an exported folder.
-
-    Raises:
-        RunError: if the folder is not an export or its model file is missing.
-    """
-    folder = Path(folder)
-    if not is_exported(folder):
-        raise RunError(
-            f"{folder}: not an exported folder (no {EXPORT_MARKER}); run `transferkit export` first"
-        )
-    info = read_run_json(folder / EXPORT_MARKER)
-    name = info.get("model_file", ONNX_FILE)
-    if not isinstance(name, str) or not name or outside(folder, [name]):
-        raise RunError(
-            f"{folder}: {EXPORT_MARKER} names a model_file outside the folder ({name!r}); export the run again"
-        )
-    if not (folder / name).is_file():
-        raise RunError(f"{folder}: {info.get('model_file', ONNX_FILE)} is missing; export the run again")
-    return info
 
 
 def free_folder(path: Path) -> Path:
@@ -200,8 +171,6 @@ def export_run(run_dir: str | Path, output: str | Path | None = None, opset: int
         >>> folder = export_run("runs/rotten_tomatoes-full-20261123-101500")  # doctest: +SKIP
         >>> transferkit.load(folder).predict(["an instant classic"])  # doctest: +SKIP
     """
-    from transferkit.artifacts import read_run
-
     run_dir, manifest, _ = read_run(run_dir)
     if is_exported(run_dir):
         raise RunError(f"{run_dir}: already an ONNX export; give the run folder that `transferkit fit` wrote")
@@ -231,7 +200,6 @@ def load_folder(run_dir: str | Path, batch_size: int = 64, precision: str = "run
     :func:`transferkit.hardware.resolve_precision`). :func:`transferkit.load` is this function.
     """
     from transferkit import hardware
-    from transferkit.artifacts import read_run
     from transferkit.tasks import task_spec
 
     if is_exported(run_dir):

@@ -20,7 +20,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from transferkit.compression.export import EXPORT_MARKER, ONNX_FILE, read_export
+from transferkit.artifacts import EXPORT_MARKER, ONNX_FILE, read_export
 from transferkit.utils.io import atomic_write_json
 
 # what gets int8 weights: the matrix products (attention, feed-forward, head) and the embedding lookups

@@ -1,8 +1,9 @@
 """The one way every task holds out validation / test examples and subsamples them.
 
 Text and image classification (:mod:`transferkit.data.splits`), token classification
-(:mod:`transferkit.data.token_splits`) and generation (:mod:`transferkit.lm.sources`) all call
-:func:`hold_out` and :func:`subsample`, so one configuration splits every task the same way:
+(:mod:`transferkit.tasks.token_classification.sources`) and generation
+(:mod:`transferkit.tasks.generation.sources`) all call :func:`hold_out` and :func:`subsample`, so one
+configuration splits every task the same way:
 
 - **Sizes.** When no validation / test file is given, ``data.validation_size`` and ``data.test_size`` are
   fractions of the *whole* training file: of ``n`` training examples, ``ceil(test_size * n)`` go to test,

@@ -9,7 +9,7 @@ import pytest
 from transferkit.backbones import BACKBONES, layer_groups, num_features, resolve_backbone
 from transferkit.config import BackboneConfig, load_config
 from transferkit.errors import RegistryError
-from transferkit.modeling import build_model
+from transferkit.tasks.text_classification.model import build_model
 
 
 def test_minilm_resolves_offline_with_its_mean_pooling() -> None:

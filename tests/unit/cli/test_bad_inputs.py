@@ -238,7 +238,7 @@ def test_column_clash_names_the_column(runs, tmp_path, capsys) -> None:
 
 def test_output_that_appears_during_the_run_is_not_overwritten(runs, tmp_path, capsys, monkeypatch) -> None:
     """The --output check before predicting is not the only one: the write itself refuses an existing file."""
-    from transferkit.predictor import Predictor
+    from transferkit.tasks.text_classification.predictor import Predictor
 
     files = _files(tmp_path)
     output = tmp_path / "late.csv"

@@ -12,8 +12,8 @@ import pytest
 import transferkit
 from transferkit.cli.main import main
 from transferkit.compression import export_run
-from transferkit.compression.onnx_text import OnnxTextClassifier
 from transferkit.errors import RunError
+from transferkit.tasks.text_classification.onnx import OnnxTextClassifier
 
 TEXTS = [
     "great",

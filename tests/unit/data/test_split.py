@@ -17,11 +17,11 @@ from sklearn.model_selection import train_test_split
 
 from transferkit.config import DataConfig, RunConfig, load_config
 from transferkit.data import load_splits
-from transferkit.data.image_splits import load_image_splits
 from transferkit.data.split import hold_out, subsample
-from transferkit.data.token_splits import load_token_splits
 from transferkit.errors import DataError
-from transferkit.lm.sources import load_generation_splits
+from transferkit.tasks.generation.sources import load_generation_splits
+from transferkit.tasks.image_classification.sources import load_image_splits
+from transferkit.tasks.token_classification.sources import load_token_splits
 
 PARTS = ("train", "validation", "test")
 UNSTRATIFIED = ("multi_label", "regression", "tokens", "generation")

@@ -67,7 +67,7 @@ def test_a_ruined_fine_tune_keeps_the_baseline(toy_frames, tmp_path, keep: bool)
 def _pretrained_state() -> dict:
     from transferkit.backbones import resolve_backbone
     from transferkit.config import load_config
-    from transferkit.modeling import build_model
+    from transferkit.tasks.text_classification.model import build_model
 
     cfg = load_config(None, ["data.dataset=rotten_tomatoes", "backbone.name=tiny-bert"])
     return build_model(resolve_backbone(cfg.backbone), cfg, ["neg", "pos"]).state_dict()

@@ -11,10 +11,19 @@ import torch
 from transferkit.backbones import resolve_backbone
 from transferkit.config import BackboneConfig, GenerationTaskConfig
 from transferkit.errors import DataError
-from transferkit.lm.data import IGNORE, Example, LMCollator, LMDataset, encode, pack, read_examples, render
-from transferkit.lm.fit import load_tokenizer
-from transferkit.lm.generate import exact_match, perplexity, rouge_l
-from transferkit.lm.model import build_causal_lm, lm_forward, nll_per_example
+from transferkit.tasks.generation.data import (
+    IGNORE,
+    Example,
+    LMCollator,
+    LMDataset,
+    encode,
+    pack,
+    read_examples,
+    render,
+)
+from transferkit.tasks.generation.fit import load_tokenizer
+from transferkit.tasks.generation.generate import exact_match, perplexity, rouge_l
+from transferkit.tasks.generation.model import build_causal_lm, lm_forward, nll_per_example
 
 CFG = GenerationTaskConfig()
 

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 import transferkit
 from transferkit.backbones import resolve_backbone
 from transferkit.config import load_config
-from transferkit.modeling import build_model
 from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
+from transferkit.tasks.text_classification.model import build_model
 
 # Every head run: no dropout in the head (dropout masks draw random numbers, and the cached and uncached
 # paths must consume the generator identically), no baseline probe, no progress bar, no TensorBoard.

@@ -37,9 +37,9 @@ import transferkit.tasks.text_classification.fit as text_fit
 from transferkit.backbones import resolve_backbone
 from transferkit.backbones.contract import layer_groups
 from transferkit.config import load_config
-from transferkit.modeling import build_model
 from transferkit.strategies import STRATEGIES, strategy_settings
 from transferkit.strategies.base import trainable_strategies
+from transferkit.tasks.text_classification.model import build_model
 
 # ---------------------------------------------------------------------------------------------- the rows
 

@@ -56,7 +56,7 @@ def test_export_and_compress_read_the_spec() -> None:
     from transferkit.compression.export import exporter
     from transferkit.errors import RunError
 
-    assert exporter("token-classification").__name__ == "transferkit.compression.onnx_tokens"
+    assert exporter("token-classification").__name__ == "transferkit.tasks.token_classification.onnx"
     with pytest.raises(RunError, match="exportable: text-classification, token-classification"):
         exporter("generation")
     assert [e.name for e in TASKS if e.obj.compressible] == ["text-classification"]

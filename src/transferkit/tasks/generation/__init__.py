@@ -1,4 +1,10 @@
-"""Text generation (causal LM): prompt/completion pairs or chats; see :mod:`transferkit.lm`."""
+"""Text generation (causal LM): prompt/completion pairs or chats.
+
+``sources.py`` turns the configured sources into examples, ``data.py`` encodes them (completion-only loss,
+packing), ``model.py`` is the LM seen through the backbone contract, ``fit.py`` the recipe, ``generate.py``
+decoding and its metrics (perplexity, exact match, ROUGE-L), ``predictor.py`` the loaded run and ``card.py``
+the model card.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,13 @@ from transferkit.tasks.registry import TaskSpec, register_task
 
 
 def fit(cfg, frames, resume: bool = False):
-    from transferkit.lm.fit import fit_generation
+    from transferkit.tasks.generation.fit import fit_generation
 
     return fit_generation(cfg, frames, resume)
 
 
 def load(run_dir: str | Path, batch_size: int = 16):
-    from transferkit.lm.predictor import GenerationPredictor
+    from transferkit.tasks.generation.predictor import GenerationPredictor
 
     return GenerationPredictor(run_dir, batch_size)
 

@@ -1,7 +1,10 @@
 """Image classification: image folders, CSV lists of paths, ``.npz`` arrays or catalog images -> a label.
 
-``fit.py`` is the recipe (the text task's run with images), ``card.py`` the model card; the predictor is
-:class:`transferkit.image_predictor.ImagePredictor`.
+``sources.py`` turns the configured sources into validated splits, ``data.py`` holds the per-backbone
+preprocessing, augmentation and the image data set / collator, ``model.py`` the task model, ``fit.py`` the
+recipe (the text task's run with images), ``predictor.py`` the loaded run, ``card.py`` the model card and
+``baselines.py`` the pixels + logistic-regression baseline. Reading image files is shared data code
+(:mod:`transferkit.data.images`, read by the catalog's image data sets too).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ def fit(cfg, frames, resume: bool = False):
 
 
 def load(run_dir: str | Path, batch_size: int = 64):
-    from transferkit.image_predictor import ImagePredictor
+    from transferkit.tasks.image_classification.predictor import ImagePredictor
 
     return ImagePredictor(run_dir, batch_size)
 

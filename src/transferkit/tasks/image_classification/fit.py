@@ -2,9 +2,9 @@
 
 The run is the text task's run with images: the same strategies (through the backbone contract), training
 loop, checkpoints, metrics and run folder. What differs: images are decoded and preprocessed per backbone
-(:mod:`transferkit.data.image_transforms`), augmentation turns feature caching off (random inputs cannot be
-cached), and the saved model is ``TransferkitForImageClassification`` plus, for Hugging Face backbones, a
-stock ``transformers`` copy.
+(:mod:`transferkit.tasks.image_classification.data`), augmentation turns feature caching off (random inputs
+cannot be cached), and the saved model is ``TransferkitForImageClassification`` plus, for Hugging Face
+backbones, a stock ``transformers`` copy.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from transferkit import artifacts, hardware
 from transferkit.backbones import resolve_backbone
 from transferkit.backbones.contract import hidden_after, run_from
 from transferkit.config import RunConfig
-from transferkit.data.image_transforms import Augment, ImageCollator, ImageDataset, TensorDataset
 from transferkit.errors import ConfigError
 from transferkit.evaluation import primary_metric, save_confusion_matrix, save_training_curves
 from transferkit.evaluation.guard import keep_better
@@ -40,6 +39,7 @@ from transferkit.strategies.probe import (
     wants_features,
     wants_probe,
 )
+from transferkit.tasks.image_classification.data import Augment, ImageCollator, ImageDataset, TensorDataset
 from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 from transferkit.training.losses import balanced_class_weights
@@ -52,9 +52,9 @@ log = logging.getLogger("transferkit")
 def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = False):
     """Trains, evaluates and writes the run folder of an image classification run (see ``transferkit.fit``)."""
     from transferkit.artifacts import RunResult
-    from transferkit.data.image_splits import load_image_splits, preprocessor_for
     from transferkit.data.targets import encode_targets
-    from transferkit.image_model import build_image_model
+    from transferkit.tasks.image_classification.model import build_image_model
+    from transferkit.tasks.image_classification.sources import load_image_splits, preprocessor_for
 
     t_start = time.perf_counter()
     if cfg.training.num_threads:
@@ -226,8 +226,8 @@ def _write_outputs(
     run_dir, cfg, model, plan, preprocess, metrics, history, splits, spec, trainable, total, merged
 ):
     artifacts.save_predictions(run_dir, metrics)  # first: everything below reads plain metrics
-    from transferkit.image_model import save_stock_transformers
     from transferkit.tasks.image_classification.card import write_image_card
+    from transferkit.tasks.image_classification.model import save_stock_transformers
 
     manifest = RunManifest(
         task=cfg.task.type,

@@ -1,4 +1,12 @@
-"""Text classification (single-label, multi-label, regression): the core task."""
+"""Text classification (single-label, multi-label, regression): the core task.
+
+``model.py`` is the task model (backbone + pooling + head, registered with transformers' auto classes),
+``fit.py`` the recipe, ``predictor.py`` the loaded run, ``card.py`` the model card and ``onnx.py`` the ONNX
+exporter and its onnxruntime predictor. Its data (reading and validating labelled tables, tokenised data
+sets, length-grouped batches) is the shared data layer (:mod:`transferkit.data.splits`,
+:mod:`transferkit.data.text`): the training loop, the frozen-feature cache, compression and the image task
+use the same pieces.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +39,7 @@ def _check_not_images(cfg) -> None:
 
 
 def load(run_dir: str | Path, batch_size: int = 64):
-    from transferkit.predictor import Predictor
+    from transferkit.tasks.text_classification.predictor import Predictor
 
     return Predictor(run_dir, batch_size)
 
@@ -50,7 +58,7 @@ register_task(
         load=load,
         inputs="text",
         metric_keys=("accuracy", "f1_macro", "precision_macro", "recall_macro", "mae", "rmse", "r2"),
-        onnx_exporter="transferkit.compression.onnx_text",
+        onnx_exporter="transferkit.tasks.text_classification.onnx",
         compressible=True,  # prune / distil work on TransferkitForSequenceClassification
         classical=("tfidf+lr", lambda frames: _tfidf(frames)),
     )

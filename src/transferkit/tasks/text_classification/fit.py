@@ -26,7 +26,6 @@ from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.scoring import score
 from transferkit.inference import forward_in_order
 from transferkit.manifest import RunManifest, TextFields, write_manifest
-from transferkit.modeling import build_model
 from transferkit.remote_code.modeling_transferkit import pool
 from transferkit.strategies import StrategyPlan, count_parameters
 from transferkit.strategies.base import plan_for
@@ -39,6 +38,8 @@ from transferkit.strategies.probe import (
     wants_features,
     wants_probe,
 )
+from transferkit.tasks.text_classification.card import write_text_card
+from transferkit.tasks.text_classification.model import build_model
 from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 from transferkit.training.losses import balanced_class_weights
@@ -269,5 +270,5 @@ def _write_outputs(
         "sizes": {n: len(getattr(splits, n)) for n in ("train", "validation", "test")},
         "trainable_parameters": trainable, "total_parameters": total,
     }  # fmt: skip
-    artifacts.write_model_card(run_dir, cfg, metrics, info)
+    write_text_card(run_dir, cfg, metrics, info)
     artifacts.save_json(run_dir / "metrics.json", metrics)

@@ -12,7 +12,6 @@ from torch import nn
 
 from transferkit.backbones import resolve_backbone
 from transferkit.config import load_config
-from transferkit.modeling import build_model
 from transferkit.strategies import STRATEGIES, strategy_settings
 from transferkit.strategies.peft.fused_layers import (
     dropout_linear,
@@ -21,6 +20,7 @@ from transferkit.strategies.peft.fused_layers import (
     fused_svd_class,
     keep_mask,
 )
+from transferkit.tasks.text_classification.model import build_model
 
 
 def _adapted(

@@ -17,13 +17,13 @@ import transferkit
 from transferkit.backbones import resolve_backbone
 from transferkit.config import load_config
 from transferkit.errors import ConfigError
-from transferkit.modeling import build_model
 from transferkit.remote_code.modeling_transferkit import (
     TransferkitConfig,
     TransferkitForSequenceClassification,
 )
 from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
 from transferkit.strategies.peft.targets import auto_targets
+from transferkit.tasks.text_classification.model import build_model
 
 METHODS = ["lora", "adalora", "ia3"]
 TEXTS = ["a great and wonderful film", "boring", "the plot was awful and the actor was dreadful, really"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-from transferkit.backbones import BackboneSpec
+from transferkit.backbones import BackboneSpec, backbone_dict
 from transferkit.config import RunConfig
 from transferkit.remote_code.modeling_transferkit import (
     TransferkitConfig,
@@ -24,25 +24,6 @@ try:
     AutoModelForSequenceClassification.register(TransferkitConfig, TransferkitForSequenceClassification)
 except ValueError:  # already registered (module reloaded)
     pass
-
-_DROP = (
-    "_name_or_path",
-    "architectures",
-    "id2label",
-    "label2id",
-    "transformers_version",
-    "dtype",
-    "torch_dtype",
-    "problem_type",
-)
-
-
-def backbone_dict(spec: BackboneSpec) -> dict:
-    """The backbone config as a plain dict, without task-specific keys."""
-    d = spec.config.to_dict()
-    for key in _DROP:
-        d.pop(key, None)
-    return d
 
 
 def build_model(

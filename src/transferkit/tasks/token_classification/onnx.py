@@ -2,7 +2,7 @@
 
 The graph is the saved token model (``RUN/model``: the family's ``*ForTokenClassification`` or transferkit's
 own class): token ids in, ``(B, T, C)`` logits out, batch and sequence axes dynamic. Everything around it
-stays in Python exactly as in :class:`~transferkit.ner.predictor.TokenPredictor`: word splitting, sub-word
+stays in Python exactly as in :class:`~transferkit.tasks.token_classification.predictor.TokenPredictor`: word splitting, sub-word
 windows of ``max_length`` with ``stride`` overlap, first-sub-token alignment, merging windows back and span
 decoding. Only the forward pass runs in onnxruntime.
 """
@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transferkit.compression.export import ONNX_FILE, read_export
-from transferkit.compression.onnx_text import TOKENIZER_DIR, max_abs_diff, session, write_onnx_model
+from transferkit.artifacts import ONNX_FILE, read_export
 from transferkit.manifest import TokenFields, read_manifest, read_run_json
-from transferkit.ner.predictor import TokenPredictor, token_settings
+from transferkit.tasks.onnx_graph import TOKENIZER_DIR, max_abs_diff, session, write_onnx_model
+from transferkit.tasks.token_classification.predictor import TokenPredictor, token_settings
 
 
 def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
     """Exports ``RUN/model`` to ``folder/model.onnx`` and its tokenizer to ``folder/tokenizer/``."""
     from transformers import AutoTokenizer
 
-    from transferkit.ner.modeling import load_token_model
+    from transferkit.tasks.token_classification.model import load_token_model
 
     model = load_token_model(run_dir / "model").eval()
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
@@ -45,7 +45,7 @@ def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
 
 
 class OnnxTokenClassifier(TokenPredictor):
-    """:class:`~transferkit.ner.predictor.TokenPredictor` (``predict``, ``tag``, ``evaluate``, ...) over an
+    """:class:`~transferkit.tasks.token_classification.predictor.TokenPredictor` (``predict``, ``tag``, ``evaluate``, ...) over an
     onnxruntime session.
 
     Args:
@@ -57,7 +57,7 @@ class OnnxTokenClassifier(TokenPredictor):
     def __init__(self, folder: str | Path, batch_size: int = 64, threads: int | None = None):
         from transformers import AutoTokenizer
 
-        from transferkit.data.tokens import TokenCollator
+        from transferkit.tasks.token_classification.data import TokenCollator
 
         self.run_dir = Path(folder)
         self.export = read_export(folder)

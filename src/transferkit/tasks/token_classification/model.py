@@ -21,15 +21,16 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
 
 from transferkit.artifacts import MODELING_FILE
-from transferkit.backbones import BackboneSpec
+from transferkit.backbones import BackboneSpec, backbone_dict
 from transferkit.config import RunConfig
-from transferkit.modeling import backbone_dict
 from transferkit.remote_code.modeling_transferkit import TransferkitConfig, TransferkitForTokenClassification
 from transferkit.utils.io import publish_folder
 
 log = logging.getLogger("transferkit")
 
 # in-process registration: transferkit loads its own saved MLP-head models without remote code
+with contextlib.suppress(ValueError):  # already registered (by the text-classification model, or a reload)
+    AutoConfig.register("transferkit", TransferkitConfig)
 with contextlib.suppress(ValueError):  # already registered
     AutoModelForTokenClassification.register(TransferkitConfig, TransferkitForTokenClassification)
 

@@ -2,7 +2,7 @@
 
 The same loop, strategies, checkpoints and run folder as text classification. What differs:
 
-* examples are sub-token windows of sentences (:class:`transferkit.data.tokens.TokenWindows`), labels are
+* examples are sub-token windows of sentences (:class:`transferkit.tasks.token_classification.data.TokenWindows`), labels are
   per sub-token with -100 where the loss ignores them;
 * frozen-trunk strategies (``head``, ``linear-probe``, the probe of ``lp-ft`` and the pretrained baseline)
   cache per-token features of the last layer, ``(T_i, D)`` per window; ``top-k`` caches the frozen bottom's
@@ -24,16 +24,12 @@ from transferkit import artifacts, hardware
 from transferkit.backbones import resolve_backbone
 from transferkit.backbones.contract import run_from
 from transferkit.config import RunConfig
-from transferkit.data.token_splits import TokenSplits, load_token_splits
-from transferkit.data.tokens import IGNORE, HiddenTokens, TokenCollator, TokenWindows, word_logits
 from transferkit.evaluation import save_training_curves
 from transferkit.evaluation.guard import keep_better
 from transferkit.evaluation.ner import entity_metrics
 from transferkit.evaluation.scoring import PREDICTIONS
 from transferkit.inference import forward_in_order, ordered_loader
 from transferkit.manifest import RunManifest, TokenFields, write_manifest
-from transferkit.ner.card import write_token_model_card
-from transferkit.ner.modeling import build_token_model, save_token_model
 from transferkit.strategies import StrategyPlan, count_parameters
 from transferkit.strategies.base import plan_for
 from transferkit.strategies.cache import extract_hidden
@@ -45,6 +41,16 @@ from transferkit.strategies.probe import (
     wants_features,
     wants_probe,
 )
+from transferkit.tasks.token_classification.card import write_token_model_card
+from transferkit.tasks.token_classification.data import (
+    IGNORE,
+    HiddenTokens,
+    TokenCollator,
+    TokenWindows,
+    word_logits,
+)
+from transferkit.tasks.token_classification.model import build_token_model, save_token_model
+from transferkit.tasks.token_classification.sources import TokenSplits, load_token_splits
 from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import TrainResult, make_accelerator, train_loop
 

@@ -9,12 +9,17 @@ import torch
 from PIL import Image
 
 from transferkit.artifacts import read_run
-from transferkit.data.image_transforms import ImageCollator, ImageDataset, Preprocessor
 from transferkit.errors import DataError, RunError
 from transferkit.evaluation.scoring import probabilities, score
 from transferkit.inference import forward_in_order
-from transferkit.predictor import apply_unmerged_adapter
-from transferkit.predictors import BasePredictor, add_columns, refuse_existing, write_table
+from transferkit.predictors import (
+    BasePredictor,
+    add_columns,
+    apply_unmerged_adapter,
+    refuse_existing,
+    write_table,
+)
+from transferkit.tasks.image_classification.data import ImageCollator, ImageDataset, Preprocessor
 
 
 def as_image_list(inputs) -> list:
@@ -42,7 +47,7 @@ class ImagePredictor(BasePredictor):
     """
 
     def __init__(self, run_dir: str | Path, batch_size: int = 64):
-        from transferkit.image_model import TransferkitForImageClassification
+        from transferkit.tasks.image_classification.model import TransferkitForImageClassification
 
         self.run_dir, manifest, self.metrics = read_run(run_dir)
         self.labels: list[str] = manifest.labels

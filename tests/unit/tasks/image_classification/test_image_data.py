@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from transferkit.config import load_config
-from transferkit.data.image_splits import load_image_splits
-from transferkit.data.image_transforms import Augment, ImageCollator, ImageDataset, Preprocessor
 from transferkit.data.images import array_to_image, check_images, open_image, png_data_uri, read_images
 from transferkit.errors import DataError
+from transferkit.tasks.image_classification.data import Augment, ImageCollator, ImageDataset, Preprocessor
+from transferkit.tasks.image_classification.sources import load_image_splits
 
 
 def test_folder_reader_labels_by_subfolder_and_converts_every_mode_to_rgb(image_folder: Path) -> None:

@@ -63,7 +63,7 @@ def build_tiny():
     def build(name: str, labels=("a", "b", "c")):
         from transferkit.backbones import resolve_backbone
         from transferkit.config import load_config
-        from transferkit.image_model import build_image_model
+        from transferkit.tasks.image_classification.model import build_image_model
 
         cfg = load_config(
             None, ["data.dataset=digits", "task.type=image-classification", f"backbone.name={name}"]

@@ -9,7 +9,7 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from transferkit.backbones import resolve_backbone
 from transferkit.config import load_config
-from transferkit.ner.modeling import build_token_model, save_token_model, to_standard
+from transferkit.tasks.token_classification.model import build_token_model, save_token_model, to_standard
 
 LABELS = ["O", "B-PER", "I-PER"]
 

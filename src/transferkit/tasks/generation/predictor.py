@@ -15,9 +15,16 @@ from transferkit import hardware
 from transferkit.artifacts import read_run
 from transferkit.config import GenerationTaskConfig
 from transferkit.errors import DataError
-from transferkit.lm.data import Example, LMCollator, LMDataset, prompt_ids, read_examples, render
-from transferkit.lm.generate import generate_ids, generation_scores, perplexity, stream_text
 from transferkit.predictors import BasePredictor, add_columns, refuse_existing, write_table
+from transferkit.tasks.generation.data import (
+    Example,
+    LMCollator,
+    LMDataset,
+    prompt_ids,
+    read_examples,
+    render,
+)
+from transferkit.tasks.generation.generate import generate_ids, generation_scores, perplexity, stream_text
 
 
 class GenerationPredictor(BasePredictor):
@@ -33,7 +40,7 @@ class GenerationPredictor(BasePredictor):
     def __init__(self, run_dir: str | Path, batch_size: int = 16):
         from transformers import AutoModelForCausalLM
 
-        from transferkit.lm.fit import load_tokenizer
+        from transferkit.tasks.generation.fit import load_tokenizer
 
         self.run_dir, manifest, self.metrics = read_run(run_dir)
         self.labels: list[str] = []
@@ -120,7 +127,7 @@ class GenerationPredictor(BasePredictor):
             **columns: Other ``generation`` column settings, e.g. ``messages_column``.
         """
         from transferkit.inference import forward_in_order
-        from transferkit.lm.model import CausalLMTransfer, lm_forward
+        from transferkit.tasks.generation.model import CausalLMTransfer, lm_forward
 
         update = {k: v for k, v in columns.items() if v is not None}
         update |= {

@@ -23,7 +23,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from transferkit.backbones import BackboneSpec
+from transferkit.backbones import BackboneSpec, backbone_dict
 from transferkit.backbones.efficientnet import (
     FAMILY,
     EfficientNetLiteBackbone,
@@ -33,7 +33,6 @@ from transferkit.backbones.efficientnet import (
 from transferkit.backbones.vision import HFVisionBackbone, is_vision_config
 from transferkit.config import RunConfig
 from transferkit.errors import ConfigError
-from transferkit.modeling import backbone_dict
 from transferkit.remote_code.modeling_transferkit import Head
 
 log = logging.getLogger("transferkit")

@@ -214,7 +214,7 @@ def test_malformed_tags_fail_with_file_and_line(files, tmp_path) -> None:
 def test_strategies_train_and_keep_frozen_weights(strategy, files, tmp_path) -> None:
     from transferkit.backbones import resolve_backbone
     from transferkit.config import load_config
-    from transferkit.ner.modeling import build_token_model
+    from transferkit.tasks.token_classification.model import build_token_model
 
     result = transferkit.fit(
         train=str(files["train"]), test=str(files["test"]), validation=str(files["validation"]),
@@ -293,7 +293,7 @@ def test_head_on_cached_token_features_equals_the_uncached_run(tmp_path) -> None
     ],
 )  # fmt: skip
 def test_raw_text_is_split_into_conll_style_words_with_offsets(text, words):
-    from transferkit.ner.predictor import split_words
+    from transferkit.tasks.token_classification.predictor import split_words
 
     got, spans = split_words(text)
     assert got == words

@@ -7,8 +7,8 @@ import torch
 from transformers import AutoTokenizer
 
 from transferkit.backbones.hf_text import minilm_folder
-from transferkit.data.tokens import IGNORE, TokenCollator, TokenWindows, word_logits
 from transferkit.errors import ConfigError
+from transferkit.tasks.token_classification.data import IGNORE, TokenCollator, TokenWindows, word_logits
 
 
 @pytest.fixture(scope="module")

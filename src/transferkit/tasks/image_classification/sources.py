@@ -12,10 +12,10 @@ import pandas as pd
 from transferkit.backbones import BackboneSpec
 from transferkit.config import RunConfig
 from transferkit.data.catalog import DATASETS
-from transferkit.data.image_transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
 from transferkit.data.images import check_images, read_images
 from transferkit.data.splits import DatasetSplits, load_splits
 from transferkit.errors import ConfigError, DataError
+from transferkit.tasks.image_classification.data import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
 
 SPLITS = ("train", "validation", "test")
 

@@ -11,7 +11,7 @@ from transferkit.backbones import BACKBONES, resolve_backbone
 from transferkit.backbones.contract import hidden_after, layer_groups, num_features, run_from
 from transferkit.config import load_config
 from transferkit.errors import ConfigError
-from transferkit.image_model import (
+from transferkit.tasks.image_classification.model import (
     TransferkitForImageClassification,
     build_image_model,
     save_stock_transformers,

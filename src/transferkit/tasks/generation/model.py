@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from transferkit.backbones import BackboneSpec
-from transferkit.lm.data import IGNORE, predict_mask
+from transferkit.tasks.generation.data import IGNORE, predict_mask
 
 
 class LMHead(nn.Module):

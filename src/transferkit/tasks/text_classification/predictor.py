@@ -1,4 +1,4 @@
-"""Loading a finished run and predicting with it (``transferkit.load(RUN).predict([...])``)."""
+"""Loading a finished text-classification run and predicting with it (``transferkit.load(RUN).predict([...])``)."""
 
 from __future__ import annotations
 
@@ -9,34 +9,21 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from transferkit import (
-    hardware,
-    modeling,  # noqa: F401  (registers the model class with the auto classes)
-)
+import transferkit.tasks.text_classification.model  # noqa: F401  (registers the model class with the auto classes)
+from transferkit import hardware
 from transferkit.artifacts import read_run
 from transferkit.data.readers import read_table
 from transferkit.data.text import Collator, TokenizedDataset
 from transferkit.errors import DataError
 from transferkit.evaluation.scoring import probabilities, score
 from transferkit.inference import forward_in_order
-from transferkit.manifest import read_run_json
-from transferkit.predictors import BasePredictor, add_columns, refuse_existing, write_table
-
-
-def apply_unmerged_adapter(model, run_dir: Path) -> bool:
-    """Puts a run's adapter back into ``model.backbone`` when it was saved unmerged (``--no-merge``).
-
-    Returns:
-        True if an adapter was applied (and merged in memory, for speed).
-    """
-    info_file = run_dir / "adapter" / "transferkit.json"
-    if not info_file.is_file() or read_run_json(info_file).get("merged", True):
-        return False
-    from peft import PeftModel
-
-    # injects the adapter into model.backbone in place; merging then leaves a plain backbone
-    PeftModel.from_pretrained(model.backbone, str(run_dir / "adapter")).merge_and_unload()
-    return True
+from transferkit.predictors import (
+    BasePredictor,
+    add_columns,
+    apply_unmerged_adapter,
+    refuse_existing,
+    write_table,
+)
 
 
 class Predictor(BasePredictor):

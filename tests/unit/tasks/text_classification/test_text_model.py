@@ -15,8 +15,8 @@ from transformers import AutoTokenizer
 import transferkit
 from transferkit.backbones import resolve_backbone
 from transferkit.config import load_config
-from transferkit.modeling import build_model
 from transferkit.remote_code.modeling_transferkit import pool
+from transferkit.tasks.text_classification.model import build_model
 
 TEXTS = ["a great and wonderful film", "boring", "the plot was awful and the actor was dreadful, really"]
 

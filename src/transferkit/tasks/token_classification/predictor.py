@@ -20,13 +20,13 @@ from transformers import AutoTokenizer
 
 from transferkit.artifacts import read_run
 from transferkit.data.conll import convert, entity_types, read_sentences
-from transferkit.data.tokens import TokenCollator, TokenWindows, word_logits
 from transferkit.errors import DataError
 from transferkit.evaluation.ner import entity_metrics
 from transferkit.inference import forward_in_order
 from transferkit.manifest import TokenFields
-from transferkit.ner.modeling import load_token_model
 from transferkit.predictors import BasePredictor, add_columns, refuse_existing, write_new_text
+from transferkit.tasks.token_classification.data import TokenCollator, TokenWindows, word_logits
+from transferkit.tasks.token_classification.model import load_token_model
 
 # dotted initials keep their final dot, as CoNLL writes them ("U.S.", "e.g."); other words keep inner
 # hyphens, apostrophes and dots ("don't", "Jean-Luc", "3.5"); every other non-space character is a word

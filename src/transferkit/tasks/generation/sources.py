@@ -9,7 +9,7 @@ import pandas as pd
 from transferkit.config import RunConfig
 from transferkit.data.split import hold_out, subsample
 from transferkit.errors import DataError
-from transferkit.lm.data import Example, example_from_record, read_examples
+from transferkit.tasks.generation.data import Example, example_from_record, read_examples
 
 SPLITS = ("train", "validation", "test")
 

@@ -29,13 +29,13 @@ from transferkit.errors import ConfigError, RunError
 from transferkit.evaluation import save_training_curves
 from transferkit.evaluation.guard import keep_better
 from transferkit.inference import forward_in_order
-from transferkit.lm.data import LMCollator, LMDataset, prompt_ids, render
-from transferkit.lm.generate import generation_scores, perplexity
-from transferkit.lm.model import CausalLMTransfer, build_causal_lm, lm_forward
-from transferkit.lm.sources import load_generation_splits
 from transferkit.manifest import GenerationFields, RunManifest, write_manifest
 from transferkit.strategies import STRATEGIES, count_parameters, strategy_settings
 from transferkit.strategies.base import StrategyPlan
+from transferkit.tasks.generation.data import LMCollator, LMDataset, prompt_ids, render
+from transferkit.tasks.generation.generate import generation_scores, perplexity
+from transferkit.tasks.generation.model import CausalLMTransfer, build_causal_lm, lm_forward
+from transferkit.tasks.generation.sources import load_generation_splits
 from transferkit.training import strategy_choice as auto
 from transferkit.training.loop import make_accelerator, train_loop
 from transferkit.utils.io import publish_folder
@@ -236,7 +236,7 @@ def _write_outputs(
         save_lm(plan.plain_model(model, merged).lm, tokenizer, run_dir)
     if history:
         save_training_curves(history, run_dir / "training_curves.png")
-    from transferkit.lm.card import write_generation_card
+    from transferkit.tasks.generation.card import write_generation_card
 
     sizes = {s: len(examples[s]) for s in ("train", "validation", "test")}
     write_generation_card(run_dir, cfg, metrics, spec.name, source, sizes)
