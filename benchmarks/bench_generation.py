@@ -20,8 +20,18 @@ Contenders (each in a fresh Python process, see ``common.run_worker``):
             generation one prompt at a time with ``model.generate`` (as tutorials do).
 
 Both are scored by the same functions: test perplexity over completion tokens (before and after), exact
-match and ROUGE-L of greedy completions; training tokens/s counts real (unpadded) tokens. Results go to
-``benchmarks/results/generation.json`` (``generation-quick.json`` for ``--quick``).
+match and ROUGE-L of greedy completions; training tokens/s counts real (unpadded) tokens.
+
+A third case times generation alone (no training), transferkit against itself:
+
+  tk_prefix the pretrained SmolLM2 completes ``--prefix-prompts`` test prompts rendered with its chat
+            template under one long system prompt (~115 tokens, as a deployed assistant would carry), batched
+            greedy, ``--prefix-precision`` (auto: bf16 where native), with ``generation.prefix_cache`` on and
+            off in the same process (alternating, ``--prefix-repeats`` times, best of each kept). Reports
+            prefill tokens run and their rate, prompt tokens per prefill second (every prompt's tokens, cached
+            or run), decode tokens/s, and whether both modes wrote the same completions.
+
+Results go to ``benchmarks/results/generation.json`` (``generation-quick.json`` for ``--quick``).
 
     python benchmarks/bench_generation.py              # about 15-25 minutes on 2 CPU cores
     python benchmarks/bench_generation.py --quick      # smoke run: 8 examples per task, 2 generated
@@ -41,9 +51,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import generation_prefix  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
-CONTENDERS = ("tk_lora", "hf_peft")
+CONTENDERS = ("tk_lora", "hf_peft", "tk_prefix")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ENTITY_NAMES = {"PER": "person", "LOC": "location", "ORG": "organization", "MISC": "misc"}
 PROMPTS = {
@@ -251,7 +262,12 @@ def worker_hf_peft(args) -> dict:
     }
 
 
-WORKERS = {"tk_lora": worker_tk_lora, "hf_peft": worker_hf_peft}
+def worker_tk_prefix(args) -> dict:
+    rows = instruction_set(max(4, 4 * args.prefix_prompts // 3), args.seed)["test"][: args.prefix_prompts]
+    return generation_prefix.measure(args, rows, _settings(args)) | {"peak_rss_mib": common.peak_rss_mib()}
+
+
+WORKERS = {"tk_lora": worker_tk_lora, "hf_peft": worker_hf_peft, "tk_prefix": worker_tk_prefix}
 
 
 def report(runs: dict) -> list[str]:
@@ -261,6 +277,8 @@ def report(runs: dict) -> list[str]:
         if "error" in r:
             lines.append(f"{name:<9} {r['error']}")
             continue
+        if name == "tk_prefix":
+            continue  # a generation-only case: its own lines below
         lines.append(
             f"{name:<9} {r['perplexity_before']:>10.2f} {r['perplexity_after']:>9.2f} {r['exact_match']:>6.3f} "
             f"{r['rouge_l']:>7.3f} {r['train_tokens_per_s']:>11.1f} {r['generation_tokens_per_s']:>9.1f} "
@@ -272,6 +290,8 @@ def report(runs: dict) -> list[str]:
                 f"{name}: prefill {r['prefill_tokens_per_s']:.1f} tokens/s, decode {r['decode_tokens_per_s']:.1f}"
                 f" tokens/s (batched greedy generation, precision {r.get('precision')})"
             )
+    if "on" in runs.get("tk_prefix", {}):
+        lines.extend(generation_prefix.report(runs["tk_prefix"]))
     ours, theirs = runs.get("tk_lora", {}), runs.get("hf_peft", {})
     if "train_s" in ours and "train_s" in theirs:
         lines.append(
@@ -299,10 +319,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--eval-samples", type=int, default=48, help="test prompts completed for exact match / ROUGE-L"
     )
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--prefix-prompts", type=int, default=48, help="tk_prefix: test prompts completed")
+    ap.add_argument("--prefix-batch-size", type=int, default=16, help="tk_prefix: prompts per batch")
+    ap.add_argument("--prefix-repeats", type=int, default=2, help="tk_prefix: runs of each mode (best kept)")
+    ap.add_argument(
+        "--prefix-precision", default="auto", help="tk_prefix: auto (bf16 where native), fp32 or bf16"
+    )
     common.add_contender_args(ap, CONTENDERS, "smoke run: 8 examples per task, 2 generated")
     args = ap.parse_args(argv)
     if args.quick:
         args.per_task, args.eval_samples, args.max_new_tokens = 8, 2, 8
+        args.prefix_prompts, args.prefix_batch_size = 8, 4
     return args
 
 

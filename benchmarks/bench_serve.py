@@ -412,7 +412,9 @@ def main() -> None:
     p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
     p.add_argument("--workers", type=int, default=1, help="transferkit serve --workers")
     p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, help="transferkit serve --threads (default: serve's own, cores // workers)")
+    p.add_argument(
+        "--threads", type=int, help="transferkit serve --threads (default: serve's own, cores // workers)"
+    )
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--only", choices=["transferkit", "flask"], help="measure one server only")
     p.add_argument(

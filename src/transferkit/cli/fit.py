@@ -128,7 +128,9 @@ def cmd_fit(args) -> int:
         table["pretrained baseline: test"] = m["pretrained_baseline"]["test"]
     _print(format_metrics_table(table, keys=_metric_keys(cfg, m)))
     tr = m["training"]
-    print(f"trainable parameters: {m['trainable_parameters']:,} of {m['total_parameters']:,}; {_training_summary(tr)}")
+    print(
+        f"trainable parameters: {m['trainable_parameters']:,} of {m['total_parameters']:,}; {_training_summary(tr)}"
+    )
     print(f"run folder: {result.run_dir}")
     return 0
 

@@ -222,6 +222,10 @@ class GenerationTaskConfig(Section):
         ge=0,
         description="Validation/test examples whose completions are generated (greedy) for exact match and ROUGE-L; 0 skips generation.",
     )
+    prefix_cache: bool = Field(
+        True,
+        description="Run a prefix of 16+ tokens that the prompts of a generation call share (a chat template's system prompt, a fixed instruction) once and reuse its KV cache; false runs every prompt in full.",
+    )
 
 
 class HeadConfig(Section):

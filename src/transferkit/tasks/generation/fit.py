@@ -164,8 +164,9 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
             if g.eval_samples:
                 prompts, refs = _eval_prompts(examples[split], tokenizer, cfg)
                 out[split] |= generation_scores(
-                    module.lm, tokenizer, prompts, refs, g.max_new_tokens, cfg.training.eval_batch_size
-                )
+                    module.lm, tokenizer, prompts, refs, g.max_new_tokens, cfg.training.eval_batch_size,
+                    g.prefix_cache,
+                )  # fmt: skip
         return out
 
     scores = final_scores(model)

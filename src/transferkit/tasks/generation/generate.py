@@ -15,7 +15,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from transferkit import hardware
 from transferkit.errors import ConfigError
+from transferkit.tasks.generation.prefix import SharedPrefixes, layout
 
 
 def sampling_kwargs(temperature: float, top_p: float) -> dict:
@@ -31,12 +33,14 @@ class GenerationClock:
     """Prefill and decode time of batched generation, told apart by when the first new token's logits come.
 
     ``generate`` runs the prompt (prefill) and then calls its logits processors once per new token: the first
-    call ends the prefill, the later ones time the decode steps. Rates count real tokens: the prompts'
-    unpadded tokens for prefill, the new tokens after each row's first for decode.
+    call ends the prefill, the later ones time the decode steps. Rates count real tokens: the prompt tokens
+    actually run for prefill (unpadded; a shared prefix once, see :mod:`transferkit.tasks.generation.prefix`), the new
+    tokens after each row's first for decode. ``reused_prefix_tokens`` are the prompt tokens read from a
+    shared prefix's cache instead: ``prefill_tokens + reused_prefix_tokens`` is every prompt's length summed.
     """
 
     def __init__(self) -> None:
-        self.prefill_tokens = self.decode_tokens = 0
+        self.prefill_tokens = self.decode_tokens = self.reused_prefix_tokens = 0
         self.prefill_seconds = self.decode_seconds = 0.0
 
     def processor(self, started: float):
@@ -60,13 +64,14 @@ class GenerationClock:
         return _Tick()
 
     def summary(self) -> dict:
-        """``prefill_tokens_per_second`` and ``decode_tokens_per_second`` (0 where nothing ran)."""
+        """Token counts, ``prefill_tokens_per_second`` and ``decode_tokens_per_second`` (0 where nothing ran)."""
 
         def rate(tokens: int, seconds: float) -> float:
             return round(tokens / seconds, 2) if seconds > 0 else 0.0
 
         return {
             "prefill_tokens": self.prefill_tokens,
+            "reused_prefix_tokens": self.reused_prefix_tokens,
             "prefill_tokens_per_second": rate(self.prefill_tokens, self.prefill_seconds),
             "decode_tokens": self.decode_tokens,
             "decode_tokens_per_second": rate(self.decode_tokens, self.decode_seconds),
@@ -84,11 +89,28 @@ def generate_ids(
     temperature: float = 0.0,
     top_p: float = 1.0,
     clock: GenerationClock | None = None,
+    prefix_cache: bool = True,
 ) -> tuple[list[list[int]], int]:
     """New token ids for each prompt (in order, EOS and what follows removed) and how many were generated.
 
-    Prompts are left-padded per batch, so every row's new tokens start at the same column. ``clock``, when
-    given, accumulates the prefill and decode times (see :class:`GenerationClock`).
+    Prompts are sorted by length and padded per batch so every row's new tokens start at the same column:
+    on the left, or, where the rows share a prefix, between that prefix and the rest.
+
+    Args:
+        lm: A transformers causal LM.
+        prompts: Token ids of each prompt.
+        pad_id: The padding token.
+        eos_id: The end-of-sequence token (None: generate ``max_new_tokens`` every time).
+        max_new_tokens: Longest completion.
+        batch_size: Prompts per ``generate`` call.
+        temperature: 0 is greedy decoding; above 0 samples.
+        top_p: Nucleus sampling mass (with temperature > 0).
+        clock: Accumulates prefill and decode times and tokens (see :class:`GenerationClock`).
+        prefix_cache: Run a prefix the prompts share once and reuse its KV cache
+            (:mod:`transferkit.tasks.generation.prefix`); False runs every prompt in full.
+
+    Returns:
+        ``(completions, number of new tokens)``.
     """
     from transformers import LogitsProcessorList
 
@@ -96,20 +118,22 @@ def generate_ids(
     device = next(lm.parameters()).device
     out: list[list[int]] = [[] for _ in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths: little padding
+    shared = SharedPrefixes(lm, prompts) if prefix_cache else None
     generated = 0
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in idx)
-        ids = torch.tensor([[pad_id] * (width - len(prompts[i])) + prompts[i] for i in idx], device=device)
-        mask = torch.tensor(
-            [[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx], device=device
-        )
-        extra = {}
+        rows = [prompts[i] for i in idx]
+        started = time.perf_counter()  # the prefill's time includes running a shared prefix
+        prefix, cache, ran = shared.for_batch(rows) if shared is not None else (0, None, 0)
+        ids, mask = (torch.tensor(x, device=device) for x in layout(rows, prefix, pad_id))  # (B, T) each
+        width = ids.shape[1]
+        extra = {} if cache is None else {shared.keyword: cache}
         if clock is not None:
-            extra["logits_processor"] = LogitsProcessorList([clock.processor(time.perf_counter())])
-            clock.prefill_tokens += int(mask.sum())
+            extra["logits_processor"] = LogitsProcessorList([clock.processor(started)])
+            clock.prefill_tokens += int(mask.sum()) - prefix * len(rows) + ran
+            clock.reused_prefix_tokens += prefix * len(rows) - ran
         seqs = lm.generate(
-            input_ids=ids,  # (B, T)
+            input_ids=ids,  # (B, T); with a cache of P tokens only ids[:, P:] run
             attention_mask=mask,
             max_new_tokens=max_new_tokens,
             pad_token_id=pad_id,
@@ -130,14 +154,25 @@ def generate_ids(
 
 
 def stream_text(
-    lm: nn.Module, tokenizer, prompt: list[int], max_new_tokens: int, temperature: float, top_p: float
+    lm: nn.Module,
+    tokenizer,
+    prompt: list[int],
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    precision: hardware.Precision | str | None = None,
 ) -> Iterator[str]:
-    """Yields the completion's text piece by piece as it is generated (transformers' TextIteratorStreamer)."""
+    """Yields the completion's text piece by piece as it is generated (transformers' TextIteratorStreamer).
+
+    ``generate`` runs in a thread of its own; autocast is per thread, so that thread enters
+    ``hardware.autocast(precision)`` itself (None or fp32: full precision).
+    """
     from transformers import TextIteratorStreamer
 
     lm.eval()
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    ids = torch.tensor([prompt], device=next(lm.parameters()).device)
+    device = next(lm.parameters()).device
+    ids = torch.tensor([prompt], device=device)
     kwargs = dict(
         input_ids=ids,
         attention_mask=torch.ones_like(ids),
@@ -151,7 +186,7 @@ def stream_text(
 
     def run() -> None:
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), hardware.autocast(precision, device.type):
                 lm.generate(**kwargs)
         except BaseException as err:  # surfaced in the caller's thread below
             errors.append(err)
@@ -194,14 +229,21 @@ def perplexity(stats: torch.Tensor) -> dict:
 
 
 def generation_scores(
-    lm, tokenizer, prompts: list[list[int]], references: list[str], max_new_tokens: int, batch_size: int
+    lm,
+    tokenizer,
+    prompts: list[list[int]],
+    references: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    prefix_cache: bool = True,
 ) -> dict:
     """Greedy completions of ``prompts`` scored against ``references`` (exact match, ROUGE-L, tokens/s)."""
     t0 = time.perf_counter()
     clock = GenerationClock()
     ids, n = generate_ids(
-        lm, prompts, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, batch_size, clock=clock
-    )
+        lm, prompts, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, batch_size,
+        clock=clock, prefix_cache=prefix_cache,
+    )  # fmt: skip
     seconds = time.perf_counter() - t0
     texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
     return {

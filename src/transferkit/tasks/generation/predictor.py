@@ -66,6 +66,7 @@ class GenerationPredictor(BasePredictor):
         max_new_tokens: int | None = None,
         temperature: float = 0.0,
         top_p: float = 1.0,
+        prefix_cache: bool | None = None,
     ) -> list[dict]:
         """Completes each prompt.
 
@@ -74,6 +75,8 @@ class GenerationPredictor(BasePredictor):
             max_new_tokens: Longest completion; None: the run's ``generation.max_new_tokens``.
             temperature: 0 is greedy decoding; above 0 samples.
             top_p: Nucleus sampling mass (with temperature > 0).
+            prefix_cache: Run a prefix the prompts share once (see ``generation.prefix_cache``); None: the
+                predictor's ``settings.prefix_cache``.
 
         Returns:
             ``[{"text": completion}, ...]`` in input order.
@@ -91,6 +94,7 @@ class GenerationPredictor(BasePredictor):
                 self.batch_size,
                 temperature,
                 top_p,
+                prefix_cache=self.settings.prefix_cache if prefix_cache is None else prefix_cache,
             )
         return [{"text": tok.decode(row, skip_special_tokens=True)} for row in ids]
 
@@ -109,6 +113,7 @@ class GenerationPredictor(BasePredictor):
             max_new_tokens or self.settings.max_new_tokens,
             temperature,
             top_p,
+            self.precision,
         )
 
     def evaluate(
@@ -151,6 +156,7 @@ class GenerationPredictor(BasePredictor):
                 [e.completion for e in examples],
                 settings.max_new_tokens,
                 self.batch_size,
+                settings.prefix_cache,
             )
         return out | scores | {"num_examples": len(examples)}
 

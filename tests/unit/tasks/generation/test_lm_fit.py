@@ -71,6 +71,20 @@ def test_memorised_completions_are_generated_exactly(memorised) -> None:
     assert "".join(model.stream(prompts[2])) == " Berlin"
 
 
+def test_stream_runs_at_the_predictor_precision(memorised) -> None:
+    run, _ = memorised
+    model = transferkit.load(run.run_dir, precision="bf16")
+    seen: list[bool] = []
+    handle = model.model.model.register_forward_pre_hook(
+        lambda m, a: seen.append(torch.is_autocast_enabled("cpu"))
+    )
+    try:
+        "".join(model.stream("Question: capital of Spain? Answer:"))
+    finally:
+        handle.remove()
+    assert seen and all(seen)  # generate runs in a thread: autocast entered there, not inherited
+
+
 def test_metrics_and_run_folder(memorised) -> None:
     run, _ = memorised
     m = run.metrics
