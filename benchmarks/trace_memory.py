@@ -94,25 +94,20 @@ class Sampler:
 
 def instrument(sampler: Sampler) -> None:
     """Marks the fit's phases by wrapping the functions that do them (in the namespaces that call them)."""
-    import transferkit.api as api
+    import transferkit.tasks.text_classification.fit as recipe  # the text recipe's own namespace
     import transferkit.training.loop as loop
     from transferkit.strategies import STRATEGIES
 
-    for attr in (
-        "load_splits",
-        "build_model",
-        "extract_features",
-        "fit_probe",
-        "train_loop",
-        "_write_outputs",
-    ):
-        if hasattr(api, attr):
-            sampler.wrap(api, attr)
-    for attr in ("forward_in_order", "save_checkpoint"):
+    phases = ("load_splits", "build_model", "frozen_features", "fit_probe", "train_loop", "_write_outputs")
+    missing = [a for a in phases if not hasattr(recipe, a)]
+    if missing:  # the recipe was restructured: say so instead of silently tracing no phases
+        raise SystemExit(f"trace_memory: {recipe.__name__} has no {', '.join(missing)}; update instrument()")
+    for attr in phases:
+        sampler.wrap(recipe, attr)
+    for attr in ("forward_in_order", "write_checkpoint"):
         if hasattr(loop, attr):
             sampler.wrap(loop, attr, f"loop.{attr}")  # validation passes and checkpoints inside training
-    if hasattr(api, "forward_in_order"):
-        sampler.wrap(api, "forward_in_order", "final evaluation")
+    sampler.wrap(recipe, "forward_in_order", "final evaluation")
     get = STRATEGIES.get
 
     def get_marked(name):
