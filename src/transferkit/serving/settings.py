@@ -33,8 +33,14 @@ class ServeSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port)")
     workers: int = Field(1, ge=1, le=64, description="worker processes, each with its own copy of the model")
     max_batch_size: int = Field(32, ge=1, le=4096, description="most inputs gathered into one forward pass")
+    # 0: a batch runs as soon as the model is free, with every request queued meanwhile (those that arrived
+    # during the previous forward pass). Measured (MiniLM, bf16, 2-core Xeon): 0 ms vs 5 ms gave 49.8 vs 39.1
+    # req/s at concurrency 1 (p50 19.7 vs 25.6 ms) and 150 vs 143 req/s at 16: waiting only added latency.
     max_wait_ms: float = Field(
-        5.0, ge=0, le=1000, description="longest wait for more requests before a batch runs (ms)"
+        0.0,
+        ge=0,
+        le=1000,
+        description="longest wait for more requests before a batch runs (ms); 0: run with what is queued",
     )
     max_queue: int = Field(
         512, ge=1, description="most inputs waiting for the model; past it requests get 503 + Retry-After"
