@@ -12,6 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import transferkit.tasks.text_classification.model  # noqa: F401  (registers the model class with the auto classes)
 from transferkit import hardware
 from transferkit.artifacts import read_run
+from transferkit.config import TrainingConfig
 from transferkit.data.readers import read_table
 from transferkit.data.text import Collator, TokenizedDataset
 from transferkit.errors import DataError
@@ -41,7 +42,8 @@ class Predictor(BasePredictor):
         self.problem: str = manifest.problem
         self.max_length: int = manifest.max_length or 256
         self.batch_size = batch_size
-        self.max_tokens = 4096  # rows x longest text per forward pass (training.eval_max_tokens' default)
+        # rows x longest text per forward pass: the same cap as evaluation during fit
+        self.max_tokens = TrainingConfig.model_fields["eval_max_tokens"].default
         self.model = AutoModelForSequenceClassification.from_pretrained(self.run_dir / "model")
         apply_unmerged_adapter(self.model, self.run_dir)
         self.model.eval()
