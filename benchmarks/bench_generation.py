@@ -183,8 +183,8 @@ def worker_hf_peft(args) -> dict:
     from transferkit.backbones import resolve_backbone
     from transferkit.config import load_config
     from transferkit.tasks.generation.data import Example, encode, prompt_ids, render
-    from transferkit.tasks.generation.fit import load_tokenizer
     from transferkit.tasks.generation.generate import exact_match, rouge_l
+    from transferkit.tasks.generation.model import load_tokenizer
 
     cfg = load_config(None, _settings(args) + ["data.train=unused.jsonl"])
     spec = resolve_backbone(cfg.backbone)

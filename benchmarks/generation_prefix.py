@@ -38,9 +38,8 @@ def measure(args, rows: list[dict], settings: list[str]) -> dict:
     from transferkit.backbones import resolve_backbone
     from transferkit.config import load_config
     from transferkit.tasks.generation.data import Example, prompt_ids, render
-    from transferkit.tasks.generation.fit import load_tokenizer
     from transferkit.tasks.generation.generate import GenerationClock, generate_ids
-    from transferkit.tasks.generation.model import build_causal_lm
+    from transferkit.tasks.generation.model import build_causal_lm, load_tokenizer
     from transferkit.tasks.generation.prefix import common_prefix_length
 
     cfg = load_config(None, settings + ["data.train=unused.jsonl"])

@@ -84,7 +84,7 @@ def test_image_hidden_caching_is_decided_by_the_backbone_contract(tmp_path, monk
 
     monkeypatch.setattr(backbone_contract, "supports_hidden_cache", contract)
     monkeypatch.setattr(
-        image_task, "_extract_hidden", lambda *a, **k: pytest.fail("cached despite the contract")
+        image_task, "hidden_states", lambda *a, **k: pytest.fail("cached despite the contract")
     )
     kw = _images(tmp_path)
     transferkit.fit(strategy="top-k", output=str(tmp_path / "run"), overrides=COMMON, **kw)

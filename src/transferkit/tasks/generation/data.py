@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from transferkit.config import GenerationTaskConfig
+from transferkit.config import GenerationTaskConfig, RunConfig
 from transferkit.errors import DataError
 
 log = logging.getLogger("transferkit.data")
@@ -248,3 +248,13 @@ class LMCollator:
         batch = {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}  # each (B, T)
         batch["predict_mask"] = predict_mask(batch["labels"])  # the model projects only these positions
         return batch
+
+
+def eval_prompts(examples, tokenizer, cfg: RunConfig) -> tuple[list[list[int]], list[str]]:
+    """Prompt ids and reference completions of the first ``generation.eval_samples`` examples."""
+    prompts, refs = [], []
+    for e in examples[: cfg.generation.eval_samples]:
+        prompt, _, templated = render(e, tokenizer, cfg.generation)
+        prompts.append(prompt_ids(prompt, tokenizer, templated)[-cfg.backbone.max_length :])
+        refs.append(e.completion)
+    return prompts, refs

@@ -15,12 +15,21 @@ Most small LMs tie the output layer to the input embeddings; the state dict then
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import AutoTokenizer
 
 from transferkit.backbones import BackboneSpec
+from transferkit.errors import ConfigError
+from transferkit.strategies.base import StrategyPlan
 from transferkit.tasks.generation.data import IGNORE, predict_mask
+from transferkit.utils.io import publish_folder
+
+log = logging.getLogger("transferkit")
 
 
 class LMHead(nn.Module):
@@ -133,3 +142,60 @@ def lm_forward(module: nn.Module, batch: dict) -> torch.Tensor:
     if "labels" in batch:
         return nll_per_example(logits, batch["labels"])
     return logits
+
+
+ALL_WEIGHTS = ("full", "discriminative")  # strategies whose LM head trains by default
+
+
+def load_tokenizer(source: str):
+    """The backbone's tokenizer, with a padding token (EOS when it has none)."""
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def save_lm(lm, tokenizer, run_dir: Path) -> Path:
+    """Saves a plain Hugging Face causal LM (``AutoModelForCausalLM``-loadable) to ``run_dir/model``."""
+    final = run_dir / "model"
+    with publish_folder(final) as tmp:
+        lm.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return final
+
+
+# head, linear-probe, lp-ft and gradual are refused by the task's spec before fit; others by their plan here
+
+
+def refuse(name: str) -> ConfigError:
+    return ConfigError(
+        f"strategy.name: {name!r} trains a new head on pooled features or unfreezes from one; it does not "
+        "apply to generation. Use full, lora, adalora, ia3, top-k or discriminative"
+    )
+
+
+def check_plan(name: str, plan: StrategyPlan) -> None:
+    if plan.closed_form or plan.probe_init or plan.cache == "features" or plan.stages:
+        raise refuse(name)
+    if (
+        plan.cache == "hidden"
+    ):  # the hidden-state cache pools for a classifier; a causal LM re-runs the bottom
+        plan.cache = None
+
+
+def head_policy(model: CausalLMTransfer, plan: StrategyPlan, train_head: bool) -> None:
+    """Freezes the LM head unless it should train; keeps each trainable parameter in one optimizer group."""
+    if not train_head:
+        if model.tied and any(p.requires_grad for p in model.backbone.get_input_embeddings().parameters()):
+            log.info(
+                "the LM head is tied to the input embeddings: both stay frozen (generation.train_lm_head)"
+            )
+        model.head.requires_grad_(False)
+    seen: set[int] = set()
+    groups = []
+    for g in plan.param_groups:  # a tied head appears under backbone and head: keep its first group
+        params = [p for p in g["params"] if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in params)
+        if params:
+            groups.append({**g, "params": params})
+    plan.param_groups = groups

@@ -40,7 +40,7 @@ class GenerationPredictor(BasePredictor):
     def __init__(self, run_dir: str | Path, batch_size: int = 16):
         from transformers import AutoModelForCausalLM
 
-        from transferkit.tasks.generation.fit import load_tokenizer
+        from transferkit.tasks.generation.model import load_tokenizer
 
         self.run_dir, manifest, self.metrics = read_run(run_dir)
         self.labels: list[str] = []

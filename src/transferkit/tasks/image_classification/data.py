@@ -9,6 +9,7 @@ size. No torchvision: PIL and numpy only.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -186,3 +187,16 @@ class TensorDataset(Dataset):
         if self.labels is not None:
             item["labels"] = self.labels[i]
         return item
+
+
+def feature_keys(images: dict[str, list]) -> dict[str, list[str]]:
+    """Feature-store keys: a data URI as is, a file by path, size and modification time."""
+
+    def key(v) -> str:
+        v = str(v)
+        if v.startswith("data:") or not os.path.exists(v):
+            return v
+        st = os.stat(v)
+        return f"{os.path.abspath(v)}|{st.st_size}|{st.st_mtime_ns}"
+
+    return {n: [key(v) for v in vals] for n, vals in images.items()}

@@ -9,6 +9,7 @@ family with the same weights (checked to give the same logits), loadable by plai
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from transformers import (
 )
 from transformers.modeling_outputs import ImageClassifierOutput
 
+from transferkit import hardware
 from transferkit.backbones import BackboneSpec, backbone_dict
+from transferkit.backbones.contract import hidden_after
 from transferkit.backbones.efficientnet import (
     FAMILY,
     EfficientNetLiteBackbone,
@@ -33,7 +36,9 @@ from transferkit.backbones.efficientnet import (
 from transferkit.backbones.vision import HFVisionBackbone, is_vision_config
 from transferkit.config import RunConfig
 from transferkit.errors import ConfigError
+from transferkit.inference import ordered_loader
 from transferkit.remote_code.modeling_transferkit import Head
+from transferkit.utils.io import DiscardFolder, publish_folder
 
 log = logging.getLogger("transferkit")
 
@@ -182,3 +187,42 @@ def save_stock_transformers(model: TransferkitForImageClassification, folder: Pa
     if processor is not None:
         processor.save_pretrained(folder)
     return True
+
+
+def hidden_states(
+    model, dataset, collator, batch_size: int, group: int, precision: str
+) -> list[torch.Tensor]:
+    """Per-image output of layer group ``group`` of the frozen bottom ((T, D) tokens or (C, h, w) maps)."""
+    out: list[torch.Tensor | None] = [None] * len(dataset)
+    model.eval()
+    with torch.inference_mode():
+        for batch in ordered_loader(dataset, collator, batch_size):
+            idx = batch.pop("idx")
+            with hardware.autocast(precision):
+                hidden = hidden_after(model.backbone, batch, group).float()  # stored in fp32
+            for row, i in enumerate(idx.tolist()):
+                out[i] = hidden[row].clone()
+    return out
+
+
+def save_image_model(final, processor, run_dir: Path) -> None:
+    """RUN/model, and for a Hugging Face backbone a stock ``transformers`` copy in RUN/transformers."""
+    _save_pretrained(final, processor, run_dir / "model")
+    # an unmerged adapter (--no-merge) leaves the pretrained trunk in RUN/model: no stock copy of that
+    if not _unmerged_adapter(run_dir):
+        with publish_folder(run_dir / "transformers") as tmp:  # replaces one a killed save left
+            if not save_stock_transformers(final, tmp, processor):
+                raise DiscardFolder  # no stock transformers class computes this model
+
+
+def _unmerged_adapter(run_dir: Path) -> bool:
+    info = run_dir / "adapter" / "transferkit.json"
+    return info.is_file() and not json.loads(info.read_text()).get("merged", True)
+
+
+def _save_pretrained(model, processor, final: Path) -> None:
+    """``save_pretrained`` into ``model.partial/``, renamed to ``model/`` once complete."""
+    with publish_folder(final) as tmp:
+        model.save_pretrained(tmp)
+        if processor is not None:
+            processor.save_pretrained(tmp)

@@ -21,9 +21,8 @@ from transferkit.tasks.generation.data import (
     read_examples,
     render,
 )
-from transferkit.tasks.generation.fit import load_tokenizer
 from transferkit.tasks.generation.generate import exact_match, perplexity, rouge_l
-from transferkit.tasks.generation.model import build_causal_lm, lm_forward, nll_per_example
+from transferkit.tasks.generation.model import build_causal_lm, lm_forward, load_tokenizer, nll_per_example
 
 CFG = GenerationTaskConfig()
 

@@ -11,8 +11,8 @@ from transformers import AutoModelForCausalLM, MistralConfig
 
 from transferkit.backbones import resolve_backbone
 from transferkit.config import BackboneConfig
-from transferkit.tasks.generation.fit import load_tokenizer
 from transferkit.tasks.generation.generate import GenerationClock, generate_ids, stream_text
+from transferkit.tasks.generation.model import load_tokenizer
 from transferkit.tasks.generation.prefix import (
     MIN_PREFIX_TOKENS,
     SharedPrefixes,
