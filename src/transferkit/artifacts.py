@@ -32,7 +32,6 @@ from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest, read
 from transferkit.utils.io import (
     atomic_write_json,
     atomic_write_text,
-    outside,
     publish_folder,
     remove_leftovers,
 )
@@ -225,3 +224,18 @@ class RunResult:
 
     run_dir: Path
     metrics: dict
+
+
+def outside(folder: str | Path, paths) -> list[str]:
+    """The entries of ``paths`` (names relative to ``folder``, or paths under it) that resolve outside
+    ``folder`` once symlinks are followed: a run or export folder must never make transferkit read elsewhere.
+    """
+    base = Path(folder).resolve()
+    bad = []
+    for p in paths:
+        target = Path(folder) / p
+        try:
+            target.resolve().relative_to(base)
+        except ValueError:
+            bad.append(str(p))
+    return bad

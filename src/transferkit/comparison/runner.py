@@ -12,10 +12,9 @@ resumes from it, a failed cell keeps its one-line error and the grid goes on.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import re
-import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 import transferkit.strategies  # noqa: F401  registers the strategy.* check that load_config runs
+from transferkit import hardware
+from transferkit.comparison import cells
 from transferkit.comparison.budgets import cap_budgets, draw, parse_budgets
 from transferkit.comparison.grid import Cell, parse_strategies, plan_cells
 from transferkit.errors import ConfigError, RunError, TransferkitError
@@ -31,8 +32,6 @@ from transferkit.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("transferkit")
 VERSION = 1
-SCRATCH_LR = 3e-4  # random init needs a larger step than fine-tuning (5e-5); the rest of the loop is the same
-DATAFRAME = "<DataFrame>"
 
 
 @dataclass
@@ -56,179 +55,9 @@ def parse_duration(text: str | float | None) -> float | None:
     return h * 3600 + m * 60 + s
 
 
-def _request_config(request: dict):
-    from transferkit.config import load_config
-
-    return load_config(request.get("config"), list(request.get("overrides") or []))
-
-
-def _base_overrides(request: dict) -> list[str]:
-    extra = []
-    for key, path in (("task", "task.type"), ("dataset", "data.dataset"), ("backbone", "backbone.name")):
-        if request.get(key):
-            extra.append(f"{path}={request[key]}")
-    return extra + list(request.get("overrides") or [])
-
-
-def load_frames(cfg, spec) -> dict[str, pd.DataFrame]:
-    """The data set as catalog-column frames (text/label, tokens/tags, ...), test and validation held out once."""
-    from transferkit.data.catalog import load_catalog_dataset
-    from transferkit.data.readers import read_table
-    from transferkit.data.split import hold_out, subsample
-
-    data = cfg.data
-    if data.dataset:
-        frames = dict(load_catalog_dataset(data.dataset))
-    elif data.train:
-        frames = {
-            s: read_table(getattr(data, s)) for s in ("train", "validation", "test") if getattr(data, s)
-        }
-        rename = {data.text_column: "text", data.label_column: "label"}
-        if spec.name == "image-classification":
-            rename = {cfg.image.path_column: "text", data.label_column: "label"}
-        frames = {s: f.rename(columns=rename) for s, f in frames.items()}
-    else:
-        raise ConfigError("compare needs data: --dataset NAME or data.train in --config")
-    lab = spec.label_column
-    pool = frames["train"].reset_index(drop=True)
-    if "validation" not in frames or "test" not in frames:
-        labels = pool[lab].astype(str).tolist() if lab else None
-        held = hold_out(
-            len(pool), None if "validation" in frames else data.validation_size,
-            None if "test" in frames else data.test_size, data.split_seed, labels,
-        )  # fmt: skip
-        for split in ("validation", "test"):
-            if split not in frames:
-                frames[split] = pool.iloc[getattr(held, split)].reset_index(drop=True)
-        pool = pool.iloc[held.train].reset_index(drop=True)
-    frames["train"] = pool
-    for split in ("validation", "test"):
-        f = frames[split].reset_index(drop=True)
-        keep = subsample(
-            len(f), data.max_eval_samples, data.split_seed, f[lab].astype(str).tolist() if lab else None
-        )
-        frames[split] = f.iloc[keep].reset_index(drop=True)
-    return frames
-
-
-class _PeakRSS:
-    """Samples the process's resident memory while a cell runs (the cells share one process)."""
-
-    def __enter__(self):
-        import psutil
-
-        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
-        self.peak = self.proc.memory_info().rss
-
-        def sample():
-            while not self._stop.wait(0.1):
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-
-        self.thread = threading.Thread(target=sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self.thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-        self.mb = self.peak / 2**20
-
-
-def _cell_overrides(cell: Cell, root: Path, spec, progress: bool) -> list[str]:
-    out = [
-        f"training.seed={cell.seed}", f"output.dir={root / 'cells' / cell.id}", f"training.progress={str(progress).lower()}",
-        "data.dataset=null", f"data.train={DATAFRAME}", "data.validation=null", "data.test=null",
-        "data.text_column=text", "data.label_column=label", "data.max_train_samples=null", "data.max_eval_samples=null",
-        *spec.frame_overrides,
-    ]  # fmt: skip
-    if cell.kind == "scratch":
-        return [*out, "strategy.name=full", "backbone.pretrained=false", "evaluation.pretrained_baseline=false",
-                "evaluation.keep_better=false", f"training.learning_rate={SCRATCH_LR}"]  # fmt: skip
-    return [*out, f"strategy.name={cell.strategy}", f"training.feature_store={root / 'features'}"]
-
-
-def _numbers(block: dict) -> dict:
-    keep = {k: v for k, v in block.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    for k in ("confusion_matrix", "per_type"):
-        if k in block:
-            keep[k] = block[k]
-    return keep
-
-
-def _run_neural(cell: Cell, root: Path, frames: dict, request: dict, spec, progress: bool) -> dict:
-    from transferkit.config import load_config
-    from transferkit.tasks import fit_task
-    from transferkit.training.resume import newest_checkpoint
-
-    run_dir = root / "cells" / cell.id
-    if (run_dir / "metrics.json").is_file():  # finished before an interruption hit results.json
-        import json
-
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-    elif newest_checkpoint(run_dir / "checkpoints") is not None:
-        log.info(f"{cell.id}: resuming from its checkpoint")
-        saved = load_config(run_dir / "config.yaml")
-        saved.output.dir = str(run_dir)
-        metrics = fit_task(saved, frames, resume=True).metrics
-    else:
-        shutil.rmtree(run_dir, ignore_errors=True)  # started but nothing to resume from
-        cfg = load_config(
-            request.get("config"), [*_base_overrides(request), *_cell_overrides(cell, root, spec, progress)]
-        )
-        if cfg.tracking.mlflow and request.get("parent_run_id"):
-            cfg.tracking.parent_run_id = request["parent_run_id"]
-            cfg.tracking.tags = {
-                **cfg.tracking.tags,
-                "budget": str(cell.budget),
-                "seed": str(cell.seed),
-                "cell": cell.id,
-            }
-        metrics = fit_task(cfg, frames).metrics
-    metric = spec.main_metric
-    preds = run_dir / "test_predictions.json"
-    return {
-        "validation": metrics["validation"].get(metric), "test": metrics["test"].get(metric),
-        "test_metrics": _numbers(metrics["test"]), "trainable_parameters": metrics.get("trainable_parameters"),
-        "run_dir": str(run_dir.relative_to(root)), "predictions": str(preds.relative_to(root)) if preds.is_file() else None,
-        "model": metrics.get("model"), "warnings": metrics.get("warnings", []),
-        "feature_store": metrics.get("feature_store"), "steps": (metrics.get("training") or {}).get("steps"),
-    }  # fmt: skip
-
-
-def _run_baseline(cell: Cell, root: Path, frames: dict, spec) -> dict:
-    from transferkit.evaluation.baselines import majority
-
-    out = spec.classical[1](frames) if cell.kind == "classical" else majority(frames, spec.label_column)
-    folder = root / "cells" / cell.id
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "test_predictions.json", out["predictions"])
-    return {
-        "validation": out["validation"], "test": out["test"], "test_metrics": out["test_metrics"],
-        "trainable_parameters": None, "run_dir": None, "predictions": str((folder / "test_predictions.json").relative_to(root)),
-    }  # fmt: skip
-
-
 def _cpu_line() -> str:
-    import platform
-
-    try:
-        import torch
-
-        isa = torch.backends.cpu.get_cpu_capability()
-    except Exception:  # noqa: BLE001  an older torch: the model name still says which machine
-        isa = "?"
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-        flags = Path("/proc/cpuinfo").read_text()
-        extra = [f for f in ("amx_bf16", "avx512_bf16", "avx512_vnni") if f in flags]
-    except OSError:
-        extra = []
-    return f"{name} ({', '.join([isa, *extra])})"
+    cpu = hardware.cpu_info()
+    return f"{cpu.model} ({cpu.capability}, {cpu.isa()})"
 
 
 def _save(root: Path, results: dict) -> None:
@@ -250,7 +79,7 @@ def _new_request(**kw) -> dict:
     from transferkit.tasks import TASKS
 
     request = {k: v for k, v in kw.items() if v is not None}
-    cfg = _request_config({"config": request.get("config"), "overrides": _base_overrides(request)})
+    cfg = cells.request_config({"config": request.get("config"), "overrides": cells.base_overrides(request)})
     spec = TASKS.get(cfg.task.type)
     strategies, refused = parse_strategies(request.get("strategies"), spec)
     budgets = parse_budgets(request.get("budgets", "8,32,128,all"))
@@ -301,21 +130,10 @@ def compare(
         >>> res = transferkit.compare(dataset="rotten_tomatoes", strategies="linear-probe,lp-ft",
         ...                           budgets="8,64", seeds=2)  # doctest: +SKIP
     """
-    import json
-
-    from transferkit.tasks import TASKS
+    from transferkit.tasks import TASKS, use_default_backbone
 
     if resume is not None:
-        root = Path(resume)
-        if not (root / "plan.json").is_file():
-            raise RunError(f"{root}: not a compare folder (no plan.json); nothing to resume")
-        try:
-            request = json.loads((root / "plan.json").read_text())["request"]
-            results = json.loads((root / "results.json").read_text())
-        except (OSError, ValueError, KeyError) as err:
-            raise RunError(
-                f"{root}: plan.json / results.json unreadable ({err}); start a new compare"
-            ) from None
+        root, request, results = _reopen(Path(resume))
     else:
         request = _new_request(
             config=str(config) if config else None, dataset=dataset, task=task, backbone=backbone,
@@ -328,61 +146,67 @@ def compare(
                 f"{root}: already holds a compare; continue it with --resume {root} or pick another --output"
             )
         results = None
-    from transferkit.tasks import use_default_backbone
-
-    cfg = _request_config({"config": request.get("config"), "overrides": _base_overrides(request)})
+    cfg = cells.request_config({"config": request.get("config"), "overrides": cells.base_overrides(request)})
     spec = TASKS.get(cfg.task.type)
     use_default_backbone(cfg, spec)
     for name, why in request["refused"].items():
         log.warning(f"--strategies: {name} is left out: it {why}")
-    frames = load_frames(cfg, spec)
+    frames = cells.load_frames(cfg, spec)
     pool = frames["train"]
     labels = pool[spec.label_column].astype(str).to_numpy() if spec.label_column else None
-    budgets, capped = cap_budgets(list(request["budgets"]), labels, len(pool), spec.budget_unit)
+    budget_list, capped = cap_budgets(list(request["budgets"]), labels, len(pool), spec.budget_unit)
     seed_list = list(range(int(request["seeds"])))
     strategies_list = [s for s in request["strategies"].split(",") if s]
-    cells = plan_cells(strategies_list, spec, budgets, seed_list)
+    grid = plan_cells(strategies_list, spec, budget_list, seed_list)
     if results is None:
-        root.mkdir(parents=True, exist_ok=True)
         plan = {
             "task": spec.name, "dataset": cfg.data.dataset or str(cfg.data.train), "backbone": cfg.backbone.name,
             "metric": spec.main_metric, "higher_is_better": spec.higher_is_better, "budget_unit": spec.budget_unit,
-            "strategies": strategies_list, "baselines": sorted({c.strategy for c in cells if c.kind != "transfer"}),
-            "budgets": budgets, "seeds": seed_list, "refused": request["refused"], "capped": capped,
+            "strategies": strategies_list, "baselines": sorted({c.strategy for c in grid if c.kind != "transfer"}),
+            "budgets": budget_list, "seeds": seed_list, "refused": request["refused"], "capped": capped,
             "classical": spec.classical[0] if spec.classical else None, "classical_note": spec.classical_note,
             "cpu": _cpu_line(), "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "pool": len(pool), "validation": len(frames["validation"]), "test": len(frames["test"]),
         }  # fmt: skip
-        atomic_write_json(root / "plan.json", {"version": VERSION, "request": request, "plan": plan})
-        results = {"version": VERSION, "plan": plan, "cells": [c.record() | {"status": "pending"} for c in cells],
-                   "wall_seconds": 0.0, "features": {}}  # fmt: skip
-        _save(root, results)
+        results = _start(root, request, plan, grid)
     return _run_grid(
-        root,
-        request,
-        results,
-        cells,
-        frames,
-        labels,
-        spec,
-        parse_duration(time_budget),
-        progress,
-        report,
-        cfg,
+        root, request, results, grid, frames, labels, spec, parse_duration(time_budget), progress, report, cfg
     )
 
 
+def _reopen(root: Path) -> tuple[Path, dict, dict]:
+    """(folder, request, results) of an interrupted compare."""
+    if not (root / "plan.json").is_file():
+        raise RunError(f"{root}: not a compare folder (no plan.json); nothing to resume")
+    try:
+        request = json.loads((root / "plan.json").read_text())["request"]
+        results = json.loads((root / "results.json").read_text())
+    except (OSError, ValueError, KeyError) as err:
+        raise RunError(f"{root}: plan.json / results.json unreadable ({err}); start a new compare") from None
+    return root, request, results
+
+
+def _start(root: Path, request: dict, plan: dict, grid: list[Cell]) -> dict:
+    """Writes a new compare's plan.json and its results with every cell pending."""
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(root / "plan.json", {"version": VERSION, "request": request, "plan": plan})
+    results = {"version": VERSION, "plan": plan, "cells": [c.record() | {"status": "pending"} for c in grid],
+               "wall_seconds": 0.0, "features": {}}  # fmt: skip
+    _save(root, results)
+    return results
+
+
 def _run_grid(
-    root, request, results, cells, frames, labels, spec, deadline_s, progress, report, cfg
+    root, request, results, grid, frames, labels, spec, deadline_s, progress, report, cfg
 ) -> CompareResult:
     from transferkit.tracking import log_parent_results, parent_run
 
     by_id = {c["id"]: c for c in results["cells"]}
-    for cell in cells:  # a resumed plan keeps its records; cells it lacks (none, normally) are added
+    for cell in grid:  # a resumed plan keeps its records; cells it lacks (none, normally) are added
         by_id.setdefault(cell.id, cell.record() | {"status": "pending"})
-    results["cells"] = [by_id[c.id] for c in cells]
-    todo = [c for c in cells if by_id[c.id]["status"] != "done"]
-    total, done0 = len(cells), len(cells) - len(todo)
+    results["cells"] = [by_id[c.id] for c in grid]
+    todo = [c for c in grid if by_id[c.id]["status"] != "done"]
+    total, done0 = len(grid), len(grid) - len(todo)
     log.info(
         f"compare: {total} cells ({done0} done before), {spec.name} on {results['plan']['dataset']}, folder {root}"
     )
@@ -409,11 +233,11 @@ def _run_grid(
             record = by_id[cell.id]
             t0 = time.perf_counter()
             try:
-                with _PeakRSS() as rss:
+                with cells.PeakRSS() as rss:
                     if cell.kind in ("classical", "majority"):
-                        out = _run_baseline(cell, root, cell_frames, spec)
+                        out = cells.run_baseline(cell, root, cell_frames, spec)
                     else:
-                        out = _run_neural(cell, root, cell_frames, request, spec, progress)
+                        out = cells.run_neural(cell, root, cell_frames, request, spec, progress)
                 record.update(out, status="done", error=None, peak_rss_mb=round(rss.mb, 1))
             except KeyboardInterrupt:
                 raise

@@ -3,7 +3,7 @@
 A task's ``fit.py`` reads top to bottom as its recipe and calls these for the parts that do not depend on
 the task:
 
-1. :func:`begin` -- threads, the accelerator, the clock;
+1. :func:`begin` -- threads and the clock (the accelerator is made on first use);
 2. :func:`open_run` -- ``strategy: auto`` decides (from facts the task measures), the run folder opens or
    resumes, the decision is remembered for a resume;
 3. :func:`probe_and_baseline` -- the linear probe on frozen features, the pretrained baseline it scores, the
@@ -23,6 +23,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,15 @@ class Run:
     """One fit in progress: its settings, the accelerator, the run folder and what ``auto`` decided."""
 
     cfg: RunConfig
-    accelerator: Any
     resume: bool
     started: float
     run_dir: Path | None = None
     decision: dict | None = None
+
+    @cached_property
+    def accelerator(self):
+        """Made on first use, so bad data fails before the precision is chosen and logged."""
+        return make_accelerator(self.cfg.training)
 
     @property
     def main(self) -> bool:
@@ -63,11 +68,11 @@ class Run:
 
 
 def begin(cfg: RunConfig, resume: bool) -> Run:
-    """Starts the clock, sets torch's threads (``training.num_threads``) and makes the accelerator."""
+    """Starts the clock and sets torch's threads (``training.num_threads``)."""
     started = time.perf_counter()
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
-    return Run(cfg, make_accelerator(cfg.training), resume, started)
+    return Run(cfg, resume, started)
 
 
 def check_frames(cfg: RunConfig, frames: dict | None) -> None:

@@ -389,18 +389,3 @@ def publish_folder(
         move_into_place(tmp, final, if_exists)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone after a publish; what a failed block left otherwise
-
-
-def outside(folder: str | Path, paths) -> list[str]:
-    """The entries of ``paths`` (names relative to ``folder``, or paths under it) that resolve outside
-    ``folder`` once symlinks are followed: a run or export folder must never make transferkit read elsewhere.
-    """
-    base = Path(folder).resolve()
-    bad = []
-    for p in paths:
-        target = Path(folder) / p
-        try:
-            target.resolve().relative_to(base)
-        except ValueError:
-            bad.append(str(p))
-    return bad

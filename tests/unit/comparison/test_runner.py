@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import transferkit
-from transferkit.comparison import runner
+from transferkit.comparison import cells, runner
 from transferkit.errors import ConfigError, RunError
 
 SETTINGS = ["training.max_steps=3", "output.tensorboard=false", "backbone.max_length=16"]
@@ -107,7 +107,7 @@ def test_a_failed_cell_is_recorded_with_its_error_and_the_grid_goes_on(tmp_path,
     def broken(cell, root, frames, spec):
         raise ValueError("the classical baseline broke\nsecond line")
 
-    monkeypatch.setattr(runner, "_run_baseline", broken)
+    monkeypatch.setattr(cells, "run_baseline", broken)
     res = _grid(tmp_path, make_toy_frame(80), strategies="linear-probe", budgets="4", seeds=1)
     by = {c["strategy"]: c for c in res.results["cells"]}
     assert by["tfidf+lr"]["status"] == "failed"
