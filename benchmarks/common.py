@@ -294,7 +294,7 @@ def matmul_peak(repeats: int = 5, min_seconds: float = 0.5) -> dict:
 _NAMES = {
     "import": {"_find_and_load", "_call_with_frames_removed"},
     "evaluation": {"run_eval", "forward_in_order", "evaluate", "predict", "evaluation_loop", "prediction_step"},
-    "checkpoint & outputs": {"write_checkpoint", "save_checkpoint", "_write_outputs", "save_model", "save_pretrained", "_save"},
+    "checkpoint & outputs": {"write_checkpoint", "save_checkpoint", "write_outputs", "write_run", "save_model", "save_pretrained", "_save"},
     "optimizer": {"zero_grad"},
     "grad clipping": {"clip_grad_norm_", "_clip_grads_with_norm_", "_get_total_norm"},
     "backward": {"backward", "_engine_run_backward"},

@@ -94,20 +94,23 @@ class Sampler:
 
 def instrument(sampler: Sampler) -> None:
     """Marks the fit's phases by wrapping the functions that do them (in the namespaces that call them)."""
+    import transferkit.tasks.recipe as shared  # the steps every recipe calls
     import transferkit.tasks.text_classification.fit as recipe  # the text recipe's own namespace
     import transferkit.training.loop as loop
     from transferkit.strategies import STRATEGIES
 
-    phases = ("load_splits", "build_model", "frozen_features", "fit_probe", "train_loop", "_write_outputs")
-    missing = [a for a in phases if not hasattr(recipe, a)]
+    phases = {recipe: ("load_splits", "build_model", "frozen_features", "write_outputs"),
+              shared: ("fit_probe", "train_loop")}  # fmt: skip
+    missing = [f"{m.__name__}.{a}" for m, names in phases.items() for a in names if not hasattr(m, a)]
     if missing:  # the recipe was restructured: say so instead of silently tracing no phases
-        raise SystemExit(f"trace_memory: {recipe.__name__} has no {', '.join(missing)}; update instrument()")
-    for attr in phases:
-        sampler.wrap(recipe, attr)
+        raise SystemExit(f"trace_memory: no {', '.join(missing)}; update instrument()")
+    for module, names in phases.items():
+        for attr in names:
+            sampler.wrap(module, attr)
     for attr in ("forward_in_order", "write_checkpoint"):
         if hasattr(loop, attr):
             sampler.wrap(loop, attr, f"loop.{attr}")  # validation passes and checkpoints inside training
-    sampler.wrap(recipe, "forward_in_order", "final evaluation")
+    sampler.wrap(shared, "forward_in_order", "final evaluation")
     get = STRATEGIES.get
 
     def get_marked(name):

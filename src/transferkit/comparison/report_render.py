@@ -167,6 +167,23 @@ def blocks(grid: Grid, results: dict, summary: dict, best: dict | None) -> list[
             curve_rows,
         )
     )
+    out += _gain_blocks(summary, plots, plan) + _reach_blocks(summary["labels_to_reach"])
+    out += [
+        ("h2", "Time, size and memory"),
+        ("img", "time", plots.get("time"), "test metric vs wall time, Pareto front"),
+    ]
+    out.append(
+        (
+            "table",
+            ("cell", "status", "test", "wall s", "trainable params", "peak RSS MB", "Pareto"),
+            _cost_rows(grid, summary["pareto"]),
+        )
+    )
+    return out + _best_blocks(best, plots) + _leftover_blocks(grid, plan, summary)
+
+
+def _gain_blocks(summary: dict, plots: dict, plan: dict) -> list[tuple]:
+    out: list[tuple] = []
     out += [("h2", "Transfer gain")]
     if summary["gains"]:
         if "gains" in plots:
@@ -178,7 +195,11 @@ def blocks(grid: Grid, results: dict, summary: dict, best: dict | None) -> list[
         out.append(("p", "No finished transfer cells yet."))
     if plan.get("classical_note"):
         out.append(("p", f"Classical baseline: {plan['classical_note']}."))
-    reach = summary["labels_to_reach"]
+    return out
+
+
+def _reach_blocks(reach: dict) -> list[tuple]:
+    out: list[tuple] = []
     out.append(("h2", "Labels needed to reach scratch's best"))
     if reach.get("target"):
         t = reach["target"]
@@ -192,17 +213,11 @@ def blocks(grid: Grid, results: dict, summary: dict, best: dict | None) -> list[
         )
     else:
         out.append(("p", "No finished scratch cells: no target."))
-    out += [
-        ("h2", "Time, size and memory"),
-        ("img", "time", plots.get("time"), "test metric vs wall time, Pareto front"),
-    ]
-    out.append(
-        (
-            "table",
-            ("cell", "status", "test", "wall s", "trainable params", "peak RSS MB", "Pareto"),
-            _cost_rows(grid, summary["pareto"]),
-        )
-    )
+    return out
+
+
+def _best_blocks(best: dict | None, plots: dict) -> list[tuple]:
+    out: list[tuple] = []
     if best is not None:
         out.append(("h2", f"Best cell: {best.get('id', best['strategy'])} (chosen by validation)"))
         if "confusion" in plots:
@@ -214,6 +229,12 @@ def blocks(grid: Grid, results: dict, summary: dict, best: dict | None) -> list[
                 for t, m in per_type.items()
             ]
             out.append(("table", ("type", "precision", "recall", "F1", "support"), rows))
+    return out
+
+
+def _leftover_blocks(grid: Grid, plan: dict, summary: dict) -> list[tuple]:
+    """Failed and pending cells, refused strategies, capped budgets, notes."""
+    out: list[tuple] = []
     failed = [
         (c.get("id", c["strategy"]), c.get("error") or "no error saved")
         for c in grid.cells

@@ -114,6 +114,36 @@ def _prune_stage(
     return {"sparsity": sparsity(model), "prune_method": method, "recover_epochs": recover_epochs}
 
 
+def _int8_stage(current: Path, work: Path, final: Path, frame, repeats: int, rows: list) -> Path:
+    """ONNX export of ``current`` and its int8 quantization (both measured into ``rows``); the int8 folder."""
+    from transferkit.artifacts import read_run
+    from transferkit.compression.export import load_folder as load
+    from transferkit.compression.quantize import quantize_export
+
+    log.info("exporting to ONNX and quantizing to int8")
+    _, current_manifest, _ = read_run(current)
+    (work / "onnx").mkdir()
+    export_into(current, work / "onnx", current_manifest)
+    rows.append(measure(load(work / "onnx"), frame, "ONNX fp32 (onnxruntime)", repeats))
+    (work / "int8").mkdir()
+    meta = quantize_export(work / "onnx", work / "int8")
+    write_readme(work / "int8", meta, final)
+    rows.append(measure(load(work / "int8"), frame, "ONNX int8 (onnxruntime)", repeats))
+    return work / "int8"
+
+
+def _record_compression(folder: Path, run_dir: Path, evaluated_on: str, rows: list, own_test: bool) -> None:
+    """``metrics.json`` of the compressed folder gains ``compression`` (before / after), and its ``test``
+    scores when they were measured on the run's own test split."""
+    path = folder / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    metrics["compression"] = {"source_run": str(run_dir), "evaluated_on": evaluated_on,
+                              "before": rows[0]["metrics"], "after": rows[-1]["metrics"]}  # fmt: skip
+    if own_test:
+        metrics["test"] = {**metrics.get("test", {}), **rows[-1]["metrics"]}
+    atomic_write_json(path, metrics)
+
+
 def compress_run(
     run_dir: str | Path,
     *,
@@ -195,18 +225,7 @@ def compress_run(
             current = work / "pruned"
             rows.append(measure(load(current), frame, f"pruned {prune:.0%} ({prune_method})", repeats, facts))
         if int8:
-            from transferkit.compression.quantize import quantize_export
-
-            log.info("exporting to ONNX and quantizing to int8")
-            _, current_manifest, _ = read_run(current)
-            (work / "onnx").mkdir()
-            export_into(current, work / "onnx", current_manifest)
-            rows.append(measure(load(work / "onnx"), frame, "ONNX fp32 (onnxruntime)", repeats))
-            (work / "int8").mkdir()
-            meta = quantize_export(work / "onnx", work / "int8")
-            write_readme(work / "int8", meta, final)
-            current = work / "int8"
-            rows.append(measure(load(current), frame, "ONNX int8 (onnxruntime)", repeats))
+            current = _int8_stage(current, work, final, frame, repeats, rows)
         table = format_table(rows)
         report = {
             "source_run": str(run_dir),
@@ -215,14 +234,9 @@ def compress_run(
             "rows": rows,
         }
         atomic_write_json(current / REPORT_FILE, report)
-        metrics = (
-            json.loads((current / "metrics.json").read_text()) if (current / "metrics.json").is_file() else {}
-        )
-        metrics["compression"] = {"source_run": str(run_dir), "evaluated_on": evaluated_on,
-                                  "before": rows[0]["metrics"], "after": rows[-1]["metrics"]}  # fmt: skip
-        if data is None and problem == source_metrics.get("problem", problem):
-            metrics["test"] = {**metrics.get("test", {}), **rows[-1]["metrics"]}  # what this folder scores
-        atomic_write_json(current / "metrics.json", metrics)
+        # the test scores are this folder's when measured on the run's own test split
+        own_test = data is None and problem == source_metrics.get("problem", problem)
+        _record_compression(current, run_dir, evaluated_on, rows, own_test)
         (current / "report.txt").write_text(table + "\n")
         publish(current, final)
         for row in rows[1:]:

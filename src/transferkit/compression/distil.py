@@ -145,17 +145,17 @@ def distil_run(
                   "precision": precision.record()},
     )  # fmt: skip
     plan = STRATEGIES.get("full").apply(model, STRATEGIES.get("full").settings(), student_cfg.training)
-    text_fit._write_outputs(
+    text_fit.write_outputs(
         folder,
         student_cfg,
         model,
         plan,
+        False,
         tokenizer,
         metrics,
         result.history,
         splits,
         spec,
-        labels,
         trainable,
         total,
     )

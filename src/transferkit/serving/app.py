@@ -24,16 +24,15 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from transferkit.errors import ConfigError, TransferkitError
-from transferkit.serving.adapters import InputError, adapter_for
+from transferkit.errors import ConfigError
+from transferkit.serving.adapters import adapter_for
 from transferkit.serving.admin import add_admin_routes
-from transferkit.serving.batching import Closed, QueueFull
-from transferkit.serving.body import content_type, json_inputs, parse_form, read_body, wait_disconnect
 from transferkit.serving.model import ModelSlot, default_loader
 from transferkit.serving.observability import MULTIPROC_ENV, Metrics, ObservabilityMiddleware, access_logger
+from transferkit.serving.predict import add_predict_route
 from transferkit.serving.security import BearerKeys, HostGuard, allowed_host_names, file_inside
 from transferkit.serving.settings import ServeSettings, load_admin_keys, load_api_keys
-from transferkit.serving.spec import ERRORS, predict_openapi
+from transferkit.serving.spec import ERRORS
 
 log = logging.getLogger("transferkit.serving")
 STATIC = resources.files("transferkit.serving") / "static"
@@ -65,19 +64,62 @@ def create_app(
         RegistryError, RunError: for a run no adapter serves or that cannot be read.
     """
     settings = settings or ServeSettings()
-    api_keys = load_api_keys(settings) if api_keys is None else list(api_keys)
-    keys = BearerKeys(api_keys, "API")
-    if admin_keys is None:
-        admin_keys = load_admin_keys(settings, api_keys)
-    elif set(admin_keys) & set(api_keys):
-        raise ConfigError("an admin key is also an API key: admin keys must differ from the predict keys")
-    admin = BearerKeys(admin_keys, "admin")
+    keys, admin = _keys(settings, api_keys, admin_keys)
     metrics = Metrics()
-    decodes = asyncio.Semaphore(settings.max_concurrent_decodes)  # bounds decoded images in memory
     slot = ModelSlot(settings, loader, metrics)
     # the schema is fixed at start-up, so the task must be known before loading the model
     task = _peek_task(run_dir, loader)
     adapter = adapter_for(task)
+
+    lifespan, _reload = _lifecycle(slot, run_dir, metrics)
+
+    app = FastAPI(
+        title="transferkit prediction service",
+        version=_version(),
+        description=f"Serves the {task} run `{Path(run_dir).name}` with dynamic micro-batching.",
+        lifespan=lifespan,
+        docs_url=None,  # served below from local files: the default page pulls Swagger UI from a CDN
+        redoc_url=None,
+    )
+    add_offline_docs(app)
+    app.state.slot = slot
+    app.state.metrics = metrics
+    app.state.settings = settings
+    app.add_middleware(HostGuard, allowed=allowed_host_names(settings))
+    # added last, so outermost: refusals of the Host check are counted and logged too
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, logger=access_logger(settings.access_log))
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    def authorize(request: Request) -> None:
+        if keys:
+            keys.check(request)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException):
+        request.state.error = err.detail
+        return JSONResponse({"detail": err.detail}, status_code=err.status_code, headers=err.headers)
+
+    add_info_routes(app, slot, metrics, authorize)
+    add_predict_route(app, slot, settings, metrics, adapter, authorize)
+    add_admin_routes(app, slot, settings, admin, Path(run_dir), _reload)
+
+    if keys:
+        _declare_bearer(app)
+    return app
+
+
+def _keys(settings: ServeSettings, api_keys, admin_keys) -> tuple[BearerKeys, BearerKeys]:
+    """The predict keys and the admin keys (given, or read from the environment and key files)."""
+    api_keys = load_api_keys(settings) if api_keys is None else list(api_keys)
+    if admin_keys is None:
+        admin_keys = load_admin_keys(settings, api_keys)
+    elif set(admin_keys) & set(api_keys):
+        raise ConfigError("an admin key is also an API key: admin keys must differ from the predict keys")
+    return BearerKeys(api_keys, "API"), BearerKeys(admin_keys, "admin")
+
+
+def _lifecycle(slot: ModelSlot, run_dir: str | Path, metrics: Metrics):
+    """(lifespan: load and warm at start, SIGHUP reloads, close at shutdown; reload(run) -> model)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -110,31 +152,11 @@ def create_app(
         metrics.reloads.labels("ok").inc()
         return model
 
-    app = FastAPI(
-        title="transferkit prediction service",
-        version=_version(),
-        description=f"Serves the {task} run `{Path(run_dir).name}` with dynamic micro-batching.",
-        lifespan=lifespan,
-        docs_url=None,  # served below from local files: the default page pulls Swagger UI from a CDN
-        redoc_url=None,
-    )
-    add_offline_docs(app)
-    app.state.slot = slot
-    app.state.metrics = metrics
-    app.state.settings = settings
-    app.add_middleware(HostGuard, allowed=allowed_host_names(settings))
-    # added last, so outermost: refusals of the Host check are counted and logged too
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics, logger=access_logger(settings.access_log))
-    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return lifespan, _reload
 
-    def authorize(request: Request) -> None:
-        if keys:
-            keys.check(request)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, err: HTTPException):
-        request.state.error = err.detail
-        return JSONResponse({"detail": err.detail}, status_code=err.status_code, headers=err.headers)
+def add_info_routes(app: FastAPI, slot: ModelSlot, metrics: Metrics, authorize) -> None:
+    """The page, health and readiness, Prometheus metrics, the model card and its confusion matrix."""
 
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -174,72 +196,6 @@ def create_app(
         if path is None:
             _fail(404, "this run has no confusion_matrix.png")
         return FileResponse(path, media_type="image/png")
-
-    @app.post("/v1/predict", summary="Predict", **predict_openapi(adapter, settings))
-    async def predict(request: Request) -> JSONResponse:
-        authorize(request)
-        ctype = content_type(request)
-        if ctype not in ("application/json", "multipart/form-data") and not ctype.endswith("+json"):
-            _fail(
-                415,
-                f"Content-Type must be application/json or multipart/form-data, got {ctype[:60] or 'none'!r}",
-            )
-        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-        inputs = await _decode(request, ctype, body)
-        request.state.inputs = len(inputs)
-        model = slot.current  # may have been swapped while decoding; same task, so same adapter
-        request.state.model_version = model.version
-        try:
-            future = model.batcher.submit(inputs, model.adapter.cost(inputs))
-        except QueueFull as err:
-            metrics.rejected.labels("queue_full").inc()
-            _fail(503, str(err), {"Retry-After": str(err.retry_after)})
-        except Closed:
-            _fail(503, "the server is shutting down; retry shortly", {"Retry-After": "1"})
-        gone = asyncio.ensure_future(wait_disconnect(request))
-        try:
-            done, _ = await asyncio.wait(
-                {future, gone}, timeout=settings.request_timeout_s, return_when="FIRST_COMPLETED"
-            )
-        finally:
-            gone.cancel()
-        if future not in done:
-            future.cancel()  # still queued: the batcher skips it
-            if gone in done:  # nobody is left to answer
-                metrics.rejected.labels("disconnected").inc()
-                _fail(499, "the client disconnected before its prediction")
-            metrics.rejected.labels("timeout").inc()
-            _fail(504, f"no prediction within {settings.request_timeout_s:g} s (--request-timeout-s)")
-        try:
-            outputs = future.result()
-        except (TransferkitError, InputError) as err:
-            _fail(422, str(err))
-        except Exception:
-            log.exception("prediction failed")
-            _fail(500, "prediction failed; the server log has the details")
-        return JSONResponse({"predictions": model.adapter.encode(outputs), "model_version": model.version})
-
-    async def _decode(request: Request, ctype: str, body: bytes) -> list:
-        """The request's predictor inputs (422 with one line for anything the adapter refuses)."""
-        model = slot.current
-        try:
-            if ctype == "multipart/form-data":
-                texts, files = await parse_form(request, body, settings)
-                decode, raw = model.adapter.decode_form, (texts, files, settings)
-            else:
-                decode, raw = model.adapter.decode, (json_inputs(body), settings)
-            if not model.adapter.decode_in_thread:
-                return decode(*raw)
-            async with decodes:  # at most --max-concurrent-decodes requests hold decoded images at once
-                return await asyncio.to_thread(decode, *raw)
-        except InputError as err:
-            _fail(422, str(err))
-
-    add_admin_routes(app, slot, settings, admin, Path(run_dir), _reload)
-
-    if keys:
-        _declare_bearer(app)
-    return app
 
 
 def add_offline_docs(app: FastAPI) -> None:

@@ -248,7 +248,8 @@ def record(
 
 
 def write_run(
-    run: Run,
+    run_dir: Path,
+    cfg: RunConfig,
     metrics: dict,
     manifest: RunManifest,
     model: torch.nn.Module,
@@ -261,12 +262,11 @@ def write_run(
     """Writes the run folder: test predictions first (everything below reads plain metrics), the manifest,
     the strategy's extra files, the model (``save_model(model) -> saved``, when ``output.save_model``), the
     confusion matrix and training curves, the card (``write_card(saved)``), ``metrics.json`` last."""
-    run_dir = run.run_dir
     artifacts.save_predictions(run_dir, metrics)
     write_manifest(run_dir, manifest)
     if plan.save_extra is not None and not merged:
         plan.save_extra(model, run_dir)
-    saved = save_model(plan.plain_model(model, merged)) if run.cfg.output.save_model else None
+    saved = save_model(plan.plain_model(model, merged)) if cfg.output.save_model else None
     cm = metrics["test"].get("confusion_matrix")
     if cm:
         artifacts.save_json(run_dir / "confusion_matrix.json", cm)

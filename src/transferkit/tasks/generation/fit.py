@@ -119,7 +119,7 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
     manifest = _manifest(cfg, examples, metrics["training"]["precision"]["name"])
     sizes = {s: len(examples[s]) for s in ("train", "validation", "test")}
     return recipe.finish(run, metrics, lambda: recipe.write_run(
-        run, metrics, manifest, model, plan, merged, result.history,
+        run.run_dir, cfg, metrics, manifest, model, plan, merged, result.history,
         lambda final: save_lm(final.lm, tokenizer, run.run_dir),
         lambda saved: write_generation_card(run.run_dir, cfg, metrics, spec.name, source, sizes),
     ))  # fmt: skip

@@ -116,7 +116,7 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     )  # fmt: skip
     sizes = {n: len(getattr(splits, n)) for n in SPLITS}
     return recipe.finish(run, metrics, lambda: recipe.write_run(
-        run, metrics, manifest, model, plan, merged, result.history,
+        run.run_dir, cfg, metrics, manifest, model, plan, merged, result.history,
         lambda final: save_image_model(final, preprocess.processor, run.run_dir),
         lambda saved: write_image_card(
             run.run_dir, cfg, metrics, spec.name, labels, splits.source, sizes, trainable, total

@@ -109,20 +109,29 @@ def fit_text_classification(
         run, metrics, backbone=spec.name, metric=metric, result=result, trainable=trainable, total=total,
         features=features, task_fields={"problem": problem},
     )  # fmt: skip
+    return recipe.finish(run, metrics, lambda: write_outputs(
+        run.run_dir, cfg, model, plan, merged, tokenizer, metrics, result.history, splits, spec, trainable, total
+    ))  # fmt: skip
+
+
+def write_outputs(
+    run_dir, cfg, model, plan, merged, tokenizer, metrics, history, splits, spec, trainable, total
+) -> None:
+    """A text-classification run folder (also what distillation writes for its student)."""
     info = {
-        "backbone": spec.name, "labels": labels, "source": splits.source, "pooling": spec.pooling,
+        "backbone": spec.name, "labels": splits.labels, "source": splits.source, "pooling": spec.pooling,
         "sizes": {n: len(getattr(splits, n)) for n in SPLITS},
         "trainable_parameters": trainable, "total_parameters": total,
     }  # fmt: skip
     manifest = RunManifest(
-        task=cfg.task.type, problem=problem, labels=labels, max_length=cfg.backbone.max_length,
+        task=cfg.task.type, problem=cfg.task.problem, labels=splits.labels, max_length=cfg.backbone.max_length,
         text=TextFields(pooling=spec.pooling), precision=metrics["training"]["precision"]["name"],
     )  # fmt: skip
-    return recipe.finish(run, metrics, lambda: recipe.write_run(
-        run, metrics, manifest, model, plan, merged, result.history,
-        lambda final: artifacts.save_model(final, tokenizer, run.run_dir),
-        lambda saved: write_text_card(run.run_dir, cfg, metrics, info),
-    ))  # fmt: skip
+    recipe.write_run(
+        run_dir, cfg, metrics, manifest, model, plan, merged, history,
+        lambda final: artifacts.save_model(final, tokenizer, run_dir),
+        lambda saved: write_text_card(run_dir, cfg, metrics, info),
+    )  # fmt: skip
 
 
 def _training_view(model, plan, data, features, targets, collator, cfg):

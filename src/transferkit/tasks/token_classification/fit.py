@@ -158,7 +158,7 @@ def fit_token_classification(cfg: RunConfig, frames=None, resume: bool = False) 
     )  # fmt: skip
     sizes = {n: len(getattr(splits, n)) for n in SPLITS}
     return recipe.finish(run, metrics, lambda: recipe.write_run(
-        run, metrics, manifest, model, plan, merged, result.history,
+        run.run_dir, cfg, metrics, manifest, model, plan, merged, result.history,
         lambda final: save_token_model(final, tokenizer, run.run_dir)[1],
         lambda saved: write_token_model_card(run.run_dir, cfg, metrics, spec.name, splits, sizes, saved),
     ))  # fmt: skip
