@@ -8,11 +8,12 @@ import numpy as np
 import torch
 
 from transferkit.config import RunConfig
-from transferkit.data.text import Collator, TokenizedDataset
+from transferkit.data.text import Collator
 from transferkit.evaluation import primary_metric
 from transferkit.evaluation.scoring import score
 from transferkit.inference import forward_in_order
 from transferkit.strategies import STRATEGIES
+from transferkit.tasks.text_classification.data import TokenizedDataset
 from transferkit.training.loop import Forward, TrainResult, train_loop
 
 

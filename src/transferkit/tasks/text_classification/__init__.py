@@ -1,11 +1,11 @@
 """Text classification (single-label, multi-label, regression): the core task.
 
 ``model.py`` is the task model (backbone + pooling + head, registered with transformers' auto classes),
-``fit.py`` the recipe, ``predictor.py`` the loaded run, ``card.py`` the model card and ``onnx.py`` the ONNX
-exporter and its onnxruntime predictor. Its data (reading and validating labelled tables, tokenised data
-sets, length-grouped batches) is the shared data layer (:mod:`transferkit.data.splits`,
-:mod:`transferkit.data.text`): the training loop, the frozen-feature cache, compression and the image task
-use the same pieces.
+``data.py`` its examples (tokenised texts, cached features and hidden states), ``fit.py`` the recipe,
+``predictor.py`` the loaded run, ``card.py`` the model card and ``onnx.py`` the ONNX exporter and its
+onnxruntime predictor. Reading and validating labelled tables (:mod:`transferkit.data.splits`) and the
+length-grouped batches with dynamic padding (:mod:`transferkit.data.text`) are the shared data layer: the
+training loop, the frozen-feature cache, compression and the image task use the same pieces.
 """
 
 from __future__ import annotations

@@ -16,8 +16,7 @@ from transferkit.backbones import resolve_backbone
 from transferkit.backbones.contract import run_from
 from transferkit.config import RunConfig
 from transferkit.data import DatasetSplits, load_splits
-from transferkit.data.targets import encode_targets
-from transferkit.data.text import Collator, FeatureDataset, HiddenDataset, TokenizedDataset
+from transferkit.data.text import Collator
 from transferkit.evaluation import primary_metric
 from transferkit.evaluation.scoring import score
 from transferkit.manifest import RunManifest, TextFields
@@ -28,22 +27,11 @@ from transferkit.strategies.cache import extract_hidden, frozen_features
 from transferkit.strategies.probe import baseline_model, wants_features
 from transferkit.tasks import recipe
 from transferkit.tasks.text_classification.card import write_text_card
+from transferkit.tasks.text_classification.data import FeatureDataset, HiddenDataset, targets_and_data
 from transferkit.tasks.text_classification.model import build_model
 from transferkit.training import strategy_choice as auto
 
 log = logging.getLogger("transferkit")
-
-
-def _targets_and_data(cfg: RunConfig, splits: DatasetSplits, tokenizer) -> tuple[dict, dict]:
-    problem, labels = cfg.task.problem, splits.labels
-    targets = {name: encode_targets(getattr(splits, name), problem, labels) for name in SPLITS}
-    data = {
-        name: TokenizedDataset(
-            tokenizer, getattr(splits, name)["text"].tolist(), targets[name], cfg.backbone.max_length
-        )
-        for name in SPLITS
-    }
-    return targets, data
 
 
 def fit_text_classification(
@@ -62,7 +50,7 @@ def fit_text_classification(
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer)
     labels = splits.labels
     model = build_model(spec, cfg, labels)
-    targets, data = _targets_and_data(cfg, splits, tokenizer)
+    targets, data = targets_and_data(cfg, splits, tokenizer)
     collator = Collator(tokenizer, torch.long if problem == "single_label" else torch.float32)
     cfg = recipe.open_run(run, lambda: auto.measure(
         cfg, model, lambda m, b: m(**b), data["train"], collator,

@@ -87,8 +87,8 @@ class OnnxTextClassifier(Predictor):
 
     def logits(self, texts) -> torch.Tensor:
         """(N, C) raw model outputs, in input order."""
-        from transferkit.data.text import TokenizedDataset
         from transferkit.inference import forward_in_order
+        from transferkit.tasks.text_classification.data import TokenizedDataset
 
         texts = [str(t) for t in texts]
         if not texts:

@@ -14,7 +14,7 @@ from transferkit import hardware
 from transferkit.artifacts import read_run
 from transferkit.config import TrainingConfig
 from transferkit.data.readers import read_table
-from transferkit.data.text import Collator, TokenizedDataset
+from transferkit.data.text import Collator
 from transferkit.errors import DataError
 from transferkit.evaluation.scoring import probabilities, score
 from transferkit.inference import forward_in_order
@@ -25,6 +25,7 @@ from transferkit.predictors import (
     refuse_existing,
     write_table,
 )
+from transferkit.tasks.text_classification.data import TokenizedDataset
 
 
 class Predictor(BasePredictor):
