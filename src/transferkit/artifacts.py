@@ -28,6 +28,7 @@ import yaml
 
 from transferkit.config import RunConfig
 from transferkit.errors import RunError
+from transferkit.evaluation.scoring import PREDICTIONS
 from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest, read_run_json
 from transferkit.utils.io import (
     atomic_write_json,
@@ -194,7 +195,6 @@ def save_predictions(run_dir: Path, metrics: dict) -> None:
     baseline, discarded fine-tuned scores) and writes the test split's to ``test_predictions.json``
     (``{"y_true": [...], "y_pred": [...]}``: class names, or tag lists per sentence for NER). Called before
     anything else reads ``metrics`` for writing; ``metrics.json`` stays the last file a run writes."""
-    from transferkit.evaluation.scoring import PREDICTIONS
 
     test = metrics.get("test", {}).get(PREDICTIONS)
 

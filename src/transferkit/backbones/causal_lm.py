@@ -12,7 +12,8 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from transformers import LlamaConfig
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
 
 from transferkit.backbones.base import BackboneSpec, apply_dropout, from_pretrained_source, register_backbone
 from transferkit.config import BackboneConfig
@@ -64,7 +65,6 @@ def smollm2_folder() -> Path:
         import gguf as _gguf  # noqa: F401  transformers' GGUF reader needs it
     except ImportError:
         raise RegistryError("backbone 'smollm2-135m' needs the package: pip install gguf") from None
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to safetensors under %s (once; about a minute)", gguf.name, final)
 
@@ -90,8 +90,6 @@ def tiny_tokenizer_folder() -> Path:
     final = cache_dir() / "backbones" / "tiny-llama-tokenizer-v1"
     if (final / "tokenizer.json").is_file():
         return final
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     corpus = [
         "the quick brown fox jumps over the lazy dog. The answer is yes, no, fresh or rotten.",

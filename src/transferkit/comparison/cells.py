@@ -13,7 +13,14 @@ import pandas as pd
 
 from transferkit.artifacts import DATAFRAME
 from transferkit.comparison.grid import Cell
+from transferkit.config import load_config
+from transferkit.data.catalog import load_catalog_dataset
+from transferkit.data.readers import read_table
+from transferkit.data.split import hold_out, subsample
 from transferkit.errors import ConfigError
+from transferkit.evaluation.baselines import majority
+from transferkit.tasks import fit_task
+from transferkit.training.resume import newest_checkpoint
 from transferkit.utils.io import atomic_write_json
 
 log = logging.getLogger("transferkit")
@@ -21,7 +28,6 @@ SCRATCH_LR = 3e-4  # random init needs a larger step than fine-tuning (5e-5); th
 
 
 def request_config(request: dict):
-    from transferkit.config import load_config
 
     return load_config(request.get("config"), list(request.get("overrides") or []))
 
@@ -36,9 +42,6 @@ def base_overrides(request: dict) -> list[str]:
 
 def load_frames(cfg, spec) -> dict[str, pd.DataFrame]:
     """The data set as catalog-column frames (text/label, tokens/tags, ...), test and validation held out once."""
-    from transferkit.data.catalog import load_catalog_dataset
-    from transferkit.data.readers import read_table
-    from transferkit.data.split import hold_out, subsample
 
     data = cfg.data
     if data.dataset:
@@ -121,9 +124,6 @@ def test_numbers(block: dict) -> dict:
 
 
 def run_neural(cell: Cell, root: Path, frames: dict, request: dict, spec, progress: bool) -> dict:
-    from transferkit.config import load_config
-    from transferkit.tasks import fit_task
-    from transferkit.training.resume import newest_checkpoint
 
     run_dir = root / "cells" / cell.id
     if (run_dir / "metrics.json").is_file():  # finished before an interruption hit results.json
@@ -159,7 +159,6 @@ def run_neural(cell: Cell, root: Path, frames: dict, request: dict, spec, progre
 
 
 def run_baseline(cell: Cell, root: Path, frames: dict, spec) -> dict:
-    from transferkit.evaluation.baselines import majority
 
     out = spec.classical[1](frames) if cell.kind == "classical" else majority(frames, spec.label_column)
     folder = root / "cells" / cell.id

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from transferkit.errors import ConfigError
+from transferkit.strategies import STRATEGIES
+from transferkit.strategies.base import trainable_strategies
 
 SCRATCH = "scratch"
 MAJORITY = "majority"
@@ -30,8 +32,6 @@ class Cell:
 
 def parse_strategies(text: str | None, spec) -> tuple[list[str], dict[str, str]]:
     """Requested strategies the task accepts, and {refused: reason}; unknown names are a one-line error."""
-    from transferkit.strategies import STRATEGIES
-    from transferkit.strategies.base import trainable_strategies
 
     names = [s.strip() for s in text.split(",") if s.strip()] if text else list(DEFAULT_STRATEGIES)
     known = trainable_strategies()

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from transferkit.comparison import stats
+from transferkit.comparison import report_plots, report_render, stats
 from transferkit.errors import RunError
 
 RESULTS_FILE = "results.json"
@@ -330,7 +330,6 @@ def build_report(dir: Path, n_boot: int = 1000) -> dict:  # `dir`: the name the 
         >>> summary = build_report(Path("compare-rt"))  # doctest: +SKIP
         >>> print(summary["verdict"])  # doctest: +SKIP
     """
-    from transferkit.comparison import report_plots, report_render
 
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")

@@ -28,6 +28,8 @@ from transferkit.comparison import cells
 from transferkit.comparison.budgets import cap_budgets, draw, parse_budgets
 from transferkit.comparison.grid import Cell, parse_strategies, plan_cells
 from transferkit.errors import ConfigError, RunError, TransferkitError
+from transferkit.tasks import TASKS, use_default_backbone
+from transferkit.tracking import log_parent_results, parent_run
 from transferkit.utils.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("transferkit")
@@ -76,7 +78,6 @@ def _features_summary(cells: list[dict]) -> dict:
 
 
 def _new_request(**kw) -> dict:
-    from transferkit.tasks import TASKS
 
     request = {k: v for k, v in kw.items() if v is not None}
     cfg = cells.request_config({"config": request.get("config"), "overrides": cells.base_overrides(request)})
@@ -130,7 +131,6 @@ def compare(
         >>> res = transferkit.compare(dataset="rotten_tomatoes", strategies="linear-probe,lp-ft",
         ...                           budgets="8,64", seeds=2)  # doctest: +SKIP
     """
-    from transferkit.tasks import TASKS, use_default_backbone
 
     if resume is not None:
         root, request, results = _reopen(Path(resume))
@@ -199,7 +199,6 @@ def _start(root: Path, request: dict, plan: dict, grid: list[Cell]) -> dict:
 def _run_grid(
     root, request, results, grid, frames, labels, spec, deadline_s, progress, report, cfg
 ) -> CompareResult:
-    from transferkit.tracking import log_parent_results, parent_run
 
     by_id = {c["id"]: c for c in results["cells"]}
     for cell in grid:  # a resumed plan keeps its records; cells it lacks (none, normally) are added

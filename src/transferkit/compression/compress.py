@@ -16,7 +16,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from transferkit.artifacts import is_exported
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from transferkit import artifacts
+from transferkit.artifacts import is_exported, read_run
 from transferkit.compression.export import (
     claim_output,
     export_into,
@@ -25,6 +28,10 @@ from transferkit.compression.export import (
     staging_dir,
     write_readme,
 )
+from transferkit.compression.export import load_folder as load
+from transferkit.compression.finetune import finetune
+from transferkit.compression.prune import apply_pruning, make_permanent, sparsity
+from transferkit.compression.quantize import quantize_export
 from transferkit.compression.report import (
     REPORT_FILE,
     evaluation_frame,
@@ -32,8 +39,11 @@ from transferkit.compression.report import (
     load_run_splits,
     measure,
 )
+from transferkit.config import load_config
+from transferkit.data.targets import encode_targets
 from transferkit.errors import ConfigError, RunError
 from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest
+from transferkit.tasks import TASKS
 from transferkit.utils.io import atomic_write_json
 
 log = logging.getLogger("transferkit")
@@ -58,7 +68,6 @@ def _check(
     if is_exported(run_dir):
         raise RunError(f"{run_dir}: an ONNX export; give the run folder that `transferkit fit` wrote")
     task = manifest.task
-    from transferkit.tasks import TASKS
 
     if not TASKS.get(task).compressible:
         supported = ", ".join(e.name for e in TASKS if e.obj.compressible)
@@ -84,13 +93,6 @@ def _prune_stage(
     source: Path, folder: Path, amount: float, method: str, recover_epochs: float, splits
 ) -> dict:
     """Writes a pruned copy of run ``source`` to ``folder``; returns facts for the report."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from transferkit import artifacts
-    from transferkit.compression.finetune import finetune
-    from transferkit.compression.prune import apply_pruning, make_permanent, sparsity
-    from transferkit.config import load_config
-    from transferkit.data.targets import encode_targets
 
     model = AutoModelForSequenceClassification.from_pretrained(source / "model")
     tokenizer = AutoTokenizer.from_pretrained(source / "model")
@@ -116,9 +118,6 @@ def _prune_stage(
 
 def _int8_stage(current: Path, work: Path, final: Path, frame, repeats: int, rows: list) -> Path:
     """ONNX export of ``current`` and its int8 quantization (both measured into ``rows``); the int8 folder."""
-    from transferkit.artifacts import read_run
-    from transferkit.compression.export import load_folder as load
-    from transferkit.compression.quantize import quantize_export
 
     log.info("exporting to ONNX and quantizing to int8")
     _, current_manifest, _ = read_run(current)
@@ -186,9 +185,6 @@ def compress_run(
         >>> res = compress_run("runs/rt-full", int8=True)  # doctest: +SKIP
         >>> print(res.table)  # doctest: +SKIP
     """
-    from transferkit.artifacts import read_run
-    from transferkit.compression.export import load_folder as load
-    from transferkit.config import load_config
 
     run_dir, manifest, source_metrics = read_run(run_dir)
     _check(run_dir, manifest, int8, prune, distil_to)

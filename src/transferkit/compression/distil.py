@@ -18,10 +18,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
+from transformers import AutoTokenizer
 
+from transferkit import artifacts, hardware
+from transferkit.backbones import resolve_backbone
+from transferkit.backbones.contract import _blocks
+from transferkit.compression.finetune import finetune, model_logits
 from transferkit.config import RunConfig, StrategyConfig
 from transferkit.data import DatasetSplits
+from transferkit.data.targets import encode_targets
 from transferkit.errors import ConfigError
+from transferkit.evaluation.scoring import score
+from transferkit.strategies import STRATEGIES, count_parameters
+from transferkit.tasks.text_classification.fit import write_outputs
+from transferkit.tasks.text_classification.model import build_model
+from transferkit.tasks.text_classification.predictor import Predictor
 
 
 def soft_targets(
@@ -52,7 +63,6 @@ def soft_targets(
 def keep_layers(model: torch.nn.Module, layers: int) -> None:
     """Cuts the student's block stack to ``layers`` blocks, evenly spaced bottom to top (DistilBERT-style
     initialisation from the kept blocks), and records the new depth in its config."""
-    from transferkit.backbones.contract import _blocks
 
     blocks = _blocks(model.backbone)
     if not 1 <= layers <= len(blocks):
@@ -91,17 +101,6 @@ def distil_run(
     Returns:
         The student's ``metrics.json``.
     """
-    from transformers import AutoTokenizer
-
-    from transferkit import artifacts, hardware
-    from transferkit.backbones import resolve_backbone
-    from transferkit.compression.finetune import finetune, model_logits
-    from transferkit.data.targets import encode_targets
-    from transferkit.evaluation.scoring import score
-    from transferkit.strategies import STRATEGIES, count_parameters
-    from transferkit.tasks.text_classification import fit as text_fit
-    from transferkit.tasks.text_classification.model import build_model
-    from transferkit.tasks.text_classification.predictor import Predictor
 
     problem, labels = cfg.task.problem, splits.labels
     teacher = Predictor(teacher_dir)
@@ -145,7 +144,7 @@ def distil_run(
                   "precision": precision.record()},
     )  # fmt: skip
     plan = STRATEGIES.get("full").apply(model, STRATEGIES.get("full").settings(), student_cfg.training)
-    text_fit.write_outputs(
+    write_outputs(
         folder,
         student_cfg,
         model,

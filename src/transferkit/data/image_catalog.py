@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.datasets import load_digits
 
 from transferkit.data.catalog import register_dataset, split_80_10_10
 from transferkit.data.fetch import fetch_package_file
@@ -58,7 +59,6 @@ def _load_mnist5k(folder: Path) -> dict[str, pd.DataFrame]:
 
 
 def _load_digits(folder: Path) -> dict[str, pd.DataFrame]:
-    from sklearn.datasets import load_digits
 
     digits = load_digits()
     # 8x8 images with values 0..16 -> 0..255 (dark digit strokes become bright, as in MNIST)

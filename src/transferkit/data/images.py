@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from transferkit.data.readers import read_table
 from transferkit.errors import DataError
 
 log = logging.getLogger("transferkit.data")
@@ -144,7 +145,6 @@ def read_image_folder(folder: Path) -> pd.DataFrame:
 
 def read_image_csv(path: Path, path_column: str, label_column: str | None) -> pd.DataFrame:
     """A table of image paths (relative to the table's folder) and, if ``label_column``, labels."""
-    from transferkit.data.readers import read_table
 
     frame = read_table(path)
     if path_column not in frame.columns:

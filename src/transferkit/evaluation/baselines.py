@@ -17,6 +17,7 @@ import pandas as pd
 
 def classification_result(y: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> dict:
     """Macro-F1 / accuracy of class-name predictions on validation and test, in the baselines' shape."""
+    # scikit-learn / seqeval load here, not at import: `import transferkit.evaluation` stays light
     from sklearn.metrics import accuracy_score, f1_score
 
     def f1(split: str) -> float:
@@ -32,6 +33,7 @@ def classification_result(y: dict[str, np.ndarray], pred: dict[str, np.ndarray])
 
 def logistic_regression(x: dict, y: dict[str, np.ndarray]) -> dict:
     """Logistic regression on ``x`` (train / validation / test), C chosen on validation macro-F1."""
+    # scikit-learn / seqeval load here, not at import: `import transferkit.evaluation` stays light
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 

@@ -31,6 +31,7 @@ _PRIMARY = {
 
 def _skm() -> ModuleType:
     """Returns :mod:`sklearn.metrics`, imported on first use (it takes ~2 s, too slow for ``--help``)."""
+    # scikit-learn / seqeval load here, not at import: `import transferkit.evaluation` stays light
     from sklearn import metrics
 
     return metrics

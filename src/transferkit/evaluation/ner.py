@@ -35,6 +35,7 @@ def entity_metrics(
         ``token_report`` ({tag: {precision, recall, f1, support}}), ``num_sentences``, ``num_tokens``,
         ``num_entities``.
     """
+    # scikit-learn / seqeval load here, not at import: `import transferkit.evaluation` stays light
     import seqeval.scheme
     from seqeval.metrics import accuracy_score, classification_report
     from sklearn.metrics import precision_recall_fscore_support

@@ -15,6 +15,9 @@ import logging
 import re
 from typing import Any
 
+from PIL import Image, UnidentifiedImageError
+
+from transferkit.errors import RegistryError
 from transferkit.serving.settings import ServeSettings
 
 log = logging.getLogger("transferkit.serving")
@@ -261,7 +264,6 @@ class ImageClassificationAdapter(TaskAdapter):
             InputError: naming ``where`` for any image that is too large, not of an allowed format, or
                 that fails to decode for whatever reason (never another exception).
         """
-        from PIL import Image, UnidentifiedImageError
 
         if len(raw) > settings.max_image_bytes:
             raise InputError(
@@ -293,7 +295,6 @@ class ImageClassificationAdapter(TaskAdapter):
         return CLASSIFICATION
 
     def warmup_inputs(self) -> list:
-        from PIL import Image
 
         return [Image.new("RGB", (64, 64), (127, 127, 127))]
 
@@ -352,7 +353,6 @@ def adapter_for(task: str) -> TaskAdapter:
     Raises:
         RegistryError: for a task without an adapter.
     """
-    from transferkit.errors import RegistryError
 
     if task not in ADAPTERS:
         raise RegistryError(

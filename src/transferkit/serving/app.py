@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from transferkit import __version__
 from transferkit.errors import ConfigError
+from transferkit.manifest import manifest_path, read_manifest
 from transferkit.serving.adapters import adapter_for
 from transferkit.serving.admin import add_admin_routes
 from transferkit.serving.model import ModelSlot, default_loader
@@ -201,7 +204,6 @@ def add_info_routes(app: FastAPI, slot: ModelSlot, metrics: Metrics, authorize) 
 def add_offline_docs(app: FastAPI) -> None:
     """``GET /docs``: Swagger UI from the ``swagger-ui-bundle`` package's files (``/docs-assets``), so the
     page works on machines without internet access."""
-    from fastapi.openapi.docs import get_swagger_ui_html
     from swagger_ui_bundle import swagger_ui_path
 
     app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
@@ -241,7 +243,6 @@ def _peek_task(run_dir: str | Path, loader) -> str:
     """The task of a run from its manifest (what ``transferkit.load`` dispatches on)."""
     if getattr(loader, "task", None):
         return loader.task  # a custom loader may say which task it loads
-    from transferkit.manifest import manifest_path, read_manifest
 
     if not manifest_path(run_dir).is_file():
         from transferkit.artifacts import read_run
@@ -251,7 +252,6 @@ def _peek_task(run_dir: str | Path, loader) -> str:
 
 
 def _version() -> str:
-    from transferkit import __version__
 
     return __version__
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+import transferkit
+from transferkit import __version__, hardware
 from transferkit.errors import RunError
 from transferkit.serving.adapters import TaskAdapter, adapter_for
 from transferkit.serving.batching import MicroBatcher
@@ -28,7 +30,6 @@ class TaskMismatch(RunError):
 
 def default_loader(run_dir: str | Path):
     """``transferkit.load``: dispatches on the run's task (and on exported folders)."""
-    import transferkit
 
     return transferkit.load(run_dir)
 
@@ -53,7 +54,6 @@ class LoadedModel:
 
     def describe(self) -> dict:
         """The body of ``GET /v1/model``."""
-        from transferkit import __version__
 
         p = self.predictor
         return {
@@ -76,7 +76,6 @@ def set_precision(predictor: Any, precision: str) -> None:
     run's own). ONNX predictors (exported folders) have no ``precision`` and run as exported."""
     if precision == "run" or not hasattr(predictor, "precision") or getattr(predictor, "session", None):
         return
-    from transferkit import hardware
 
     predictor.precision = hardware.resolve_precision(precision)
     log.info("serving precision: %s (%s)", predictor.precision.name, predictor.precision.reason)

@@ -16,6 +16,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
+from transformers.utils import logging as hf_logging
+
+from transferkit.serving.app import create_app
 from transferkit.serving.observability import MULTIPROC_ENV
 from transferkit.serving.settings import ServeSettings, load_admin_keys, load_api_keys
 
@@ -34,7 +38,6 @@ def set_threads(settings: ServeSettings) -> int:
     (``--threads`` overrides) and the fast tokenizer runs without its own pool (it tokenizes a batch on the
     batching thread, between forward passes).
     """
-    import torch
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -49,9 +52,6 @@ def set_threads(settings: ServeSettings) -> int:
 
 def app_from_env():
     """uvicorn factory for worker processes: the run folder and settings come from the environment."""
-    from transformers.utils import logging as hf_logging
-
-    from transferkit.serving.app import create_app
 
     hf_logging.set_verbosity_error()  # as the CLI does in the main process: no progress bars per worker
     hf_logging.disable_progress_bar()

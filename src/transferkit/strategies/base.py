@@ -7,6 +7,7 @@ model can be run once and cached. It sees the model only through the backbone co
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
+from transferkit.backbones.contract import layer_groups, supports_hidden_cache
 from transferkit.config import StrategyConfig, TrainingConfig
 from transferkit.errors import ConfigError, RegistryError
 from transferkit.registry import Registry
@@ -242,7 +244,6 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def set_trainable(model: nn.Module, group_ids: Iterable[int]) -> None:
     """Freezes the backbone except the given layer groups; the head always trains."""
-    from transferkit.backbones.contract import layer_groups
 
     groups = layer_groups(model.backbone)
     model.backbone.requires_grad_(False)
@@ -263,7 +264,6 @@ def layerwise_groups(
 
     The top layer group has depth 0; the head trains at :func:`head_lr`.
     """
-    from transferkit.backbones.contract import layer_groups
 
     groups = layer_groups(model.backbone)
     top = len(groups) - 1
@@ -279,7 +279,6 @@ def layerwise_groups(
 
 def num_groups(model: nn.Module) -> int:
     """How many layer groups the backbone has (embeddings + blocks for transformers)."""
-    from transferkit.backbones.contract import layer_groups
 
     return len(layer_groups(model.backbone))
 
@@ -292,9 +291,6 @@ def plan_for(
     Hidden-state caching needs one process and a backbone whose top groups can run from cached hidden states
     (the backbone contract says which); otherwise the frozen bottom is re-run every step.
     """
-    import logging
-
-    from transferkit.backbones.contract import supports_hidden_cache
 
     log = logging.getLogger("transferkit")
     plan = STRATEGIES.get(strategy.name).apply(model, strategy_settings(strategy), training)

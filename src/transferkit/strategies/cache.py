@@ -8,6 +8,9 @@ example and reused every epoch (and for the pretrained baseline). Small caches s
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +18,10 @@ import torch
 from torch.utils.data import Dataset
 
 from transferkit import hardware
+from transferkit.backbones.contract import hidden_after
 from transferkit.data.text import Collator
-from transferkit.inference import forward_in_order
+from transferkit.inference import forward_in_order, ordered_loader
+from transferkit.utils.io import atomic_write_text
 
 MEMORY_LIMIT = 1 << 30  # 1 GiB
 
@@ -83,8 +88,6 @@ def extract_hidden(
 
     Stored unpadded, so each batch later pads only to its own longest member.
     """
-    from transferkit.backbones.contract import hidden_after
-    from transferkit.inference import ordered_loader
 
     was_training = model.training
     model.eval()
@@ -129,8 +132,6 @@ class FeatureStore:
     """
 
     def __init__(self, root: Path, cfg, precision: str = "fp32"):
-        import hashlib
-        import json
 
         parts = {"backbone": cfg.backbone.model_dump(), "task": cfg.task.type}
         if (
@@ -145,7 +146,6 @@ class FeatureStore:
         self.seconds = 0.0
 
     def _index(self) -> dict[str, tuple[Path, int]]:
-        import json
 
         index: dict[str, tuple[Path, int]] = {}
         for keys_file in sorted(self.dir.glob("*.keys.json")):
@@ -157,11 +157,6 @@ class FeatureStore:
 
     def features(self, keys: list[str], compute) -> torch.Tensor:
         """(N, D) features of ``keys`` in order; ``compute(positions) -> (M, D)`` makes the missing ones."""
-        import hashlib
-        import json
-        import time
-
-        from transferkit.utils.io import atomic_write_text
 
         hashed = [hashlib.sha256(k.encode()).hexdigest() for k in keys]
         index = self._index()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import Field
 from torch import nn
 
+from transferkit.backbones.contract import layer_groups
 from transferkit.config import TrainingConfig
 from transferkit.strategies.base import (
     Stage,
@@ -41,7 +42,6 @@ class GradualSettings(StrategySettings):
 
 
 def apply(model: nn.Module, settings: GradualSettings, training: TrainingConfig) -> StrategyPlan:
-    from transferkit.backbones.contract import layer_groups
 
     n = num_groups(model)
     limit = min(settings.max_groups or n, n)

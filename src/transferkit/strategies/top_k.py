@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from torch import nn
 
+from transferkit.backbones.contract import layer_groups
 from transferkit.config import TrainingConfig
 from transferkit.strategies.base import (
     StrategyPlan,
@@ -44,7 +45,6 @@ class TopKSettings(StrategySettings):
 
 
 def apply(model: nn.Module, settings: TopKSettings, training: TrainingConfig) -> StrategyPlan:
-    from transferkit.backbones.contract import layer_groups
 
     n = num_groups(model)
     k = min(settings.k, n)

@@ -33,6 +33,7 @@ import torch
 from safetensors.torch import load_file
 
 import transferkit
+import transferkit.tasks.recipe as recipe
 import transferkit.tasks.text_classification.fit as text_fit
 from transferkit.backbones import resolve_backbone
 from transferkit.backbones.contract import layer_groups
@@ -151,8 +152,8 @@ def _fit(data: dict[str, Path], output: Path, *overrides: str, resume: Path | No
 
         mp.setattr(cache, "extract_features", counted(cache.extract_features))
         mp.setattr(api, "extract_hidden", counted(api.extract_hidden))
-        mp.setattr(api, "save_confusion_matrix", lambda *a, **k: None)
-        mp.setattr(api, "save_training_curves", lambda *a, **k: None)
+        mp.setattr(recipe, "save_confusion_matrix", lambda *a, **k: None)  # the shared run-folder writer
+        mp.setattr(recipe, "save_training_curves", lambda *a, **k: None)
         if resume is not None:
             result = transferkit.fit(resume=resume)
         else:

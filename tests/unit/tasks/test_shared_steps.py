@@ -80,9 +80,9 @@ def test_image_hidden_caching_is_decided_by_the_backbone_contract(tmp_path, monk
         asked.append(type(backbone).__name__)
         return False
 
-    import transferkit.backbones.contract as backbone_contract  # plan_for asks it, for every task
+    import transferkit.strategies.base as strategies_base  # plan_for asks the contract, for every task
 
-    monkeypatch.setattr(backbone_contract, "supports_hidden_cache", contract)
+    monkeypatch.setattr(strategies_base, "supports_hidden_cache", contract)
     monkeypatch.setattr(
         image_task, "hidden_states", lambda *a, **k: pytest.fail("cached despite the contract")
     )

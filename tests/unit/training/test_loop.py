@@ -201,7 +201,7 @@ def test_weighted_loss_matches_definition() -> None:
 def test_class_weights_auto_reach_the_loop(
     tmp_path: Path, toy_frames, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from transferkit.tasks.text_classification import fit as api
+    from transferkit.tasks import recipe as api  # the shared step that calls the loop
 
     # 60 pos : 40 neg; the loop must get weights n / (k * count) for the training split.
     frame = toy_frames["train"]

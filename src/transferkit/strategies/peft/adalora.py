@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from peft import AdaLoraConfig
 from pydantic import Field, model_validator
 from torch import nn
 
@@ -186,7 +187,6 @@ def adalora_total_steps(settings: AdaLoraSettings, training: TrainingConfig) -> 
 
 
 def apply_adalora(model: nn.Module, settings: AdaLoraSettings, training: TrainingConfig) -> StrategyPlan:
-    from peft import AdaLoraConfig
 
     targets = resolve_targets(model.backbone, settings, "adalora")
     total, source = adalora_total_steps(settings, training)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from peft import IA3Config
 from pydantic import Field
 from torch import nn
 
@@ -24,7 +25,6 @@ class IA3Settings(_AdapterSettings):
 
 
 def apply_ia3(model: nn.Module, settings: IA3Settings, training: TrainingConfig) -> StrategyPlan:
-    from peft import IA3Config
 
     targets = resolve_targets(model.backbone, settings, "ia3")
     config = IA3Config(

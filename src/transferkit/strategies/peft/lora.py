@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from peft import LoraConfig
 from pydantic import Field
 from torch import nn
 
@@ -29,7 +30,6 @@ class LoraSettings(_AdapterSettings):
 
 
 def apply_lora(model: nn.Module, settings: LoraSettings, training: TrainingConfig) -> StrategyPlan:
-    from peft import LoraConfig
 
     targets = resolve_targets(model.backbone, settings, "lora")
     config = LoraConfig(

@@ -13,7 +13,7 @@ from pathlib import Path
 from transferkit.tasks.registry import TaskSpec, register_task
 
 
-def fit(cfg, frames, resume: bool = False):
+def _fit(cfg, frames, resume: bool = False):
     from transferkit.tasks.generation.fit import fit_generation
 
     return fit_generation(cfg, frames, resume)
@@ -30,7 +30,7 @@ register_task(
     TaskSpec(
         name="generation",
         description="Fine-tune a causal LM on prompt/completion pairs or chats (JSONL); perplexity, exact match, ROUGE-L.",
-        fit=fit,
+        fit=_fit,  # not `fit`: the fit submodule would replace it on the package once imported
         load=load,
         inputs="prompt",
         metric_keys=("perplexity", "exact_match", "rouge_l"),

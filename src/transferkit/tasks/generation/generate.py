@@ -13,7 +13,9 @@ import time
 from collections.abc import Iterator
 
 import torch
+from rouge_score import rouge_scorer
 from torch import nn
+from transformers import LogitsProcessor, LogitsProcessorList, TextIteratorStreamer
 
 from transferkit import hardware
 from transferkit.errors import ConfigError
@@ -44,7 +46,6 @@ class GenerationClock:
         self.prefill_seconds = self.decode_seconds = 0.0
 
     def processor(self, started: float):
-        from transformers import LogitsProcessor
 
         clock = self
 
@@ -112,7 +113,6 @@ def generate_ids(
     Returns:
         ``(completions, number of new tokens)``.
     """
-    from transformers import LogitsProcessorList
 
     lm.eval()
     device = next(lm.parameters()).device
@@ -167,7 +167,6 @@ def stream_text(
     ``generate`` runs in a thread of its own; autocast is per thread, so that thread enters
     ``hardware.autocast(precision)`` itself (None or fp32: full precision).
     """
-    from transformers import TextIteratorStreamer
 
     lm.eval()
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -202,7 +201,6 @@ def stream_text(
 
 def rouge_l(predictions: list[str], references: list[str]) -> float:
     """Mean ROUGE-L F1 (``rouge-score``)."""
-    from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"])
     if not predictions:

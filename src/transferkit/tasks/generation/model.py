@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from transferkit.backbones import BackboneSpec
 from transferkit.errors import ConfigError
@@ -92,7 +92,6 @@ class CausalLMTransfer(nn.Module):
 
 def build_causal_lm(spec: BackboneSpec, seed: int) -> CausalLMTransfer:
     """The pretrained causal LM of ``spec`` (random weights, seeded, when the spec has none)."""
-    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     if spec.weights is None:

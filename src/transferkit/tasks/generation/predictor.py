@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from transformers import AutoModelForCausalLM
+
 from transferkit import hardware
 from transferkit.artifacts import read_run
 from transferkit.config import GenerationTaskConfig
+from transferkit.data.readers import read_table
 from transferkit.errors import DataError
+from transferkit.inference import forward_in_order
 from transferkit.predictors import BasePredictor, add_columns, refuse_existing, write_table
 from transferkit.tasks.generation.data import (
     Example,
@@ -25,6 +29,7 @@ from transferkit.tasks.generation.data import (
     render,
 )
 from transferkit.tasks.generation.generate import generate_ids, generation_scores, perplexity, stream_text
+from transferkit.tasks.generation.model import CausalLMTransfer, lm_forward, load_tokenizer
 
 
 class GenerationPredictor(BasePredictor):
@@ -38,9 +43,6 @@ class GenerationPredictor(BasePredictor):
     task = "generation"
 
     def __init__(self, run_dir: str | Path, batch_size: int = 16):
-        from transformers import AutoModelForCausalLM
-
-        from transferkit.tasks.generation.model import load_tokenizer
 
         self.run_dir, manifest, self.metrics = read_run(run_dir)
         self.labels: list[str] = []
@@ -131,8 +133,6 @@ class GenerationPredictor(BasePredictor):
             label_column: The completion field (default: the run's ``generation.completion_column``).
             **columns: Other ``generation`` column settings, e.g. ``messages_column``.
         """
-        from transferkit.inference import forward_in_order
-        from transferkit.tasks.generation.model import CausalLMTransfer, lm_forward
 
         update = {k: v for k, v in columns.items() if v is not None}
         update |= {
@@ -168,7 +168,6 @@ class GenerationPredictor(BasePredictor):
         """Reads prompts from ``input_column`` (default: the run's prompt column) of a CSV/TSV/JSONL/Parquet file;
         writes the rows plus a ``generated`` column to a new file (never overwriting one; an input column
         already named ``generated`` is an error)."""
-        from transferkit.data.readers import read_table
 
         refuse_existing(output)
         column = input_column or self.settings.prompt_column

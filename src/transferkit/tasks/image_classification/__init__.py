@@ -14,7 +14,7 @@ from pathlib import Path
 from transferkit.tasks.registry import TaskSpec, register_task
 
 
-def fit(cfg, frames, resume: bool = False):
+def _fit(cfg, frames, resume: bool = False):
     from transferkit.tasks.image_classification.fit import fit as fit_images
 
     return fit_images(cfg, frames, resume)
@@ -36,7 +36,7 @@ register_task(
     TaskSpec(
         name="image-classification",
         description="Label whole images (image folder with one sub-folder per class, CSV of path,label, or .npz x/y).",
-        fit=fit,
+        fit=_fit,  # not `fit`: the fit submodule would replace it on the package once imported
         load=load,
         inputs="image",
         metric_keys=("accuracy", "f1_macro", "precision_macro", "recall_macro"),

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from transferkit.evaluation.baselines import logistic_regression
 
@@ -12,10 +16,6 @@ SIDE = 32
 
 
 def _pixels(ref: str) -> np.ndarray:
-    import base64
-    import io
-
-    from PIL import Image
 
     source = io.BytesIO(base64.b64decode(ref.split(",", 1)[1])) if ref.startswith("data:") else ref
     with Image.open(source) as im:

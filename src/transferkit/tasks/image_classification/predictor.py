@@ -9,6 +9,8 @@ import torch
 from PIL import Image
 
 from transferkit.artifacts import read_run
+from transferkit.data.images import check_images, read_image_csv, read_images
+from transferkit.data.readers import read_table
 from transferkit.errors import DataError, RunError
 from transferkit.evaluation.scoring import probabilities, score
 from transferkit.inference import forward_in_order
@@ -20,6 +22,7 @@ from transferkit.predictors import (
     write_table,
 )
 from transferkit.tasks.image_classification.data import ImageCollator, ImageDataset, Preprocessor
+from transferkit.tasks.image_classification.model import TransferkitForImageClassification
 
 
 def as_image_list(inputs) -> list:
@@ -47,7 +50,6 @@ class ImagePredictor(BasePredictor):
     """
 
     def __init__(self, run_dir: str | Path, batch_size: int = 64):
-        from transferkit.tasks.image_classification.model import TransferkitForImageClassification
 
         self.run_dir, manifest, self.metrics = read_run(run_dir)
         self.labels: list[str] = manifest.labels
@@ -115,7 +117,6 @@ class ImagePredictor(BasePredictor):
         Raises:
             DataError: for a bad source or column, an unreadable image, or labels this model never saw.
         """
-        from transferkit.data.images import check_images, read_images
 
         frame = read_images(path, input_column or "path", label_column or "label")
         frame = check_images(frame, on_bad_image, str(path))
@@ -133,8 +134,6 @@ class ImagePredictor(BasePredictor):
         """Reads a CSV/TSV/JSONL/Parquet list of image paths (relative to it) in ``input_column`` (default
         ``path``); writes the same rows plus ``predicted_label``, ``score`` and ``p_<label>`` columns to a new
         file (never overwriting one; an input column named like one of them is an error)."""
-        from transferkit.data.images import read_image_csv
-        from transferkit.data.readers import read_table
 
         refuse_existing(output)
         frame = read_table(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 from transferkit.tasks.registry import TaskSpec, register_task
 
 
-def fit(cfg, frames, resume: bool = False):
+def _fit(cfg, frames, resume: bool = False):
     from transferkit.tasks.text_classification.fit import fit_text_classification
 
     _check_not_images(cfg)
@@ -54,7 +54,7 @@ register_task(
     TaskSpec(
         name="text-classification",
         description="Label whole texts: single-label, multi-label or regression (CSV/TSV/JSONL/Parquet text,label).",
-        fit=fit,
+        fit=_fit,  # not `fit`: the fit submodule would replace it on the package once imported
         load=load,
         inputs="text",
         metric_keys=("accuracy", "f1_macro", "precision_macro", "recall_macro", "mae", "rmse", "r2"),

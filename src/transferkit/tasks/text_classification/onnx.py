@@ -12,16 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from transferkit.artifacts import ONNX_FILE, read_export
+from transferkit.data.text import Collator
+from transferkit.inference import forward_in_order
 from transferkit.manifest import manifest_path, read_manifest, read_run_json
 from transferkit.tasks.onnx_graph import TOKENIZER_DIR, max_abs_diff, session, write_onnx_model
+from transferkit.tasks.text_classification.data import TokenizedDataset
 from transferkit.tasks.text_classification.predictor import Predictor
 
 
 def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
     """Exports ``RUN/model`` to ``folder/model.onnx`` and its tokenizer to ``folder/tokenizer/``."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     import transferkit.tasks.text_classification.model  # noqa: F401  (registers the model class with the auto classes)
 
@@ -56,9 +59,6 @@ class OnnxTextClassifier(Predictor):
     """
 
     def __init__(self, folder: str | Path, batch_size: int = 64, threads: int | None = None):
-        from transformers import AutoTokenizer
-
-        from transferkit.data.text import Collator
 
         self.run_dir = Path(folder)
         self.export = read_export(folder)
@@ -87,8 +87,6 @@ class OnnxTextClassifier(Predictor):
 
     def logits(self, texts) -> torch.Tensor:
         """(N, C) raw model outputs, in input order."""
-        from transferkit.inference import forward_in_order
-        from transferkit.tasks.text_classification.data import TokenizedDataset
 
         texts = [str(t) for t in texts]
         if not texts:

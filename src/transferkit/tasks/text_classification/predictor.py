@@ -13,7 +13,9 @@ import transferkit.tasks.text_classification.model  # noqa: F401  (registers the
 from transferkit import hardware
 from transferkit.artifacts import read_run
 from transferkit.config import TrainingConfig
+from transferkit.data import read_labelled
 from transferkit.data.readers import read_table
+from transferkit.data.targets import encode_targets
 from transferkit.data.text import Collator
 from transferkit.errors import DataError
 from transferkit.evaluation.scoring import probabilities, score
@@ -121,8 +123,6 @@ class Predictor(BasePredictor):
         Raises:
             DataError: for a bad file or column, or labels this model never saw.
         """
-        from transferkit.data import read_labelled
-        from transferkit.data.targets import encode_targets
 
         frame = read_labelled(path, input_column or "text", label_column or "label", self.problem, separator)
         if self.problem != "regression":

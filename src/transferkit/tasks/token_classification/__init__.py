@@ -15,7 +15,7 @@ from pathlib import Path
 from transferkit.tasks.registry import TaskSpec, register_task
 
 
-def fit(cfg, frames, resume: bool = False):
+def _fit(cfg, frames, resume: bool = False):
     from transferkit.tasks.token_classification.fit import fit_token_classification
 
     return fit_token_classification(cfg, frames, resume)
@@ -37,7 +37,7 @@ register_task(
     TaskSpec(
         name="token-classification",
         description="Tag words / find entity spans (NER): CoNLL or JSONL tokens+tags, IOB1/IOB2/BIOES, seqeval metrics.",
-        fit=fit,
+        fit=_fit,  # not `fit`: the fit submodule would replace it on the package once imported
         load=load,
         inputs="tokens",
         metric_keys=("f1", "precision", "recall", "f1_macro", "accuracy"),

@@ -7,9 +7,10 @@ from collections import Counter, defaultdict
 
 import pandas as pd
 
+from transferkit.evaluation.ner import entity_metrics
+
 
 def most_frequent_tag(frames: dict[str, pd.DataFrame]) -> dict:
-    from transferkit.evaluation.ner import entity_metrics
 
     seen: dict[str, Counter] = defaultdict(Counter)
     for tokens, tags in zip(frames["train"]["tokens"], frames["train"]["tags"], strict=True):

@@ -13,18 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoTokenizer
 
 from transferkit.artifacts import ONNX_FILE, read_export
 from transferkit.manifest import TokenFields, read_manifest, read_run_json
 from transferkit.tasks.onnx_graph import TOKENIZER_DIR, max_abs_diff, session, write_onnx_model
+from transferkit.tasks.token_classification.data import TokenCollator
+from transferkit.tasks.token_classification.model import load_token_model
 from transferkit.tasks.token_classification.predictor import TokenPredictor, token_settings
 
 
 def export_onnx(run_dir: Path, folder: Path, opset: int = 17) -> dict:
     """Exports ``RUN/model`` to ``folder/model.onnx`` and its tokenizer to ``folder/tokenizer/``."""
-    from transformers import AutoTokenizer
-
-    from transferkit.tasks.token_classification.model import load_token_model
 
     model = load_token_model(run_dir / "model").eval()
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "model")
@@ -55,9 +55,6 @@ class OnnxTokenClassifier(TokenPredictor):
     """
 
     def __init__(self, folder: str | Path, batch_size: int = 64, threads: int | None = None):
-        from transformers import AutoTokenizer
-
-        from transferkit.tasks.token_classification.data import TokenCollator
 
         self.run_dir = Path(folder)
         self.export = read_export(folder)

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from transformers import AutoTokenizer
 
 from transferkit.artifacts import read_run
-from transferkit.data.conll import convert, entity_types, read_sentences
+from transferkit.data.conll import convert, entity_types, is_table, read_sentences
+from transferkit.data.readers import read_table
 from transferkit.errors import DataError
 from transferkit.evaluation.ner import entity_metrics
 from transferkit.inference import forward_in_order
@@ -70,7 +72,6 @@ def token_settings(folder: Path) -> dict:
     cfg_file = folder / "config.yaml"
     if not cfg_file.is_file():
         return {}
-    import yaml
 
     return (yaml.safe_load(cfg_file.read_text()) or {}).get("tokens", {})
 
@@ -225,8 +226,6 @@ class TokenPredictor(BasePredictor):
             DataError: for a bad file or column, or a table that already has an ``entities`` or
                 ``predicted_tags`` column (it would be replaced).
         """
-        from transferkit.data.conll import is_table
-        from transferkit.data.readers import read_table
 
         if is_table(path) or Path(path).suffix.lower() in (".csv", ".tsv", ".tab"):
             frame = read_table(path)
