@@ -31,7 +31,13 @@ from transferkit.serving.batching import Closed, QueueFull
 from transferkit.serving.body import content_type, json_inputs, parse_form, read_body, wait_disconnect
 from transferkit.serving.model import ModelSlot, default_loader
 from transferkit.serving.observability import MULTIPROC_ENV, Metrics, ObservabilityMiddleware, access_logger
-from transferkit.serving.security import BearerKeys, HostGuard, allowed_host_names, file_inside
+from transferkit.serving.security import (
+    BearerKeys,
+    HostGuard,
+    NotAllowed,
+    allowed_host_names,
+    file_inside,
+)
 from transferkit.serving.settings import ServeSettings, load_admin_keys, load_api_keys
 from transferkit.serving.spec import ERRORS, predict_openapi
 
@@ -100,9 +106,13 @@ def create_app(
         log.info("SIGHUP: reloading %s", slot.current.run_dir)
         asyncio.get_running_loop().create_task(_reload(None))
 
-    async def _reload(run: Path | None):
+    async def _reload(run: Path | None, root: Path | None = None):
         try:
-            model = await slot.reload(run)
+            model = await slot.reload(run, root)
+        except NotAllowed:  # run_copy logged what it met
+            metrics.reloads.labels("failed").inc()
+            log.warning("reload refused; still serving %s", slot.current.version)
+            raise
         except Exception:
             metrics.reloads.labels("failed").inc()
             log.exception("reload failed; still serving %s", slot.current.version)
