@@ -45,9 +45,14 @@ def add_admin_routes(
     settings: ServeSettings,
     keys: BearerKeys,
     served: Path,
-    reload: Callable[[Path | None], Awaitable],
+    reload: Callable[[Path | None, Path | None], Awaitable],
 ) -> None:
-    """Adds ``POST /admin/reload`` (or, without admin keys, a 404 for every ``/admin/*`` request)."""
+    """Adds ``POST /admin/reload`` (or, without admin keys, a 404 for every ``/admin/*`` request).
+
+    ``reload(folder, root)`` loads the checked folder (None: the current one) from a private copy made beneath
+    ``root`` without following links (:mod:`transferkit.serving.run_copy`), so a folder swapped for a link
+    after the check is refused (403) instead of followed.
+    """
     router = APIRouter()
     if not keys:
 
@@ -60,6 +65,7 @@ def add_admin_routes(
 
     root = Path(settings.reload_root) if settings.reload_root is not None else served
     limit = RateLimit(settings.reload_interval_s)
+    refused = "reload refused: that folder is not allowed (--reload-root)"
 
     @router.post(
         "/admin/reload",
@@ -79,9 +85,7 @@ def add_admin_routes(
             try:
                 target = reload_target(run, root)
             except NotAllowed:
-                raise HTTPException(
-                    403, "reload refused: that folder is not allowed (--reload-root)"
-                ) from None
+                raise HTTPException(403, refused) from None
             if not target.is_dir():
                 raise HTTPException(404, "reload refused: no such run folder under the reload root")
         wait = limit.wait_needed()
@@ -99,7 +103,9 @@ def add_admin_routes(
             os.kill(os.getppid(), signal.SIGHUP)  # uvicorn replaces each worker once its successor is ready
             return JSONResponse({"status": "restarting workers"}, status_code=202)
         try:
-            model = await reload(target)
+            model = await reload(target, root)
+        except NotAllowed:  # a link where the checked folder was: swapped since the check
+            raise HTTPException(403, refused) from None
         except TaskMismatch as err:
             raise HTTPException(409, str(err)) from None
         except RunError:

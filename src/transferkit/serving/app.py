@@ -33,7 +33,7 @@ from transferkit.serving.admin import add_admin_routes
 from transferkit.serving.model import ModelSlot, default_loader
 from transferkit.serving.observability import MULTIPROC_ENV, Metrics, ObservabilityMiddleware, access_logger
 from transferkit.serving.predict import add_predict_route
-from transferkit.serving.security import BearerKeys, HostGuard, allowed_host_names, file_inside
+from transferkit.serving.security import BearerKeys, HostGuard, NotAllowed, allowed_host_names, file_inside
 from transferkit.serving.settings import ServeSettings, load_admin_keys, load_api_keys
 from transferkit.serving.spec import ERRORS
 
@@ -145,9 +145,13 @@ def _lifecycle(slot: ModelSlot, run_dir: str | Path, metrics: Metrics):
         log.info("SIGHUP: reloading %s", slot.current.run_dir)
         asyncio.get_running_loop().create_task(_reload(None))
 
-    async def _reload(run: Path | None):
+    async def _reload(run: Path | None, root: Path | None = None):
         try:
-            model = await slot.reload(run)
+            model = await slot.reload(run, root)
+        except NotAllowed:  # run_copy logged what it met
+            metrics.reloads.labels("failed").inc()
+            log.warning("reload refused; still serving %s", slot.current.version)
+            raise
         except Exception:
             metrics.reloads.labels("failed").inc()
             log.exception("reload failed; still serving %s", slot.current.version)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from transferkit import __version__, hardware
 from transferkit.errors import RunError
 from transferkit.serving.adapters import TaskAdapter, adapter_for
 from transferkit.serving.batching import MicroBatcher
+from transferkit.serving.run_copy import private_copy
 from transferkit.serving.security import file_inside
 from transferkit.serving.settings import ServeSettings
 
@@ -46,6 +48,8 @@ class LoadedModel:
     loaded_at: str
     warmup_seconds: float
     info: dict = field(default_factory=dict)
+    source: Path | None = None  # the folder's real path, resolved before loading: what a reload loads again
+    root: Path | None = None  # the reload root it was read beneath (through a private copy), if any
 
     @property
     def version(self) -> str:
@@ -106,15 +110,34 @@ def load_model(
     generation: int,
     loader: Callable[[str | Path], Any] = default_loader,
     metrics=None,
+    root: Path | None = None,
 ) -> LoadedModel:
     """Loads a run, runs one warm-up prediction and builds its (not yet started) batcher. Blocking.
+
+    With ``root`` (a reload under the reload root), ``run_dir`` is the resolved folder that was checked to
+    lie under it, and the loader reads only a private copy of it made without following any link (see
+    :mod:`transferkit.serving.run_copy`); without, the loader reads ``run_dir`` itself (the served folder).
 
     Raises:
         RunError: for a missing or unfinished run folder (from the loader).
         RegistryError: for a task no adapter serves.
+        NotAllowed: a link under ``root`` where the checked folder was (a swap since the check).
     """
     run_dir = Path(run_dir)
-    predictor = loader(run_dir)
+    if root is None:
+        source = Path(os.path.realpath(run_dir))  # resolved before the loader reads it, not after
+        model = _load(run_dir, run_dir, settings, generation, loader, metrics)
+        model.source = source
+        return model
+    with private_copy(root, run_dir) as copy:
+        model = _load(copy, run_dir, settings, generation, loader, metrics)
+    model.source, model.root = run_dir, root
+    return model
+
+
+def _load(read_from: Path, run_dir: Path, settings, generation, loader, metrics) -> LoadedModel:
+    """:func:`load_model` from the folder ``read_from`` (``run_dir`` or a private copy of it)."""
+    predictor = loader(read_from)
     set_precision(predictor, settings.precision)
     adapter = adapter_for(predictor.task)
     adapter.configure(predictor)
@@ -133,9 +156,15 @@ def load_model(
         max_cost=settings.max_queue_bytes,
     )
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    return LoadedModel(
-        predictor, adapter, batcher, run_dir, generation, now, warm, run_info(run_dir, predictor)
-    )
+    info = run_info(read_from, predictor)
+    return LoadedModel(predictor, adapter, batcher, run_dir, generation, now, warm, info)
+
+
+def beneath(root: Path, folder: Path) -> bool:
+    """Whether the resolved path ``folder`` is the real ``root`` or under it (compared as paths only:
+    ``folder`` is not looked up again, so a link placed there since it was resolved changes nothing)."""
+    real_root = Path(os.path.realpath(root))
+    return folder == real_root or real_root in folder.parents
 
 
 class ModelSlot:
@@ -167,17 +196,26 @@ class ModelSlot:
             log.info("serving %s (%s), warm-up %.2f s", model.run_dir, model.version, model.warmup_seconds)
             return model
 
-    async def reload(self, run_dir: str | Path | None = None) -> LoadedModel:
+    async def reload(self, run_dir: str | Path | None = None, root: Path | None = None) -> LoadedModel:
         """Loads ``run_dir`` (default: the current run folder again), swaps it in, drains the old one.
+
+        With ``root`` (``POST /admin/reload``), a folder under it (``run_dir``: resolved and checked; the
+        current one: its real path when it was loaded) is read from a private copy made without following a
+        link (see :func:`load_model`); a current folder outside it (the served one) is read as it is. The
+        current folder, reloaded without ``root`` (SIGHUP), is read the way it was read the last time.
 
         Raises:
             RunError: if the new run is of another task than the one being served (restart instead).
+            NotAllowed: a link under ``root`` where the folder was checked to be.
         """
         async with self._lock:
             old = self.current
-            target = Path(run_dir) if run_dir is not None else old.run_dir
+            target = Path(run_dir) if run_dir is not None else old.source
+            if run_dir is None and root is None:
+                root = old.root  # a folder that came through the reload root is read through it again
+            guard = root if root is not None and beneath(root, target) else None
             model = await asyncio.to_thread(
-                load_model, target, self.settings, self._generation + 1, self.loader, self.metrics
+                load_model, target, self.settings, self._generation + 1, self.loader, self.metrics, guard
             )
             if model.predictor.task != old.predictor.task:
                 raise TaskMismatch(
@@ -197,4 +235,12 @@ class ModelSlot:
             await self.current.batcher.close()
 
 
-__all__ = ["LoadedModel", "ModelSlot", "TaskMismatch", "default_loader", "load_model", "run_info"]
+__all__ = [
+    "LoadedModel",
+    "ModelSlot",
+    "TaskMismatch",
+    "beneath",
+    "default_loader",
+    "load_model",
+    "run_info",
+]

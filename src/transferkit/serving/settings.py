@@ -70,8 +70,8 @@ class ServeSettings(BaseModel):
     )
     reload_root: Path | None = Field(
         None,
-        description="POST /admin/reload loads only folders inside this one (after following symlinks; "
-        "default: only the folder being served)",
+        description="POST /admin/reload loads only folders inside this one (after following symlinks), "
+        "from a private copy read without following any (default: only the folder being served)",
     )
     reload_interval_s: float = Field(
         5.0, ge=0, description="least seconds between two POST /admin/reload (sooner: 429 + Retry-After)"

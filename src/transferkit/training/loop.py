@@ -187,7 +187,9 @@ class _Run:
         self.restored_rng = None
         best_weights = None
         if checkpoint is not None:
-            resumed = resume_from(checkpoint, self.raw, self.stages, self.plan, self.result)
+            resumed = resume_from(
+                checkpoint, self.raw, self.stages, self.plan, self.result, self.schedule.patience
+            )
             self.state, self.optimizer, self.scheduler = resumed.state, resumed.optimizer, resumed.scheduler
             best_weights, self.restored_rng = resumed.best_weights, resumed.rng
         else:

@@ -54,16 +54,22 @@ class Resumed:
 
 
 def resume_from(
-    path: Path, model: torch.nn.Module, stages: Stages, plan: StrategyPlan, result: TrainResult
+    path: Path,
+    model: torch.nn.Module,
+    stages: Stages,
+    plan: StrategyPlan,
+    result: TrainResult,
+    patience: int | None,
 ) -> Resumed:
     """Loads checkpoint ``path`` into ``model``, the stage's fresh optimizer and scheduler, and ``result``.
 
     The stage entries before the saved stage are replayed (deterministic) so that the trainable set and the
     optimizer's parameter groups are the interrupted run's, then every state is loaded over them.
+    ``patience`` (the schedule's) tells whether a checkpoint older than the ``stopped`` flag had stopped.
     """
     weights, best_weights, saved = load_checkpoint(path)
     loop = saved["loop"]
-    state = LoopState(**loop["state"])
+    state = LoopState.from_checkpoint(loop["state"], patience)
     stages.replay(state.stage)
     optimizer, scheduler = stages.enter(state.stage)
     model.load_state_dict(weights, strict=False)

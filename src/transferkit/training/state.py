@@ -51,3 +51,17 @@ class LoopState:
     stopped: bool = False  # patience ran out: a run resumed from this checkpoint trains no further
     running: float = 0.0  # sum of training losses since the last evaluation, weighted by batch size
     running_n: int = 0
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict, patience: int | None) -> LoopState:
+        """The state a checkpoint saved (``vars()`` of it), for a run with early-stopping ``patience``.
+
+        Checkpoints written before ``stopped`` existed lack it. For them it is inferred from ``bad_evals``,
+        which every checkpoint holds: the loop stops at the evaluation that brings the evaluations since the
+        best to ``patience``, and the count changes only at evaluations, so it reaches ``patience`` in a
+        checkpoint exactly when that checkpoint's run had stopped (patience comes from the saved config).
+        """
+        state = cls(**saved)
+        if "stopped" not in saved:
+            state.stopped = patience is not None and state.bad_evals >= patience
+        return state

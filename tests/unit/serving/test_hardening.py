@@ -303,7 +303,8 @@ def test_reload_with_admin_key_and_sibling_under_reload_root(fake_client, fake_r
     r = client.post(R, json={"run": "next-run"}, headers=ADMIN)
     assert r.status_code == 200, r.text
     assert r.json()["run"] == "next-run" and str(fake_run.parent) not in r.text
-    assert loader.loaded[-1].run_dir == sibling.resolve()
+    assert client.app.state.slot.current.run_dir == sibling.resolve()
+    assert loader.loaded[-1].run_dir.name == "next-run"  # read from a private copy (test_reload_race.py)
     r = client.post(R, json={"run": str(sibling)}, headers=ADMIN)  # absolute, inside the root
     assert r.status_code == 200
     assert client.post(R, json={"run": "/tmp"}, headers=ADMIN).status_code == 403

@@ -166,6 +166,52 @@ def test_resume_after_an_early_stop_trains_no_further(toy_csv: Path, tmp_path: P
     assert _outcome(resumed) == _outcome(first.metrics)
 
 
+def test_resume_from_a_checkpoint_older_than_the_stopped_flag_trains_no_further(
+    toy_csv: Path, tmp_path: Path
+) -> None:
+    # Checkpoints written before LoopState.stopped existed hold the same state without it; their
+    # evaluations-since-best count says whether patience had run out.
+    from transferkit.training.checkpoint import STATE_FILE, list_checkpoints, write_marker
+
+    stop = ["training.learning_rate=1e-9", "training.early_stopping_patience=1"]
+    first = _fit(toy_csv, tmp_path / "run", *stop, epochs=30)
+    assert first.metrics["training"]["stopped_early"] is True
+    steps = first.metrics["training"]["steps"]
+    for name in ("metrics.json", "model"):  # as if killed while writing the outputs
+        path = first.run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    checkpoints = list_checkpoints(first.run_dir / "checkpoints")
+    assert int(checkpoints[-1].name[5:]) == steps
+    for checkpoint in checkpoints:  # as the code before the flag wrote them
+        state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
+        assert state["loop"]["state"].pop("stopped") is (checkpoint == checkpoints[-1])
+        torch.save(state, checkpoint / STATE_FILE)
+        write_marker(checkpoint, int(checkpoint.name[5:]))
+    resumed = transferkit.fit(resume=first.run_dir).metrics
+    assert resumed["training"]["resumed_from_step"] == steps
+    assert resumed["training"]["steps"] == steps and resumed["training"]["stopped_early"] is True
+    assert _outcome(resumed) == _outcome(first.metrics)
+
+
+@pytest.mark.parametrize(
+    ("saved", "patience", "stopped"),
+    [
+        ({"bad_evals": 2}, 3, False),  # an old checkpoint, patience not yet exhausted: train on
+        ({"bad_evals": 3}, 3, True),  # an old checkpoint written at the stop
+        ({"bad_evals": 7}, None, False),  # never stops early without patience
+        ({"bad_evals": 3, "stopped": False}, 3, False),  # a saved flag is what the run did
+        ({"bad_evals": 0, "stopped": True}, 3, True),
+    ],
+)
+def test_loop_state_from_a_checkpoint_with_or_without_the_stopped_flag(
+    saved: dict, patience: int | None, stopped: bool
+) -> None:
+    from transferkit.training.state import LoopState
+
+    state = LoopState.from_checkpoint({"step": 12, "epoch": 1, **saved}, patience)
+    assert state.stopped is stopped and state.step == 12 and state.bad_evals == saved["bad_evals"]
+
+
 def test_no_early_stopping_without_patience(toy_csv: Path, tmp_path: Path) -> None:
     result = _fit(
         toy_csv, tmp_path / "run", "training.learning_rate=1e-9", "training.head_learning_rate=1e-9", epochs=3
