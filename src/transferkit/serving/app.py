@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -33,7 +33,7 @@ from transferkit.serving.admin import add_admin_routes
 from transferkit.serving.model import ModelSlot, default_loader
 from transferkit.serving.observability import MULTIPROC_ENV, Metrics, ObservabilityMiddleware, access_logger
 from transferkit.serving.predict import add_predict_route
-from transferkit.serving.security import BearerKeys, HostGuard, NotAllowed, allowed_host_names, file_inside
+from transferkit.serving.security import BearerKeys, HostGuard, NotAllowed, allowed_host_names
 from transferkit.serving.settings import ServeSettings, load_admin_keys, load_api_keys
 from transferkit.serving.spec import ERRORS
 
@@ -194,15 +194,15 @@ def add_info_routes(app: FastAPI, slot: ModelSlot, metrics: Metrics, authorize) 
     @app.get(
         "/v1/model/confusion_matrix.png",
         summary="The run's test confusion matrix",
-        response_class=FileResponse,
-        responses={401: ERRORS[401], 404: ERRORS[404]},
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, 401: ERRORS[401], 404: ERRORS[404]},
     )
     async def confusion_png(request: Request):
         authorize(request)
-        path = file_inside(slot.current.run_dir, "confusion_matrix.png")  # no symlink out of the run
-        if path is None:
+        png = slot.current.confusion_png  # read with the model (from its private copy under a reload root)
+        if png is None:
             _fail(404, "this run has no confusion_matrix.png")
-        return FileResponse(path, media_type="image/png")
+        return Response(png, media_type="image/png")
 
 
 def add_offline_docs(app: FastAPI) -> None:

@@ -50,6 +50,7 @@ class LoadedModel:
     info: dict = field(default_factory=dict)
     source: Path | None = None  # the folder's real path, resolved before loading: what a reload loads again
     root: Path | None = None  # the reload root it was read beneath (through a private copy), if any
+    confusion_png: bytes | None = None  # RUN/confusion_matrix.png, read with the model (served from memory)
 
     @property
     def version(self) -> str:
@@ -157,7 +158,26 @@ def _load(read_from: Path, run_dir: Path, settings, generation, loader, metrics)
     )
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     info = run_info(read_from, predictor)
-    return LoadedModel(predictor, adapter, batcher, run_dir, generation, now, warm, info)
+    model = LoadedModel(predictor, adapter, batcher, run_dir, generation, now, warm, info)
+    model.confusion_png = read_plot(read_from, "confusion_matrix.png")
+    return model
+
+
+MAX_PLOT_BYTES = 8 << 20  # a confusion matrix PNG is tens of kB; a bigger file is not a plot we wrote
+
+
+def read_plot(folder: Path, name: str) -> bytes | None:
+    """The bytes of ``folder/name`` if it is a file inside ``folder`` (no link out of it) and not over
+    :data:`MAX_PLOT_BYTES`; read once, at load time, so a later swap of the file changes nothing served."""
+    path = file_inside(folder, name)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PLOT_BYTES + 1)
+    except OSError:
+        return None
+    return data if len(data) <= MAX_PLOT_BYTES else None
 
 
 def beneath(root: Path, folder: Path) -> bool:

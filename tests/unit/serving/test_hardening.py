@@ -392,6 +392,31 @@ def test_plots_that_link_out_of_the_run_are_not_served(fake_client, fake_run: Pa
     assert client.get("/v1/model/confusion_matrix.png").status_code == 404
 
 
+def test_the_plot_is_read_with_the_model_so_a_later_swap_serves_nothing_else(
+    fake_client, fake_run: Path
+) -> None:
+    """/v1/model/confusion_matrix.png answers the bytes read at load time: swapping the file for a link out
+    of the run afterwards (or deleting it) changes nothing served until the next reload."""
+    (fake_run / "confusion_matrix.png").write_bytes(b"\x89PNG the run's own")
+    secret = fake_run.parent / "secret.png"
+    secret.write_bytes(b"\x89PNG secret")
+    client, _ = fake_client()
+    (fake_run / "confusion_matrix.png").unlink()
+    (fake_run / "confusion_matrix.png").symlink_to(secret)
+    r = client.get("/v1/model/confusion_matrix.png")
+    assert r.status_code == 200 and r.content == b"\x89PNG the run's own"
+    assert r.headers["content-type"] == "image/png"
+
+
+def test_an_oversized_plot_is_not_served(fake_client, fake_run: Path, monkeypatch) -> None:
+    import transferkit.serving.model as served
+
+    monkeypatch.setattr(served, "MAX_PLOT_BYTES", 16)
+    (fake_run / "confusion_matrix.png").write_bytes(b"\x89PNG" + b"x" * 64)
+    client, _ = fake_client()
+    assert client.get("/v1/model/confusion_matrix.png").status_code == 404
+
+
 def test_run_config_that_links_out_of_the_run_is_not_read(fake_run: Path) -> None:
     from types import SimpleNamespace
 
