@@ -61,7 +61,7 @@ def run(args) -> None:
         else:
             res = transferkit.compare(
                 dataset=dataset, task=s["task"], strategies=args.strategies, budgets=args.budgets,
-                seeds=args.seeds, output=folder, overrides=s["overrides"], time_budget=args.time_budget,
+                seeds=args.seeds, seeds_at_all=args.seeds_at_all, output=folder, overrides=s["overrides"], time_budget=args.time_budget,
                 progress=False,
             )  # fmt: skip
         print(summary(res.dir, time.perf_counter() - t0))
@@ -139,6 +139,8 @@ def main() -> None:
     ap.add_argument("--strategies", default=STRATEGIES)
     ap.add_argument("--budgets", default="8,32,128,all")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds-at-all", type=int, default=1,
+                    help="seeds of the trunk-training arms at the 'all' budget (the issue allows one)")  # fmt: skip
     ap.add_argument("--max-eval", type=int, default=500, help="validation and test rows (each)")
     ap.add_argument("--time-budget", help="per grid, e.g. 40m (the rest stays pending; rerun to continue)")
     ap.add_argument("--output", default=str(RESULTS / "compare"))

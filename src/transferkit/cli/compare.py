@@ -24,6 +24,12 @@ def add_parsers(sub) -> None:
         help="labelled examples per class (NER: sentences), nested draws; 'all' = every example",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds per budget (default 3)")
+    p.add_argument(
+        "--seeds-at-all",
+        type=int,
+        metavar="N",
+        help="at the 'all' budget, train the trunk (lp-ft, lora, full, scratch...) with only N seeds",
+    )
     p.add_argument("--output", help="compare folder (default runs/compare-<dataset>-<time>)")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted compare folder")
     p.add_argument(
@@ -38,7 +44,7 @@ def cmd_compare(args) -> int:
 
     res = compare(
         args.config, dataset=args.dataset, task=args.task, backbone=args.backbone, strategies=args.strategies,
-        budgets=args.budgets, seeds=args.seeds, output=args.output, resume=args.resume,
+        budgets=args.budgets, seeds=args.seeds, seeds_at_all=args.seeds_at_all, output=args.output, resume=args.resume,
         time_budget=args.time_budget, overrides=args.overrides, progress=not args.quiet,
     )  # fmt: skip
     cells = res.results["cells"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from transferkit.comparison.budgets import ALL
 from transferkit.errors import ConfigError
 from transferkit.strategies import STRATEGIES
 from transferkit.strategies.base import trainable_strategies
@@ -11,6 +12,7 @@ from transferkit.strategies.base import trainable_strategies
 SCRATCH = "scratch"
 MAJORITY = "majority"
 DEFAULT_STRATEGIES = ("linear-probe", "head", "lp-ft", "lora", "full")
+ON_FROZEN_FEATURES = ("linear-probe", "head")  # cheap at any budget: a head on the shared feature pass
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,15 @@ def parse_strategies(text: str | None, spec) -> tuple[list[str], dict[str, str]]
     return [n for n in names if n not in refused], refused
 
 
-def plan_cells(strategies: list[str], spec, budgets: list, seeds: list[int]) -> list[Cell]:
-    """Every cell, budget by budget (small first: the curve fills from the left when time is short)."""
+def plan_cells(
+    strategies: list[str], spec, budgets: list, seeds: list[int], seeds_at_all: int | None = None
+) -> list[Cell]:
+    """Every cell, budget by budget (small first: the curve fills from the left when time is short).
+
+    ``seeds_at_all``: at the ``all`` budget, the strategies that train the trunk (every one but those on
+    frozen features) and scratch run only the first this many seeds; baselines and frozen-feature heads run
+    every seed (None: every seed everywhere).
+    """
     baselines = [(SCRATCH, "scratch")]
     if spec.classical is not None:
         baselines.append((spec.classical[0], "classical"))
@@ -58,7 +67,11 @@ def plan_cells(strategies: list[str], spec, budgets: list, seeds: list[int]) -> 
     cells = []
     for budget in budgets:
         for seed in seeds:
+            trunk = budget != ALL or seeds_at_all is None or seed < seeds[0] + seeds_at_all
             cells += [Cell(name, kind, budget, seed) for name, kind in baselines if kind != "scratch"]
-            cells += [Cell(s, "transfer", budget, seed) for s in strategies]
-            cells.append(Cell(SCRATCH, "scratch", budget, seed))
+            cells += [
+                Cell(s, "transfer", budget, seed) for s in strategies if trunk or s in ON_FROZEN_FEATURES
+            ]
+            if trunk:
+                cells.append(Cell(SCRATCH, "scratch", budget, seed))
     return cells

@@ -88,7 +88,15 @@ def _plan_rows(grid: Grid, results: dict) -> list[tuple]:
         ("backbone", plan.get("backbone")),
         ("metric", f"{grid.metric} ({'higher' if grid.higher else 'lower'} is better)"),
         ("budgets", ", ".join(grid.budget_label(b) for b in grid.budgets())),
-        ("seeds", ", ".join(map(str, seeds))),
+        (
+            "seeds",
+            ", ".join(map(str, seeds))
+            + (
+                f"; at 'all', the trunk-training arms ran {plan['seeds_at_all']}"
+                if plan.get("seeds_at_all")
+                else ""
+            ),
+        ),
         ("cpu", plan.get("cpu")),
         ("created", plan.get("created")),
         ("total wall time", f"{results['wall_seconds']:.1f} s" if results.get("wall_seconds") else None),

@@ -87,6 +87,9 @@ def _new_request(**kw) -> dict:
     seeds = int(request.get("seeds", 3))
     if seeds < 1:
         raise ConfigError("--seeds: give at least 1")
+    at_all = request.get("seeds_at_all")
+    if at_all is not None and not 1 <= int(at_all) <= seeds:
+        raise ConfigError(f"--seeds-at-all: give 1 to --seeds ({seeds}), got {at_all}")
     request.update(task=cfg.task.type, strategies=",".join(strategies), budgets=budgets, seeds=seeds)
     return request | {"refused": refused}
 
@@ -100,6 +103,7 @@ def compare(
     strategies: str | None = None,
     budgets: str = "8,32,128,all",
     seeds: int = 3,
+    seeds_at_all: int | None = None,
     output: str | Path | None = None,
     resume: str | Path | None = None,
     time_budget: str | float | None = None,
@@ -116,6 +120,8 @@ def compare(
             (scratch, the task's classical one, the majority class) are always added.
         budgets: Labelled examples per class (sentences for NER), e.g. "8,32,128,all".
         seeds: Seeds 0..seeds-1 (each draws its own budget subsets and trains with that seed).
+        seeds_at_all: At the ``all`` budget, run the strategies that train the trunk (and scratch) with only
+            the first this many seeds (the costliest cells of a grid); None: every seed.
         output: The compare folder (default runs/compare-<dataset>-<time>); must not hold another compare.
         resume: An interrupted compare folder: continue it with its saved plan (other arguments ignored).
         time_budget: Wall time for the grid ("45m"): cells not started in time are left pending (resumable).
@@ -137,7 +143,8 @@ def compare(
     else:
         request = _new_request(
             config=str(config) if config else None, dataset=dataset, task=task, backbone=backbone,
-            strategies=strategies, budgets=budgets, seeds=seeds, overrides=list(overrides or []),
+            strategies=strategies, budgets=budgets, seeds=seeds, seeds_at_all=seeds_at_all,
+            overrides=list(overrides or []),
         )  # fmt: skip
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         root = Path(output or f"runs/compare-{request.get('dataset') or 'data'}-{stamp}")
@@ -157,13 +164,13 @@ def compare(
     budget_list, capped = cap_budgets(list(request["budgets"]), labels, len(pool), spec.budget_unit)
     seed_list = list(range(int(request["seeds"])))
     strategies_list = [s for s in request["strategies"].split(",") if s]
-    grid = plan_cells(strategies_list, spec, budget_list, seed_list)
+    grid = plan_cells(strategies_list, spec, budget_list, seed_list, request.get("seeds_at_all"))
     if results is None:
         plan = {
             "task": spec.name, "dataset": cfg.data.dataset or str(cfg.data.train), "backbone": cfg.backbone.name,
             "metric": spec.main_metric, "higher_is_better": spec.higher_is_better, "budget_unit": spec.budget_unit,
             "strategies": strategies_list, "baselines": sorted({c.strategy for c in grid if c.kind != "transfer"}),
-            "budgets": budget_list, "seeds": seed_list, "refused": request["refused"], "capped": capped,
+            "budgets": budget_list, "seeds": seed_list, "seeds_at_all": request.get("seeds_at_all"), "refused": request["refused"], "capped": capped,
             "classical": spec.classical[0] if spec.classical else None, "classical_note": spec.classical_note,
             "cpu": _cpu_line(), "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "pool": len(pool), "validation": len(frames["validation"]), "test": len(frames["test"]),

@@ -42,3 +42,16 @@ def test_every_budget_and_seed_gets_the_task_baselines(task, baselines) -> None:
             here = {c.strategy for c in cells if c.budget == budget and c.seed == seed}
             assert here == baselines | {"lora"}
     assert len({c.id for c in cells}) == len(cells)
+
+
+def test_seeds_at_all_trims_only_the_trunk_training_arms_at_the_all_budget() -> None:
+    spec = TASKS.get("text-classification")
+    cells = plan_cells(["linear-probe", "head", "lp-ft", "full"], spec, [8, "all"], [0, 1, 2], seeds_at_all=1)
+    seeds = {}
+    for c in cells:
+        seeds.setdefault((c.strategy, c.budget), set()).add(c.seed)
+    for arm in ("lp-ft", "full", "scratch"):
+        assert seeds[(arm, 8)] == {0, 1, 2} and seeds[(arm, "all")] == {0}
+    for arm in ("linear-probe", "head", "tfidf+lr", "majority"):  # cheap: every seed everywhere
+        assert seeds[(arm, 8)] == seeds[(arm, "all")] == {0, 1, 2}
+    assert plan_cells(["full"], spec, ["all"], [0, 1]) == plan_cells(["full"], spec, ["all"], [0, 1], None)

@@ -122,6 +122,8 @@ def test_bad_requests_fail_before_anything_runs(tmp_path) -> None:
         _grid(tmp_path, make_toy_frame(40), budgets="8,lots")
     with pytest.raises(ConfigError, match="unknown strategy"):
         _grid(tmp_path, make_toy_frame(40), strategies="probe")
+    with pytest.raises(ConfigError, match="--seeds-at-all"):
+        _grid(tmp_path, make_toy_frame(40), seeds=2, seeds_at_all=3)
     assert not (tmp_path / "cmp").exists()
     with pytest.raises(RunError, match="not a compare folder"):
         transferkit.compare(resume=tmp_path)
