@@ -16,14 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 import transferkit.strategies  # noqa: F401  registers the strategy.* check that load_config runs
-from transferkit.artifacts import DATAFRAME, SPLITS, RunResult
+from transferkit.artifacts import DATAFRAME, RunResult
 from transferkit.config import RunConfig, load_config
-from transferkit.data.targets import encode_targets
 from transferkit.errors import RunError
 
 log = logging.getLogger("transferkit")
 
-__all__ = ["DATAFRAME", "SPLITS", "RunResult", "encode_targets", "fit", "load"]
+__all__ = ["RunResult", "fit", "load"]
 
 
 def fit(
