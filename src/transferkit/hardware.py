@@ -94,6 +94,14 @@ def _cpuinfo_text() -> str:
         return ""
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one), read now."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 @lru_cache(maxsize=1)
 def cpu_info() -> CpuInfo:
     """This machine's CPU (Linux reads ``/proc/cpuinfo``; elsewhere only what ``platform`` and torch say)."""
@@ -106,10 +114,7 @@ def cpu_info() -> CpuInfo:
             model = value.strip()
         elif key in ("flags", "Features"):
             flags.update(value.split())
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     try:
         capability = torch.backends.cpu.get_cpu_capability()
     except Exception:  # older torch builds

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
+from transferkit import hardware
 from transferkit.serving.app import create_app
 from transferkit.serving.observability import MULTIPROC_ENV
 from transferkit.serving.settings import ServeSettings, load_admin_keys, load_api_keys
@@ -40,10 +41,7 @@ def set_threads(settings: ServeSettings) -> int:
     """
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    cores = hardware.usable_cores()
     threads = settings.threads or max(1, cores // settings.workers)
     torch.set_num_threads(threads)
     log.info("serve: %d torch threads per worker (%d cores, %d workers)", threads, cores, settings.workers)
