@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from transferkit.evaluation.plots import _new_figure, _save_png, save_confusion_matrix
 
 if TYPE_CHECKING:
-    from transferkit.comparison.report import Grid
+    from transferkit.comparison.results import Grid
 
 PLOTS_DIR = "plots"
 PLOT_FILES = {

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from transferkit.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
-    from transferkit.comparison.report import Grid
+    from transferkit.comparison.results import Grid
 
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
