@@ -28,7 +28,6 @@ import yaml
 
 from transferkit.config import RunConfig
 from transferkit.errors import RunError
-from transferkit.evaluation.scoring import PREDICTIONS
 from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest, read_run_json
 from transferkit.utils.io import (
     atomic_write_json,
@@ -195,6 +194,8 @@ def save_predictions(run_dir: Path, metrics: dict) -> None:
     baseline, discarded fine-tuned scores) and writes the test split's to ``test_predictions.json``
     (``{"y_true": [...], "y_pred": [...]}``: class names, or tag lists per sentence for NER). Called before
     anything else reads ``metrics`` for writing; ``metrics.json`` stays the last file a run writes."""
+    # torch, numpy load on first use, not when artifacts is imported
+    from transferkit.evaluation.scoring import PREDICTIONS
 
     test = metrics.get("test", {}).get(PREDICTIONS)
 

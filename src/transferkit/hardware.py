@@ -23,7 +23,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-import transformers
 
 from transferkit.errors import ConfigError
 
@@ -260,6 +259,8 @@ def matmul_gflops(kind: str, n: int = 1024, seconds: float = 0.5) -> float | Non
 
 def describe(measure: bool = True, seconds: float = 0.5) -> dict:
     """Everything ``transferkit env`` reports, as a dict (``measure=False`` skips the matmul timings)."""
+    # transformers, PIL, yaml ... load on first use, not when hardware is imported
+    import transformers
 
     cpu = cpu_info()
     info = {

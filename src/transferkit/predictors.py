@@ -13,8 +13,6 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from peft import PeftModel
-
 from transferkit.errors import DataError
 from transferkit.manifest import read_run_json
 from transferkit.utils.io import atomic_save_via, atomic_write_text
@@ -80,6 +78,8 @@ def apply_unmerged_adapter(model, run_dir: Path) -> bool:
     info_file = run_dir / "adapter" / "transferkit.json"
     if not info_file.is_file() or read_run_json(info_file).get("merged", True):
         return False
+    # torch, transformers, peft ... load on first use, not when predictors is imported
+    from peft import PeftModel
 
     # injects the adapter into model.backbone in place; merging then leaves a plain backbone
     PeftModel.from_pretrained(model.backbone, str(run_dir / "adapter")).merge_and_unload()

@@ -14,13 +14,9 @@ import pandas as pd
 from transferkit.artifacts import DATAFRAME
 from transferkit.comparison.grid import Cell
 from transferkit.config import load_config
-from transferkit.data.catalog import load_catalog_dataset
-from transferkit.data.readers import read_table
-from transferkit.data.split import hold_out, subsample
 from transferkit.errors import ConfigError
 from transferkit.evaluation.baselines import majority
 from transferkit.tasks import fit_task
-from transferkit.training.resume import newest_checkpoint
 from transferkit.utils.io import atomic_write_json
 
 log = logging.getLogger("transferkit")
@@ -42,6 +38,14 @@ def base_overrides(request: dict) -> list[str]:
 
 def load_frames(cfg, spec) -> dict[str, pd.DataFrame]:
     """The data set as catalog-column frames (text/label, tokens/tags, ...), test and validation held out once."""
+    # sklearn, scipy, PIL ... load on first use, not when cells is imported
+    from transferkit.data.catalog import load_catalog_dataset
+
+    # sklearn, scipy, PIL ... load on first use, not when cells is imported
+    from transferkit.data.readers import read_table
+
+    # sklearn, scipy, PIL ... load on first use, not when cells is imported
+    from transferkit.data.split import hold_out, subsample
 
     data = cfg.data
     if data.dataset:
@@ -124,6 +128,8 @@ def test_numbers(block: dict) -> dict:
 
 
 def run_neural(cell: Cell, root: Path, frames: dict, request: dict, spec, progress: bool) -> dict:
+    # torch, transformers, peft ... load on first use, not when cells is imported
+    from transferkit.training.resume import newest_checkpoint
 
     run_dir = root / "cells" / cell.id
     if (run_dir / "metrics.json").is_file():  # finished before an interruption hit results.json

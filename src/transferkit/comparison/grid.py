@@ -6,8 +6,6 @@ from dataclasses import asdict, dataclass
 
 from transferkit.comparison.budgets import ALL
 from transferkit.errors import ConfigError
-from transferkit.strategies import STRATEGIES
-from transferkit.strategies.base import trainable_strategies
 
 SCRATCH = "scratch"
 MAJORITY = "majority"
@@ -34,6 +32,11 @@ class Cell:
 
 def parse_strategies(text: str | None, spec) -> tuple[list[str], dict[str, str]]:
     """Requested strategies the task accepts, and {refused: reason}; unknown names are a one-line error."""
+    # torch, transformers, PIL ... load on first use, not when grid is imported
+    from transferkit.strategies import STRATEGIES
+
+    # torch, transformers, PIL ... load on first use, not when grid is imported
+    from transferkit.strategies.base import trainable_strategies
 
     names = [s.strip() for s in text.split(",") if s.strip()] if text else list(DEFAULT_STRATEGIES)
     known = trainable_strategies()

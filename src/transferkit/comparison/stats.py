@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from seqeval.scheme import IOB2, Entities
-from sklearn.metrics import accuracy_score, f1_score
 
 METRICS = ("f1_macro", "accuracy", "f1", "exact_match")
 _CHUNK = 200  # replicates per block: keeps the (block, N) weight matrix small for large test sets
@@ -55,6 +53,8 @@ def score_predictions(metric: str, y_true: Sequence[Any] | None, y_pred: Sequenc
         from transferkit.evaluation.ner import entity_metrics
 
         return float(entity_metrics([list(s) for s in y_true], [list(s) for s in y_pred])["f1"])
+    # sklearn, scipy, pandas ... load on first use, not when stats is imported
+    from sklearn.metrics import accuracy_score, f1_score
 
     true, pred = [str(v) for v in y_true], [str(v) for v in y_pred]
     if metric == "accuracy":
@@ -64,6 +64,8 @@ def score_predictions(metric: str, y_true: Sequence[Any] | None, y_pred: Sequenc
 
 def _entity_counts(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]) -> np.ndarray:
     """(N, 3): matched, predicted and true entities per sentence, with entity_metrics' strict IOB2."""
+    # seqeval load on first use, not when stats is imported
+    from seqeval.scheme import IOB2, Entities
 
     true = Entities([list(s) for s in y_true], IOB2).entities
     pred = Entities([list(s) for s in y_pred], IOB2).entities

@@ -16,8 +16,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
 from transferkit import artifacts
 from transferkit.artifacts import is_exported, read_run
 from transferkit.compression.export import (
@@ -29,8 +27,6 @@ from transferkit.compression.export import (
     write_readme,
 )
 from transferkit.compression.export import load_folder as load
-from transferkit.compression.finetune import finetune
-from transferkit.compression.prune import apply_pruning, make_permanent, sparsity
 from transferkit.compression.quantize import quantize_export
 from transferkit.compression.report import (
     REPORT_FILE,
@@ -40,7 +36,6 @@ from transferkit.compression.report import (
     measure,
 )
 from transferkit.config import load_config
-from transferkit.data.targets import encode_targets
 from transferkit.errors import ConfigError, RunError
 from transferkit.manifest import MANIFEST_FILE, RunManifest, read_manifest
 from transferkit.tasks import TASKS
@@ -93,6 +88,17 @@ def _prune_stage(
     source: Path, folder: Path, amount: float, method: str, recover_epochs: float, splits
 ) -> dict:
     """Writes a pruned copy of run ``source`` to ``folder``; returns facts for the report."""
+    # transformers, PIL, huggingface_hub ... load on first use, not when compress is imported
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    # torch, transformers, peft ... load on first use, not when compress is imported
+    from transferkit.compression.finetune import finetune
+
+    # torch load on first use, not when compress is imported
+    from transferkit.compression.prune import apply_pruning, make_permanent, sparsity
+
+    # sklearn, scipy, PIL ... load on first use, not when compress is imported
+    from transferkit.data.targets import encode_targets
 
     model = AutoModelForSequenceClassification.from_pretrained(source / "model")
     tokenizer = AutoTokenizer.from_pretrained(source / "model")

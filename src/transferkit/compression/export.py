@@ -30,7 +30,6 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from transferkit import hardware
 from transferkit.artifacts import EXPORT_MARKER, ONNX_FILE, is_exported, read_export, read_run
 from transferkit.errors import RunError
 from transferkit.manifest import MANIFEST_FILE, RunManifest
@@ -200,6 +199,8 @@ def load_folder(run_dir: str | Path, batch_size: int = 64, precision: str = "run
     run trained and evaluated at, so predictions match its metrics), or auto / fp32 / bf16 / fp16 (see
     :func:`transferkit.hardware.resolve_precision`). :func:`transferkit.load` is this function.
     """
+    # torch, numpy load on first use, not when export is imported
+    from transferkit import hardware
 
     if is_exported(run_dir):
         return load_exported(run_dir, batch_size)

@@ -8,12 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from transferkit.artifacts import DATAFRAME
-from transferkit.config import load_config
-from transferkit.data import load_splits, read_labelled
-from transferkit.data.targets import encode_targets
 from transferkit.errors import DataError, RunError
-from transferkit.evaluation.scoring import score
 
 REPORT_FILE = "report.json"
 COLUMNS = (
@@ -54,6 +49,8 @@ def evaluation_frame(
     Raises:
         RunError: when the run was trained from DataFrames (nothing to reload) and no ``data`` is given.
     """
+    # sklearn, scipy, PIL ... load on first use, not when report is imported
+    from transferkit.data import read_labelled
 
     if data is not None:
         return read_labelled(data, text_column, label_column, problem), str(data)
@@ -62,6 +59,14 @@ def evaluation_frame(
 
 def load_run_splits(run_dir: Path):
     """The run's train / validation / test examples, reloaded from its ``config.yaml`` (same split seed)."""
+    # yaml load on first use, not when report is imported
+    from transferkit.artifacts import DATAFRAME
+
+    # yaml load on first use, not when report is imported
+    from transferkit.config import load_config
+
+    # sklearn, scipy, PIL ... load on first use, not when report is imported
+    from transferkit.data import load_splits
 
     cfg_file = Path(run_dir) / "config.yaml"
     if not cfg_file.is_file():
@@ -92,6 +97,11 @@ def measure(predictor, frame: pd.DataFrame, stage: str, repeats: int = 10, extra
     Raises:
         DataError: if ``frame`` holds labels the model never saw.
     """
+    # sklearn, scipy, PIL ... load on first use, not when report is imported
+    from transferkit.data.targets import encode_targets
+
+    # torch load on first use, not when report is imported
+    from transferkit.evaluation.scoring import score
 
     texts = frame["text"].astype(str).tolist()
     if predictor.problem != "regression":

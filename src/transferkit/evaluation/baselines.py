@@ -17,7 +17,7 @@ import pandas as pd
 
 def classification_result(y: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> dict:
     """Macro-F1 / accuracy of class-name predictions on validation and test, in the baselines' shape."""
-    # scikit-learn / seqeval load here, not at import: `import transferkit.evaluation` stays light
+    # sklearn, scipy, psutil ... load on first use, not when baselines is imported
     from sklearn.metrics import accuracy_score, f1_score
 
     def f1(split: str) -> float:
@@ -33,8 +33,10 @@ def classification_result(y: dict[str, np.ndarray], pred: dict[str, np.ndarray])
 
 def logistic_regression(x: dict, y: dict[str, np.ndarray]) -> dict:
     """Logistic regression on ``x`` (train / validation / test), C chosen on validation macro-F1."""
-    # scikit-learn / seqeval load here, not at import: `import transferkit.evaluation` stays light
+    # sklearn, scipy, psutil ... load on first use, not when baselines is imported
     from sklearn.linear_model import LogisticRegression
+
+    # sklearn, scipy, psutil ... load on first use, not when baselines is imported
     from sklearn.metrics import f1_score
 
     best = None

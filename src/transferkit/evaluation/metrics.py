@@ -31,7 +31,7 @@ _PRIMARY = {
 
 def _skm() -> ModuleType:
     """Returns :mod:`sklearn.metrics`, imported on first use (it takes ~2 s, too slow for ``--help``)."""
-    # scikit-learn / seqeval load here, not at import: `import transferkit.evaluation` stays light
+    # sklearn, scipy, pandas ... load on first use, not when metrics is imported
     from sklearn import metrics
 
     return metrics

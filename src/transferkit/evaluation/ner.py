@@ -35,9 +35,13 @@ def entity_metrics(
         ``token_report`` ({tag: {precision, recall, f1, support}}), ``num_sentences``, ``num_tokens``,
         ``num_entities``.
     """
-    # scikit-learn / seqeval load here, not at import: `import transferkit.evaluation` stays light
+    # seqeval load on first use, not when ner is imported
     import seqeval.scheme
+
+    # sklearn, scipy, pandas ... load on first use, not when ner is imported
     from seqeval.metrics import accuracy_score, classification_report
+
+    # sklearn, scipy, pandas ... load on first use, not when ner is imported
     from sklearn.metrics import precision_recall_fscore_support
 
     if len(true_tags) != len(pred_tags) or any(

@@ -15,8 +15,6 @@ import logging
 import re
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from transferkit.errors import RegistryError
 from transferkit.serving.settings import ServeSettings
 
@@ -264,6 +262,8 @@ class ImageClassificationAdapter(TaskAdapter):
             InputError: naming ``where`` for any image that is too large, not of an allowed format, or
                 that fails to decode for whatever reason (never another exception).
         """
+        # PIL load on first use, not when adapters is imported
+        from PIL import Image, UnidentifiedImageError
 
         if len(raw) > settings.max_image_bytes:
             raise InputError(
@@ -295,6 +295,8 @@ class ImageClassificationAdapter(TaskAdapter):
         return CLASSIFICATION
 
     def warmup_inputs(self) -> list:
+        # PIL load on first use, not when adapters is imported
+        from PIL import Image
 
         return [Image.new("RGB", (64, 64), (127, 127, 127))]
 

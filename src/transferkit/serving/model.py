@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 import transferkit
-from transferkit import __version__, hardware
+from transferkit import __version__
 from transferkit.errors import RunError
 from transferkit.serving.adapters import TaskAdapter, adapter_for
 from transferkit.serving.batching import MicroBatcher
@@ -81,6 +81,8 @@ def set_precision(predictor: Any, precision: str) -> None:
     run's own). ONNX predictors (exported folders) have no ``precision`` and run as exported."""
     if precision == "run" or not hasattr(predictor, "precision") or getattr(predictor, "session", None):
         return
+    # torch, numpy load on first use, not when model is imported
+    from transferkit import hardware
 
     predictor.precision = hardware.resolve_precision(precision)
     log.info("serving precision: %s (%s)", predictor.precision.name, predictor.precision.reason)

@@ -16,11 +16,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-from transformers.utils import logging as hf_logging
-
-from transferkit import hardware
-from transferkit.serving.app import create_app
 from transferkit.serving.observability import MULTIPROC_ENV
 from transferkit.serving.settings import ServeSettings, load_admin_keys, load_api_keys
 
@@ -39,9 +34,13 @@ def set_threads(settings: ServeSettings) -> int:
     (``--threads`` overrides) and the fast tokenizer runs without its own pool (it tokenizes a batch on the
     batching thread, between forward passes).
     """
+    # torch loads when serving starts, not when the CLI parses `serve --help`
+    import torch
+
+    from transferkit.hardware import usable_cores  # it imports torch too
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    cores = hardware.usable_cores()
+    cores = usable_cores()
     threads = settings.threads or max(1, cores // settings.workers)
     torch.set_num_threads(threads)
     log.info("serve: %d torch threads per worker (%d cores, %d workers)", threads, cores, settings.workers)
@@ -50,6 +49,11 @@ def set_threads(settings: ServeSettings) -> int:
 
 def app_from_env():
     """uvicorn factory for worker processes: the run folder and settings come from the environment."""
+    # transformers and the app load in the worker that serves, not when the CLI parses its arguments
+    from transformers.utils import logging as hf_logging
+
+    # fastapi, yaml, starlette load on first use, not when server is imported
+    from transferkit.serving.app import create_app
 
     hf_logging.set_verbosity_error()  # as the CLI does in the main process: no progress bars per worker
     hf_logging.disable_progress_bar()

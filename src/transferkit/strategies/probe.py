@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import f1_score, mean_squared_error
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
@@ -54,6 +52,11 @@ def fit_probe(x_train, y_train, x_val, y_val, problem: str, num_classes: int, se
     Returns:
         The best :class:`Probe` on validation (macro-F1, or negative RMSE for regression).
     """
+    # sklearn, scipy, pandas ... load on first use, not when probe is imported
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    # sklearn, scipy, pandas ... load on first use, not when probe is imported
+    from sklearn.metrics import f1_score, mean_squared_error
 
     x_train, x_val = np.asarray(x_train, dtype=np.float32), np.asarray(x_val, dtype=np.float32)
     best: Probe | None = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from peft import AdaLoraConfig
 from pydantic import Field, model_validator
 from torch import nn
 
@@ -187,6 +186,8 @@ def adalora_total_steps(settings: AdaLoraSettings, training: TrainingConfig) -> 
 
 
 def apply_adalora(model: nn.Module, settings: AdaLoraSettings, training: TrainingConfig) -> StrategyPlan:
+    # peft, scipy, psutil load on first use, not when adalora is imported
+    from peft import AdaLoraConfig
 
     targets = resolve_targets(model.backbone, settings, "adalora")
     total, source = adalora_total_steps(settings, training)

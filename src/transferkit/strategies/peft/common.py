@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from peft import get_peft_model
-from peft.tuners.tuners_utils import BaseTunerLayer
 from pydantic import Field
 from safetensors.torch import save_file
 from torch import nn
@@ -92,6 +90,8 @@ class AdaptedBackbone:
             in_place: Unload the adapter from ``model`` itself (no copy: the end of a run, where a copy would
                 double the peak memory). Otherwise ``model`` is left as it is and a copy is returned.
         """
+        # peft, scipy, psutil load on first use, not when common is imported
+        from peft.tuners.tuners_utils import BaseTunerLayer
 
         self._check(model)
         if in_place:
@@ -133,6 +133,8 @@ def _adapt(
 ):
     """Injects the adapter into ``model.backbone`` (``fused``: with the lean layers of :mod:`~transferkit.strategies.peft.fused_layers`);
     returns the PEFT wrapper and the optimizer groups."""
+    # peft, scipy, psutil load on first use, not when common is imported
+    from peft import get_peft_model
 
     model.requires_grad_(False)
     try:  # injects into model.backbone in place and freezes all of it but the adapter

@@ -35,8 +35,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from peft.tuners.adalora.layer import SVDLinear
-from peft.tuners.lora.layer import Linear
 from torch import nn
 
 _LEVELS = 2**16  # p is rounded to a multiple of 1 / 65536
@@ -110,6 +108,8 @@ def _add_product(result: torch.Tensor, h: torch.Tensor, b: torch.Tensor, alpha: 
 @functools.cache
 def fused_class() -> type:
     """:class:`FusedLoraLinear`, made on first use (peft loads lazily)."""
+    # peft, scipy, psutil load on first use, not when fused_layers is imported
+    from peft.tuners.lora.layer import Linear
 
     class FusedLoraLinear(Linear):
         """PEFT's ``lora.Linear`` with the lean forward pass described in :mod:`transferkit.strategies.peft.fused_layers`."""
@@ -143,6 +143,8 @@ def fused_class() -> type:
 @functools.cache
 def fused_svd_class() -> type:
     """:class:`FusedSVDLinear`: AdaLoRA's ``SVDLinear`` with the same lean forward pass."""
+    # peft, scipy, psutil load on first use, not when fused_layers is imported
+    from peft.tuners.adalora.layer import SVDLinear
 
     class FusedSVDLinear(SVDLinear):
         """AdaLoRA's ``SVDLinear``: ``dropout(x) @ (A * E).T`` through :func:`dropout_linear`, ``B``'s product
@@ -170,6 +172,11 @@ def fuse_lora_layers(module: nn.Module) -> int:
     """Switches every PEFT ``lora.Linear`` and AdaLoRA ``SVDLinear`` inside ``module`` (exactly those classes,
     not their quantised or convolutional relatives) to :class:`FusedLoraLinear` / :class:`FusedSVDLinear`, in
     place; returns how many it switched."""
+    # peft, scipy, psutil load on first use, not when fused_layers is imported
+    from peft.tuners.adalora.layer import SVDLinear
+
+    # peft, scipy, psutil load on first use, not when fused_layers is imported
+    from peft.tuners.lora.layer import Linear
 
     swaps = {Linear: fused_class(), SVDLinear: fused_svd_class()}
     count = 0

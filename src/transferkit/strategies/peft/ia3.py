@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from peft import IA3Config
 from pydantic import Field
 from torch import nn
 
@@ -25,6 +24,8 @@ class IA3Settings(_AdapterSettings):
 
 
 def apply_ia3(model: nn.Module, settings: IA3Settings, training: TrainingConfig) -> StrategyPlan:
+    # peft, scipy, psutil load on first use, not when ia3 is imported
+    from peft import IA3Config
 
     targets = resolve_targets(model.backbone, settings, "ia3")
     config = IA3Config(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from peft import LoraConfig
 from pydantic import Field
 from torch import nn
 
@@ -30,6 +29,8 @@ class LoraSettings(_AdapterSettings):
 
 
 def apply_lora(model: nn.Module, settings: LoraSettings, training: TrainingConfig) -> StrategyPlan:
+    # peft, scipy, psutil load on first use, not when lora is imported
+    from peft import LoraConfig
 
     targets = resolve_targets(model.backbone, settings, "lora")
     config = LoraConfig(

@@ -13,9 +13,7 @@ import time
 from collections.abc import Iterator
 
 import torch
-from rouge_score import rouge_scorer
 from torch import nn
-from transformers import LogitsProcessor, LogitsProcessorList, TextIteratorStreamer
 
 from transferkit import hardware
 from transferkit.errors import ConfigError
@@ -46,6 +44,8 @@ class GenerationClock:
         self.prefill_seconds = self.decode_seconds = 0.0
 
     def processor(self, started: float):
+        # transformers, PIL, yaml ... load on first use, not when generate is imported
+        from transformers import LogitsProcessor
 
         clock = self
 
@@ -113,6 +113,8 @@ def generate_ids(
     Returns:
         ``(completions, number of new tokens)``.
     """
+    # transformers, PIL, yaml ... load on first use, not when generate is imported
+    from transformers import LogitsProcessorList
 
     lm.eval()
     device = next(lm.parameters()).device
@@ -167,6 +169,8 @@ def stream_text(
     ``generate`` runs in a thread of its own; autocast is per thread, so that thread enters
     ``hardware.autocast(precision)`` itself (None or fp32: full precision).
     """
+    # transformers, PIL, yaml ... load on first use, not when generate is imported
+    from transformers import TextIteratorStreamer
 
     lm.eval()
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -201,6 +205,8 @@ def stream_text(
 
 def rouge_l(predictions: list[str], references: list[str]) -> float:
     """Mean ROUGE-L F1 (``rouge-score``)."""
+    # sklearn, scipy, pandas ... load on first use, not when generate is imported
+    from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"])
     if not predictions:

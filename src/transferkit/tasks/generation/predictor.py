@@ -11,14 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM
-
 from transferkit import hardware
 from transferkit.artifacts import read_run
 from transferkit.config import GenerationTaskConfig
-from transferkit.data.readers import read_table
 from transferkit.errors import DataError
-from transferkit.inference import forward_in_order
 from transferkit.predictors import BasePredictor, add_columns, refuse_existing, write_table
 from transferkit.tasks.generation.data import (
     Example,
@@ -29,7 +25,6 @@ from transferkit.tasks.generation.data import (
     render,
 )
 from transferkit.tasks.generation.generate import generate_ids, generation_scores, perplexity, stream_text
-from transferkit.tasks.generation.model import CausalLMTransfer, lm_forward, load_tokenizer
 
 
 class GenerationPredictor(BasePredictor):
@@ -43,6 +38,11 @@ class GenerationPredictor(BasePredictor):
     task = "generation"
 
     def __init__(self, run_dir: str | Path, batch_size: int = 16):
+        # transformers, PIL, huggingface_hub ... load on first use, not when predictor is imported
+        from transformers import AutoModelForCausalLM
+
+        # transformers, PIL, accelerate ... load on first use, not when predictor is imported
+        from transferkit.tasks.generation.model import load_tokenizer
 
         self.run_dir, manifest, self.metrics = read_run(run_dir)
         self.labels: list[str] = []
@@ -133,6 +133,11 @@ class GenerationPredictor(BasePredictor):
             label_column: The completion field (default: the run's ``generation.completion_column``).
             **columns: Other ``generation`` column settings, e.g. ``messages_column``.
         """
+        # transformers, sklearn, scipy ... load on first use, not when predictor is imported
+        from transferkit.inference import forward_in_order
+
+        # transformers, PIL, accelerate ... load on first use, not when predictor is imported
+        from transferkit.tasks.generation.model import CausalLMTransfer, lm_forward
 
         update = {k: v for k, v in columns.items() if v is not None}
         update |= {
@@ -168,6 +173,8 @@ class GenerationPredictor(BasePredictor):
         """Reads prompts from ``input_column`` (default: the run's prompt column) of a CSV/TSV/JSONL/Parquet file;
         writes the rows plus a ``generated`` column to a new file (never overwriting one; an input column
         already named ``generated`` is an error)."""
+        # sklearn, scipy, pandas ... load on first use, not when predictor is imported
+        from transferkit.data.readers import read_table
 
         refuse_existing(output)
         column = input_column or self.settings.prompt_column

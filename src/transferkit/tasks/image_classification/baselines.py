@@ -8,7 +8,6 @@ import io
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from transferkit.evaluation.baselines import logistic_regression
 
@@ -16,6 +15,9 @@ SIDE = 32
 
 
 def _pixels(ref: str) -> np.ndarray:
+
+    # PIL load on first use, not when baselines is imported
+    from PIL import Image
 
     source = io.BytesIO(base64.b64decode(ref.split(",", 1)[1])) if ref.startswith("data:") else ref
     with Image.open(source) as im:

@@ -22,7 +22,6 @@ from transferkit.predictors import (
     write_table,
 )
 from transferkit.tasks.image_classification.data import ImageCollator, ImageDataset, Preprocessor
-from transferkit.tasks.image_classification.model import TransferkitForImageClassification
 
 
 def as_image_list(inputs) -> list:
@@ -50,6 +49,8 @@ class ImagePredictor(BasePredictor):
     """
 
     def __init__(self, run_dir: str | Path, batch_size: int = 64):
+        # accelerate, safetensors load on first use, not when predictor is imported
+        from transferkit.tasks.image_classification.model import TransferkitForImageClassification
 
         self.run_dir, manifest, self.metrics = read_run(run_dir)
         self.labels: list[str] = manifest.labels

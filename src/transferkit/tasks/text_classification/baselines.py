@@ -4,12 +4,13 @@ logistic regression, trained from scratch on the cell's labelled texts."""
 from __future__ import annotations
 
 import pandas as pd
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from transferkit.evaluation.baselines import logistic_regression
 
 
 def tfidf_logistic(frames: dict[str, pd.DataFrame]) -> dict:
+    # sklearn, scipy, psutil ... load on first use, not when baselines is imported
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
     x = {
