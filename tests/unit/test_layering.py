@@ -278,3 +278,33 @@ def test_lazy_import_checker() -> None:
         "def m():\n    # keeps it light\n    import json\n    from os import path\n"
     )
     assert _lazy_imports_without_reason(src) == [3]
+
+
+# What importing a module pulls in: the packages a command pays for before it does anything. Each row was
+# measured when the function-level imports were last sorted out; a module that starts importing one of its
+# "not" packages at the top fails here (move the import into the function that needs it, with its reason).
+IMPORT_WEIGHT = {
+    "transferkit": ("torch", "transformers", "pandas", "numpy"),
+    "transferkit.cli.main": ("torch", "transformers", "pandas", "sklearn"),
+    "transferkit.strategies": ("peft", "sklearn", "scipy"),
+    "transferkit.predictors": ("torch", "transformers", "peft"),
+    "transferkit.serving.server": ("torch", "transformers", "fastapi"),
+    "transferkit.evaluation": ("sklearn", "matplotlib", "seqeval"),
+    "transferkit.artifacts": ("torch",),
+}
+
+
+@pytest.mark.parametrize("module", IMPORT_WEIGHT)
+def test_importing_a_module_does_not_load_what_it_does_not_need(module: str) -> None:
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert not loaded & set(IMPORT_WEIGHT[module]), (
+        f"import {module} loads {sorted(loaded & set(IMPORT_WEIGHT[module]))}"
+    )
