@@ -77,6 +77,14 @@ class TrainingConfig(Section):
         "across steps (the same values as PyTorch's dense gradient, without allocating and zero-filling a "
         "vocabulary x width tensor every step; ~20% of a MiniLM full step). false: PyTorch's dense gradient.",
     )
+    batch_norm: Literal["auto", "frozen", "train", "recalibrate"] = Field(
+        "auto",
+        description="BatchNorm layers while training (image trunks; text trunks have none). 'frozen': inference "
+        "mode, running statistics kept (affine weights still train); 'train': PyTorch's own; 'recalibrate': "
+        "trained, and the running statistics recomputed over the training set before each evaluation; 'auto': "
+        "frozen for a pretrained trunk, recalibrate for backbone.pretrained=false (EfficientNet full at 8 "
+        "images per class: validation macro-F1 0.185 training them, 0.854 frozen).",
+    )
     gradient_accumulation_steps: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
     seed: int = Field(42, description="Seed for weights, dropout and data order: same seed, same result.")
     group_by_length: bool = Field(

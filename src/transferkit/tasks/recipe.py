@@ -161,7 +161,8 @@ def train(
     result = train_loop(
         module, forward, plan, train_set, validation_set, collator, evaluate, cfg.training, problem, metric,
         log_dir=run_dir / "logs", checkpoint_dir=run_dir / "checkpoints", resume=run.resume,
-        tensorboard=cfg.output.tensorboard, accelerator=run.accelerator, **weights,
+        tensorboard=cfg.output.tensorboard, accelerator=run.accelerator, pretrained=cfg.backbone.pretrained,
+        **weights,
     )  # fmt: skip
     return result, run.accelerator.unwrap_model(module)
 

@@ -29,15 +29,14 @@ from torch.utils.data import DataLoader, Dataset
 from transferkit import hardware
 from transferkit.config import TrainingConfig
 from transferkit.data.text import Collator, LengthGroupedBatchSampler
-from transferkit.errors import RunError
 from transferkit.evaluation.scoring import PREDICTIONS
 from transferkit.inference import forward_in_order, ordered_loader, single_process_budget
 from transferkit.strategies.base import StrategyPlan
-from transferkit.training import embedding_grads, fast_dropout
+from transferkit.training import batch_norm, embedding_grads, fast_dropout
 from transferkit.training.best import BestKeeper
 from transferkit.training.checkpoint import set_rng_state
 from transferkit.training.logger import RunLogger
-from transferkit.training.losses import compute_loss
+from transferkit.training.losses import check_finite, compute_loss
 from transferkit.training.progress import TrainProgress
 from transferkit.training.resume import newest_checkpoint, resume_from, write_checkpoint
 from transferkit.training.schedule import Schedule, batch_size_for, plan_schedule
@@ -94,6 +93,7 @@ def train_loop(
     resume: bool = False,
     tensorboard: bool = True,
     accelerator: Accelerator | None = None,
+    pretrained: bool = True,
 ) -> TrainResult:
     """Trains ``module`` as the strategy's plan says and restores the best evaluation.
 
@@ -113,6 +113,7 @@ def train_loop(
         checkpoint_dir: Folder for checkpoints; None writes none.
         resume: Continue from the newest complete checkpoint in ``checkpoint_dir``.
         accelerator: An existing Accelerator (one is made otherwise).
+        pretrained: Whether the trunk starts from pretrained weights (``training.batch_norm: auto``).
 
     Returns:
         A :class:`TrainResult`; ``module`` holds the best weights on return.
@@ -120,6 +121,7 @@ def train_loop(
     accelerator = accelerator or make_accelerator(cfg)
     set_seed(cfg.seed)
     run = _Run(module, forward, plan, train_set, val_set, collator, evaluate, cfg, problem, metric, class_weights, accelerator)  # fmt: skip
+    run.batch_norm = batch_norm.resolve(cfg.batch_norm, pretrained) if batch_norm.layers(module) else None
     run.prepare(sample_weights)
     fast_dropout.install(run.raw, cfg.fast_dropout)
     try:
@@ -146,6 +148,8 @@ class _Run:
     metric: str
     class_weights: torch.Tensor | None
     accelerator: Accelerator
+    batch_norm: str | None = None  # resolved training.batch_norm; None: the model has no BatchNorm layer
+    recalibration_loader: DataLoader | None = None  # the training set in order, under batch_norm=recalibrate
 
     def prepare(self, sample_weights: list[float] | None) -> None:
         """Loaders, the schedule and the stages; ``module`` wrapped for distributed training."""
@@ -177,13 +181,16 @@ class _Run:
         self.focal = cfg.focal_gamma if cfg.loss == "focal" and self.problem == "single_label" else None
         self.raw = acc.unwrap_model(self.module)
         self.val_loader = _validation_loader(self.val_set, self.collator, cfg, acc)
+        if self.batch_norm == "recalibrate":  # the training set in order, in training-size batches (sharded)
+            ordered = ordered_loader(train_set, self.collator, batch_size_for(cfg, len(train_set)))
+            self.recalibration_loader = acc.prepare_data_loader(ordered)
 
     def start(
         self, checkpoint: Path | None, checkpoint_dir: Path | None, log_dir: Path | None, tensorboard: bool
     ) -> None:
         """The first stage's optimizer, or every state of ``checkpoint`` when resuming from one; the logs."""
         self.checkpoint_dir, self.resumed = checkpoint_dir, checkpoint is not None
-        self.result = TrainResult(schedule=self.schedule.to_dict())
+        self.result = TrainResult(schedule=self.schedule.to_dict(), batch_norm=self.batch_norm)
         self.restored_rng = None
         best_weights = None
         if checkpoint is not None:
@@ -254,6 +261,7 @@ class _Run:
         self.module.train()
         for m in self.plan.frozen_modules:
             m.eval()
+        batch_norm.hold(self.module, self.batch_norm)
 
     def epoch_batches(self) -> Iterator[dict[str, torch.Tensor]]:
         """The current epoch's micro-batches, less those a resumed run already trained on."""
@@ -284,16 +292,7 @@ class _Run:
             with acc.autocast():  # bf16 / fp16 matmuls under mixed precision; the loss in fp32
                 logits = self.forward(module, batch)
             loss = compute_loss(logits, labels, self.problem, self.class_weights, self.focal)
-            if not torch.isfinite(
-                loss
-            ):  # a NaN / inf loss would poison every weight; stop, say what to change
-                hint = (
-                    f" under {acc.mixed_precision} mixed precision: set training.precision=fp32 (or lower"
-                    " training.learning_rate)"
-                    if acc.mixed_precision != "no"
-                    else ": lower training.learning_rate (or check the targets for NaN / inf values)"
-                )
-                raise RunError(f"the training loss became {loss.item()} at step {self.state.step}{hint}")
+            check_finite(loss, self.state.step, acc.mixed_precision)
             acc.backward(loss)
             if acc.sync_gradients and cfg.max_grad_norm:
                 acc.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], cfg.max_grad_norm)
@@ -329,6 +328,8 @@ class _Run:
         if self.val_loader is None:
             return False
         state, module = self.state, self.module
+        if self.batch_norm == "recalibrate":
+            batch_norm.recalibrate(module, self.recalibration_loader, self.forward, self.accelerator)
         module.eval()
         logits = forward_in_order(
             lambda b: self.forward(module, b),

@@ -8,12 +8,26 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from transferkit.errors import RunError
+
 
 def balanced_class_weights(label_ids: Sequence[int], num_classes: int) -> torch.Tensor:
     """Inverse-frequency weights ``n / (k * count)`` (scikit-learn's "balanced"); unseen classes get 1."""
     counts = np.bincount(np.asarray(label_ids, dtype=int), minlength=num_classes).astype(float)
     weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 1.0)
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def check_finite(loss: torch.Tensor, step: int, mixed_precision: str) -> None:
+    """Stops the run with what to change when the loss is NaN / inf (it would poison every weight)."""
+    if torch.isfinite(loss):
+        return
+    hint = (
+        f" under {mixed_precision} mixed precision: set training.precision=fp32 (or lower training.learning_rate)"
+        if mixed_precision != "no"
+        else ": lower training.learning_rate (or check the targets for NaN / inf values)"
+    )
+    raise RunError(f"the training loss became {loss.item()} at step {step}{hint}")
 
 
 def compute_loss(

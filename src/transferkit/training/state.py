@@ -19,6 +19,7 @@ class TrainResult:
     train_samples: int = 0
     train_tokens: int = 0
     schedule: dict = field(default_factory=dict)
+    batch_norm: str | None = None  # what BatchNorm layers did (training.batch_norm resolved); None: none
 
     @property
     def samples_per_second(self) -> float:
@@ -33,6 +34,7 @@ class TrainResult:
             "train_seconds": round(self.train_seconds, 3),
             "train_samples_per_second": round(self.samples_per_second, 2),
             "train_tokens": self.train_tokens,
+            **({"batch_norm": self.batch_norm} if self.batch_norm else {}),
             **extra,
             "wall_seconds": round(wall_seconds, 3),
             "schedule": self.schedule,
