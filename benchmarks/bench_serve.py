@@ -415,7 +415,9 @@ def main() -> None:
     p.add_argument(
         "--threads", type=int, help="transferkit serve --threads (default: serve's own, cores // workers)"
     )
-    p.add_argument("--max-wait-ms", type=float, default=0.0, help="serve --max-wait-ms (default serve's own, 0)")
+    p.add_argument(
+        "--max-wait-ms", type=float, default=0.0, help="serve --max-wait-ms (default serve's own, 0)"
+    )
     p.add_argument("--only", choices=["transferkit", "flask"], help="measure one server only")
     p.add_argument(
         "--precisions", default="fp32,bf16", help="serve --precision values to measure, comma-separated"

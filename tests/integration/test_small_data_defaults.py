@@ -102,7 +102,7 @@ def test_few_shot_starts_from_the_probe_and_keeps_it_or_better(text_runs) -> Non
 
 
 @pytest.mark.parametrize("per_class", [16, 128])
-@pytest.mark.parametrize("strategy", [None, "head"])
+@pytest.mark.parametrize("strategy", [None, "head", "lp-ft", "lora"])
 def test_digits_images(tmp_path: Path, per_class: int, strategy: str | None) -> None:
     run = transferkit.fit(
         dataset="digits", task="image-classification", backbone="efficientnet-lite0", strategy=strategy,
@@ -111,8 +111,11 @@ def test_digits_images(tmp_path: Path, per_class: int, strategy: str | None) -> 
     )  # fmt: skip
     m = run.metrics
     check_not_below_baseline(m, "f1_macro")
+    if strategy != "head":  # the head trains on cached features: no BatchNorm layer in what trains
+        assert m["training"]["batch_norm"] == "frozen"  # a pretrained trunk keeps its BatchNorm statistics
     if strategy is None:
         assert m["auto"]["facts"]["per_class"] >= 0.9 * per_class  # stratified: about per_class in each class
+        assert m["auto"]["choice"] == m["strategy"] == "full"  # images from 16 per class up
 
 
 def test_conll_500_sentences(tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ def facts(**kw) -> Facts:
         ({"per_class": FEW_SHOT - 1, "num_train": 30}, "lp-ft"),  # few-shot: still lp-ft (vader_tweets/8)
         ({"per_class": FEW_SHOT - 1, "num_train": 30, "head_kind": "mlp"}, "head"),
         ({"head_kind": "mlp"}, "full"),
+        ({"task": "image-classification", "input_length": 96}, "full"),  # mnist5k/32 and /128
+        ({"task": "image-classification", "per_class": FEW_SHOT - 1, "num_train": 80}, "lp-ft"),  # mnist5k/8
         ({"trunk_parameters": LARGE_TRUNK + 1}, "lora"),
         ({"task": "generation", "per_class": None}, "lora"),
         ({"problem": "regression", "per_class": None}, "lp-ft"),
