@@ -254,6 +254,8 @@ class _Run:
         result.steps = state.step
         self.progress.close()
         self.logger.close()
+        if self.batch_norm == "recalibrate" and self.val_loader is None:  # no evaluation recalibrated them
+            batch_norm.recalibrate(self.module, self.recalibration_loader, self.forward, self.accelerator)
         self.best.restore()
         return result
 

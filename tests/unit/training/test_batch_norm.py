@@ -72,3 +72,41 @@ def test_unknown_mode_is_refused_by_the_config() -> None:
 
     with pytest.raises(ValueError, match="batch_norm"):
         TrainingConfig(batch_norm="sometimes")
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, n: int = 24):
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(n, 3, 6, 6, generator=g) * 3 + 2, torch.arange(n) % 2
+        self.lengths = [1] * n
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"pixel_values": self.x[i], "labels": self.y[i]}
+
+
+def _stack(items: list[dict]) -> dict:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+@pytest.mark.parametrize("mode", ["recalibrate", "train"])
+def test_the_loop_recalibrates_at_the_end_when_there_is_no_validation_set(mode: str) -> None:
+    from transferkit.config import TrainingConfig
+    from transferkit.strategies.base import StrategyPlan
+    from transferkit.training.loop import train_loop
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))  # fmt: skip
+    plan = StrategyPlan(param_groups=[{"params": list(net.parameters()), "lr": 1e-2, "weight_decay": 0.0}])
+    cfg = TrainingConfig(max_steps=3, batch_size=8, batch_norm=mode, progress=False)
+    data = _Images()
+    result = train_loop(
+        net, lambda m, b: m(b["pixel_values"]), plan, data, None, _stack, lambda logits: {}, cfg,
+        "single_label", "f1_macro", tensorboard=False, pretrained=False,
+    )  # fmt: skip
+    assert result.batch_norm == mode and result.steps == 3
+    exact = net[0](data.x).detach().mean(dim=(0, 2, 3))  # the first conv's outputs over the training set
+    close = torch.allclose(net[1].running_mean, exact, atol=1e-4)
+    assert close == (mode == "recalibrate")  # momentum 0.1 over 3 steps is still far from the data's mean
