@@ -46,7 +46,10 @@ def verdict(grid: Grid, gain_rows: list[dict], reach: dict) -> str:
         return "No cell has finished yet: nothing to compare."
     sentences = []
     for row in gain_rows:
-        s = f"At {row['label']} {row['strategy']} is the best transfer strategy ({_fmt(row['mean'], row['std'])})"
+        s = (
+            f"At {row['label']} {row['strategy']} is the best transfer strategy on {row['chosen_by']} "
+            f"(test {_fmt(row['mean'], row['std'])})"
+        )
         for kind in ("scratch", "classical"):
             g = row["vs"].get(kind)
             if g is None:

@@ -58,6 +58,8 @@ def test_summary_numbers(good) -> None:
     assert rows[8]["vs"]["classical"]["baseline"] == "tfidf+lr"
     assert summary["warnings"] == [] and "NEGATIVE" not in summary["verdict"].upper()
     assert "lp-ft reaches scratch's best with 8 per class" in summary["verdict"]
+    # the best strategy is chosen on validation, and the verdict says so beside its test score
+    assert "lp-ft is the best transfer strategy on validation (test 0.8" in summary["verdict"]
     curve = {p["budget"]: p for p in summary["curves"]["lp-ft"]}
     assert curve["all"]["size"] == pytest.approx(500.0) and curve[8]["size"] == pytest.approx(8.0)
     assert summary["best_cell"].startswith("lp-ft-ball")
