@@ -26,8 +26,6 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-MODES = ("auto", "frozen", "train", "recalibrate")
-
 
 def resolve(mode: str, pretrained: bool) -> str:
     """``auto`` -> ``frozen`` for a pretrained trunk, ``recalibrate`` from scratch; other modes as given."""
