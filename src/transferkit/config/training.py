@@ -3,7 +3,7 @@ batches, optimizer, evaluation and early stopping, checkpoints, precision and th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -98,6 +98,14 @@ class TrainingConfig(Section):
         ge=0,
         description="Stop after this many evaluations without improvement. None: 5 with the data-derived "
         "schedule, never when epochs or max_steps are given; 0: never.",
+    )
+    min_delta: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
+        "auto",
+        description="A probe-initialised run (head, lp-ft, gradual) leaves its start (the pretrained baseline) "
+        "only for an evaluation better by more than this, and the guard keeps the baseline unless the "
+        "fine-tuned model beats it by more than this. 'auto': two validation examples' worth (2 / validation "
+        "examples) for metrics where higher is better (accuracy, F1, exact match), 0 for losses and "
+        "perplexity; 0: any improvement.",
     )
     metric_for_best: str | None = Field(
         None,

@@ -238,8 +238,8 @@ def greater_is_better(metric: str) -> bool:
     return not any(token in name for token in _LOWER_IS_BETTER)
 
 
-def is_better(metric: str, new: float, best: float | None) -> bool:
-    """Whether ``new`` strictly improves on ``best`` for ``metric``.
+def is_better(metric: str, new: float, best: float | None, min_delta: float = 0.0) -> bool:
+    """Whether ``new`` improves on ``best`` for ``metric`` by more than ``min_delta``.
 
     Names containing loss, mae, rmse, mse, hamming or perplexity are lower-is-better; all others are
     higher-is-better. A NaN ``new`` never counts as better.
@@ -248,6 +248,7 @@ def is_better(metric: str, new: float, best: float | None) -> bool:
         metric: Metric name, e.g. ``"f1_macro"`` or ``"validation.loss"``.
         new: The candidate value.
         best: The best value so far, or None (or NaN) if there is none yet.
+        min_delta: The smallest change that counts (``training.min_delta``); 0: any strict improvement.
 
     Returns:
         True if ``new`` is better (always True when there is no ``best`` and ``new`` is not NaN).
@@ -256,7 +257,7 @@ def is_better(metric: str, new: float, best: float | None) -> bool:
         return False
     if best is None or math.isnan(best):
         return True
-    return new > best if greater_is_better(metric) else new < best
+    return new > best + min_delta if greater_is_better(metric) else new < best - min_delta
 
 
 def _is_scalar(value: Any) -> bool:

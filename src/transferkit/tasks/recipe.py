@@ -207,10 +207,12 @@ def guard(
     plan: StrategyPlan,
     merged: bool,
     rescore: Callable[[Any], dict] | None = None,
+    min_delta: float = 0.0,
 ) -> tuple[torch.nn.Module, StrategyPlan, bool]:
     """Keeps the better of the fine-tuned model and the pretrained baseline (see
-    :func:`~transferkit.evaluation.guard.keep_better`); returns the run's (model, plan, merged)."""
-    fallback = keep_better(metrics, metric, run.cfg.evaluation.keep_better, baseline, rescore)
+    :func:`~transferkit.evaluation.guard.keep_better`; ``min_delta``: the loop's, ``TrainResult.min_delta``);
+    returns the run's (model, plan, merged)."""
+    fallback = keep_better(metrics, metric, run.cfg.evaluation.keep_better, baseline, rescore, min_delta)
     if fallback is None:
         return model, plan, merged
     shutil.rmtree(run.run_dir / "adapter", ignore_errors=True)  # the discarded model's adapter

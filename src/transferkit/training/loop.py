@@ -33,7 +33,7 @@ from transferkit.evaluation.scoring import PREDICTIONS
 from transferkit.inference import forward_in_order, ordered_loader, single_process_budget
 from transferkit.strategies.base import StrategyPlan
 from transferkit.training import batch_norm, embedding_grads, fast_dropout
-from transferkit.training.best import BestKeeper
+from transferkit.training.best import BestKeeper, min_delta_for
 from transferkit.training.checkpoint import set_rng_state
 from transferkit.training.logger import RunLogger
 from transferkit.training.losses import check_finite, compute_loss
@@ -190,9 +190,11 @@ class _Run:
     ) -> None:
         """The first stage's optimizer, or every state of ``checkpoint`` when resuming from one; the logs."""
         self.checkpoint_dir, self.resumed = checkpoint_dir, checkpoint is not None
-        self.result = TrainResult(schedule=self.schedule.to_dict(), batch_norm=self.batch_norm)
-        self.restored_rng = None
-        best_weights = None
+        delta = min_delta_for(self.cfg.min_delta, self.metric, len(self.val_set) if self.val_set else 0)
+        self.result = TrainResult(
+            schedule=self.schedule.to_dict(), batch_norm=self.batch_norm, min_delta=delta
+        )
+        self.restored_rng, best_weights = None, None
         if checkpoint is not None:
             resumed = resume_from(
                 checkpoint, self.raw, self.stages, self.plan, self.result, self.schedule.patience
@@ -203,7 +205,7 @@ class _Run:
             self.state = LoopState()
             self.optimizer, self.scheduler = self.stages.enter(0)
         patience, staged = self.schedule.patience, len(self.stages) > 1
-        self.best = BestKeeper(self.raw, self.metric, patience, every_weight=staged, weights=best_weights)
+        self.best = BestKeeper(self.raw, self.metric, patience, staged, best_weights, min_delta=delta)
         acc = self.accelerator
         self.logger = RunLogger(log_dir, tensorboard, acc.is_main_process)
         self.progress = TrainProgress(

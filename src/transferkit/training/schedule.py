@@ -13,8 +13,9 @@ it). When neither ``training.epochs`` nor ``training.max_steps`` is set, the run
   early well; large sets: at least 5 chances to keep the best), and no more than make the validation passes
   cost about what training costs (a training example costs ~3 forward passes): 16 training examples with
   256 validation rows are evaluated 5 times, not 20;
-* **early stopping**: after 5 evaluations without improvement (``training.early_stopping_patience``); the
-  best evaluation's weights are restored at the end either way.
+* **early stopping**: after 5 evaluations without improvement (``training.early_stopping_patience``; a
+  probe-initialised start is displaced only by more than ``training.min_delta``, see
+  :mod:`~transferkit.training.best`); the best evaluation's weights are restored at the end either way.
 
 ``training.epochs`` or ``training.max_steps`` set by the user switch the rule off: the run then trains
 exactly that long, evaluates ``training.evaluations_per_epoch`` times per epoch and stops early only with an

@@ -20,6 +20,7 @@ class TrainResult:
     train_tokens: int = 0
     schedule: dict = field(default_factory=dict)
     batch_norm: str | None = None  # what BatchNorm layers did (training.batch_norm resolved); None: none
+    min_delta: float = 0.0  # training.min_delta resolved: the smallest validation improvement that counted
 
     @property
     def samples_per_second(self) -> float:
@@ -35,6 +36,7 @@ class TrainResult:
             "train_samples_per_second": round(self.samples_per_second, 2),
             "train_tokens": self.train_tokens,
             **({"batch_norm": self.batch_norm} if self.batch_norm else {}),
+            "min_delta": round(self.min_delta, 6),
             **extra,
             "wall_seconds": round(wall_seconds, 3),
             "schedule": self.schedule,
