@@ -23,6 +23,12 @@ class TrainResult:
     min_delta: float = 0.0  # training.min_delta resolved: the smallest validation improvement that counted
 
     @property
+    def guard_min_delta(self) -> float:
+        """The threshold of the pretrained-baseline guard: ``min_delta``, but none for a run whose best
+        evaluation is its step-0 start (a probe start is the baseline itself, up to numerics)."""
+        return 0.0 if self.best_step == 0 else self.min_delta
+
+    @property
     def samples_per_second(self) -> float:
         return self.train_samples / self.train_seconds if self.train_seconds else 0.0
 

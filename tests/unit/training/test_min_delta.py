@@ -116,3 +116,10 @@ def test_a_run_that_cannot_clear_min_delta_keeps_its_probe_start(toy_frames, tmp
     assert moved["validation"]["f1_macro"] > stuck["validation"]["f1_macro"]
     auto = _head_run(toy_frames, tmp_path, "auto", "auto").metrics
     assert auto["training"]["min_delta"] == pytest.approx(2 / 12, abs=1e-6)  # 12 validation rows (10% of 120)
+
+
+def test_the_guard_threshold_spares_a_run_that_kept_its_start() -> None:
+    # best at step 0: the probe start, the baseline itself up to numerics; no threshold against itself
+    assert TrainResult(best_step=0, min_delta=0.1).guard_min_delta == 0.0
+    assert TrainResult(best_step=12, min_delta=0.1).guard_min_delta == 0.1
+    assert TrainResult(best_step=None, min_delta=0.1).guard_min_delta == 0.1  # closed form: no loop ran

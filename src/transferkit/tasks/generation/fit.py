@@ -106,7 +106,7 @@ def fit_generation(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resum
     # the baseline is the backbone itself: kept (scored in full, generation included) if fine-tuning made it worse
     model, plan, merged = recipe.guard(
         run, metrics, metric, lambda: build_causal_lm(spec, cfg.training.seed).to(run.accelerator.device),
-        model, plan, merged, final_scores, result.min_delta,
+        model, plan, merged, final_scores, result.guard_min_delta,
     )  # fmt: skip
     seconds = result.train_seconds
     recipe.record(

@@ -103,7 +103,7 @@ def fit(cfg: RunConfig, frames: dict[str, pd.DataFrame] | None, resume: bool = F
     metrics = {**scores, **metrics}
     model, plan, merged = recipe.guard(
         run, metrics, metric, lambda: baseline_model(lambda c: build_image_model(spec, c, labels), cfg, probe),
-        model, plan, merged, min_delta=result.min_delta,
+        model, plan, merged, min_delta=result.guard_min_delta,
     )  # fmt: skip
     recipe.record(
         run, metrics, backbone=spec.name, metric=metric, result=result, trainable=trainable, total=total,

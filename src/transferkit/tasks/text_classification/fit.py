@@ -91,7 +91,7 @@ def fit_text_classification(
     metrics = {**scores, **metrics}
     model, plan, merged = recipe.guard(
         run, metrics, metric, lambda: baseline_model(lambda c: build_model(spec, c, labels), cfg, probe),
-        model, plan, merged, min_delta=result.min_delta,
+        model, plan, merged, min_delta=result.guard_min_delta,
     )  # fmt: skip
     recipe.record(
         run, metrics, backbone=spec.name, metric=metric, result=result, trainable=trainable, total=total,
