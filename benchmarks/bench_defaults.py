@@ -289,6 +289,7 @@ def run_grid(args) -> None:
 
 def verdicts(res: dict) -> list[str]:
     below_val, below_test, near, total, cheap, above, text_cells = [], [], 0, 0, 0, 0, 0
+    fewer_steps = 0  # deterministic, unlike wall time on a shared VM: the same config repeats its steps
     for key, cell in res["cells"].items():
         runs = {s: r for s, r in cell.items() if "baseline_validation_guard" in r}
         for s, r in runs.items():
@@ -304,6 +305,7 @@ def verdicts(res: dict) -> list[str]:
         near += runs["auto"]["test_metric"] >= best - 0.01
         if "full" in runs:
             cheap += runs["auto"]["wall_seconds"] <= runs["full"]["wall_seconds"] * 1.05
+            fewer_steps += runs["auto"]["steps"] <= runs["full"]["steps"]
         if "tfidf+lr" in cell:
             text_cells += 1
             above += runs["auto"]["test_metric"] > cell["tfidf+lr"]["test_metric"]
@@ -316,6 +318,10 @@ def verdicts(res: dict) -> list[str]:
         out.append(f"{'PASS' if near >= 0.8 * total else 'FAIL'} auto within 1 point of the cell's best test metric: {near}/{total} cells")  # fmt: skip
         out.append(
             f"{'PASS' if cheap == total else 'FAIL'} auto's wall time <= full's (+5%): {cheap}/{total} cells"
+        )
+        out.append(
+            f"{'PASS' if fewer_steps == total else 'FAIL'} auto's optimizer steps <= full's (a proxy for time "
+            f"that does not move between identical runs): {fewer_steps}/{total} cells"
         )
     if text_cells:
         out.append(
