@@ -58,6 +58,7 @@ class LoopState:
     batches_in_epoch: int = 0  # micro-batches of the current epoch already consumed
     stage: int = 0
     bad_evals: int = 0  # evaluations since the best one (early stopping)
+    best_seen: float | None = None  # best validation value so far, kept or not (a gain within min_delta)
     stopped: bool = False  # patience ran out: a run resumed from this checkpoint trains no further
     running: float = 0.0  # sum of training losses since the last evaluation, weighted by batch size
     running_n: int = 0

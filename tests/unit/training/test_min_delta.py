@@ -46,9 +46,11 @@ def test_keeper_ignores_improvements_within_min_delta() -> None:
         model.weight.add_(1.0)
     state.step = 10
     assert keeper.offer(0.805, state, result) is False  # +0.005: noise, the start stays the best
-    assert result.best_metric == 0.80 and result.best_step == 0 and state.bad_evals == 1
+    assert result.best_metric == 0.80 and result.best_step == 0 and state.bad_evals == 0
     state.step = 20
-    assert keeper.offer(0.809, state, result) is True  # still within 0.01 of the best: patience runs out
+    assert keeper.offer(0.805, state, result) is False and state.bad_evals == 1  # no gain at all
+    state.step = 30
+    assert keeper.offer(0.801, state, result) is True  # patience runs out
     keeper.restore()
     assert torch.equal(model.weight, start["weight"])  # the start's weights come back
     keeper = BestKeeper(model, "f1_macro", patience=2, every_weight=False, min_delta=0.01)
@@ -123,3 +125,22 @@ def test_the_guard_threshold_spares_a_run_that_kept_its_start() -> None:
     assert TrainResult(best_step=0, min_delta=0.1).guard_min_delta == 0.0
     assert TrainResult(best_step=12, min_delta=0.1).guard_min_delta == 0.1
     assert TrainResult(best_step=None, min_delta=0.1).guard_min_delta == 0.1  # closed form: no loop ran
+
+
+def test_gains_within_min_delta_are_not_kept_but_keep_training_going() -> None:
+    """Small steps up from the start reset patience (as with no threshold), so a run that climbs slowly
+    reaches the gain it would have reached; only the kept checkpoint needs the threshold."""
+    keeper = BestKeeper(torch.nn.Linear(2, 2), "f1_macro", patience=2, every_weight=False, min_delta=0.01)
+    state, result = LoopState(), TrainResult()
+    keeper.offer(0.80, state, result)
+    for step, value in [(10, 0.803), (20, 0.802), (30, 0.806), (40, 0.805)]:
+        state.step = step
+        assert keeper.offer(value, state, result) is False, step
+    assert result.best_step == 0 and state.best_seen == 0.806 and state.bad_evals == 1
+    state.step = 50
+    assert keeper.offer(0.83, state, result) is False and result.best_step == 50
+    state.step, saved = 60, dict(vars(state))
+    restored = LoopState.from_checkpoint(saved, patience=2)  # resume keeps the count and the best seen
+    assert restored.best_seen == 0.83 and restored.bad_evals == 0
+    old = {k: v for k, v in saved.items() if k != "best_seen"}  # a checkpoint from before the field
+    assert LoopState.from_checkpoint(old, patience=2).best_seen is None
